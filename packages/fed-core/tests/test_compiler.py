@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 import fed_core as fc
-from fed_core import _building_blocks as bb
-from fed_core import _intrinsics as intrinsics
-from fed_core._compiler import (
+from fed_core.compiler import (
     MapReduceForm,
     get_map_reduce_form,
     inline_blocks,
@@ -22,6 +20,8 @@ from fed_core._compiler import (
     run_map_reduce_form,
     simplify_selections,
 )
+from fed_core.intrinsics import definitions as intrinsics
+from fed_core.ir import building_blocks as bb
 from fed_core.testing._python_frontend import python_computation
 from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType
 

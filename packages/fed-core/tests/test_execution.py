@@ -69,8 +69,8 @@ def test_unknown_executor_name_lists_the_registered_ones():
 
 
 def test_local_executor_refuses_unknown_options():
-    with pytest.raises(TypeError, match="does not take the options \\['devices'\\]"):
-        create_context("local", devices=["/CPU:0"])
+    with pytest.raises(TypeError, match="does not take the options \\['gpus'\\]"):
+        create_context("local", gpus=["/CPU:0"])
 
 
 def test_results_are_deterministic_whatever_the_concurrency():
@@ -141,7 +141,7 @@ def test_a_whole_federated_map_goes_to_the_backend_in_one_call():
 def test_aggregations_reduce_stacked_client_values_without_splitting_them():
     stacked = framework.ClientValues(stacked=np.arange(12, dtype=np.float32).reshape(4, 3))
     assert len(stacked) == 4 and stacked.is_stacked
-    from fed_core._intrinsic_impls import federated_mean
+    from fed_core.intrinsics.local import federated_mean
 
     fn_type = fc.federated_computation(
         lambda x: fc.federated_mean(x), FederatedType(TensorType(np.float32, [3]), CLIENTS)

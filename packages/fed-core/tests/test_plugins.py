@@ -131,19 +131,22 @@ def test_registry_lists_names_and_entries_sorted() -> None:
 
 
 def test_get_of_an_unknown_name_raises_a_key_error_listing_registered_names() -> None:
-    registry = Registry("frontends")
+    registry = Registry("backends")
     registry.add("tensorflow", create_thing)
     registry.add("jax", create_thing)
     with pytest.raises(KeyError) as raised:
         registry.get("torch")
     assert isinstance(raised.value, UnknownEntryError)
-    assert str(raised.value) == "no frontends named 'torch'; registered: 'jax', 'tensorflow'"
-    with pytest.raises(UnknownEntryError, match="no frontends named 'x'; registered: none$"):
-        Registry("frontends").get("x")
+    assert str(raised.value) == "no backends named 'torch'; registered: 'jax', 'tensorflow'"
+    with pytest.raises(UnknownEntryError, match="no backends named 'x'; registered: none$"):
+        Registry("backends").get("x")
 
 
 def test_an_unknown_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="among frontends, executors, aggregators, datasets"):
+    with pytest.raises(
+        ValueError,
+        match="among backends, executors, aggregators, datasets, intrinsics, data_backends",
+    ):
         Registry("models")
     with pytest.raises(ValueError, match="got 'executor'"):
         isolated().registry("executor")

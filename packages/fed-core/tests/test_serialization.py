@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import fed_core as fc
-from fed_core import _building_blocks as bb
-from fed_core._serialization import deserialize_computation, serialize_computation
+from fed_core.ir import building_blocks as bb
+from fed_core.serialization import deserialize_computation, serialize_computation
 from fed_core.testing._python_frontend import python_computation
 from fed_types import (
     CLIENTS,
@@ -529,8 +529,10 @@ def test_a_computation_runs_in_another_process(tmp_path):
     program = textwrap.dedent(
         f"""
         import pathlib
-        from fed_core._serialization import deserialize_computation
+        from fed_core.serialization import deserialize_computation
+        from fed_core.testing import register_python_frontend
 
+        register_python_frontend()  # the test frontend's leaves load only where it is registered
         comp = deserialize_computation(pathlib.Path({str(path)!r}).read_bytes())
         print(comp.name, comp.type_signature, comp(1.0, [1.0, 2.0, 6.0]))
         """

@@ -1,13 +1,19 @@
-"""fed-tensorflow registers its frontend through fed's entry-point group."""
+"""fed-tensorflow registers its frontend's backend through fed's entry-point group."""
 
 from fed_core import plugins
 from fed_tensorflow._backend import TensorFlowBackend, backend
 
 
-def test_the_tensorflow_frontend_is_registered_by_fed_tensorflow():
-    [entry] = [
-        e for e in plugins.list_entries() if e.kind == "frontends" and e.name == "tensorflow"
-    ]
+def test_the_tensorflow_backend_is_registered_by_fed_tensorflow():
+    [entry] = [e for e in plugins.list_entries() if e.kind == "backends" and e.name == "tensorflow"]
     assert entry.distribution == "fed-tensorflow"
     assert isinstance(entry.factory(), TensorFlowBackend)
     assert entry.factory() is backend()
+
+
+def test_a_context_given_devices_gets_a_backend_of_its_own():
+    own = plugins.get_registry("backends").build("tensorflow", devices=["/CPU:0"])
+    assert isinstance(own, TensorFlowBackend)
+    assert own is not backend()
+    assert own.devices == ["/CPU:0"]
+    assert plugins.get_registry("backends").build("tensorflow", devices=["/CPU:0"]) is own

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_core._serialization import serialize_computation
+from fed_core.serialization import serialize_computation
 from fed_types import CLIENTS, FederatedType, SequenceType, TensorType
 
 BATCH = collections.OrderedDict(
@@ -43,7 +43,7 @@ RUN = textwrap.dedent(
     """
     import sys
     import numpy as np
-    from fed_core._serialization import deserialize_computation
+    from fed_core.serialization import deserialize_computation
     from fed_tensorflow._backend import TensorFlowBackend
 
     weighted_sum, evens_on_clients = (deserialize_computation(bytes.fromhex(x)) for x in sys.stdin)

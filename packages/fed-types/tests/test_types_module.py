@@ -73,3 +73,54 @@ def test_public_names():
         for name in module.__all__:
             assert hasattr(module, name), name
     assert fed_types.types is types
+
+
+def _is_float(t):
+    return t.dtype.kind == "f"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("float32", True),
+        ("float64[2,?]", True),
+        ("int32", False),
+        ("<>", True),
+        ("<<>,<<>>>", True),
+        ("<a=float32,b=<float16[3],c=<>>>", True),
+        ("<a=float32,b=<float16[3],int32>>", False),
+        ("{float32}@CLIENTS", False),
+        ("<float32@SERVER>", False),
+        ("float32*", False),
+        ("<float32*>", False),
+        ("(float32 -> float32)", False),
+        ("T", False),
+        ("placement", False),
+    ],
+)
+def test_is_structure_of(text, expected):
+    assert fed_types.is_structure_of(parse_type(text), _is_float) is expected
+
+
+def test_is_structure_of_gives_the_predicate_each_tensor_type():
+    seen = []
+    assert fed_types.is_structure_of(
+        parse_type("<a=int32,b=<float32[2],str>>"), lambda t: seen.append(t) is None
+    )
+    assert [str(t) for t in seen] == ["int32", "float32[2]", "str"]
+    assert fed_types.is_structure_of(parse_type("<>"), lambda t: False)
+
+
+def test_is_structure_of_is_public():
+    assert fed_types.is_structure_of is types.is_structure_of
+    assert "is_structure_of" in fed_types.__all__ and "is_structure_of" in types.__all__
+
+
+@pytest.mark.parametrize(
+    "text", ["<a=float32,b={<int32>}@CLIENTS>", "<{float32}@CLIENTS,float64@SERVER>"]
+)
+def test_structure_predicates_look_inside_nested_federated_types(text):
+    t = parse_type(text)
+    assert types.is_structure_of_floats(t) is ("int32" not in text)
+    assert not types.is_structure_of_integers(t)
+    assert not types.is_structure_of_tensors(t)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+import fed_types
 from fed_core.templates import AggregationProcess
-from fed_types import StructType, TensorType, Type, to_type
+from fed_types import Type, to_type
 
 
 class AggregationFactory(abc.ABC):  # noqa: B024 (a common base; each kind declares its own create)
@@ -33,11 +34,7 @@ class WeightedAggregationFactory(AggregationFactory):
 def is_structure_of(t: Type, kinds: str) -> bool:
     """True if `t` is a tensor or a (nested) struct of tensors whose dtype kinds are all in `kinds`
     (numpy kind letters: 'f' floats, 'i' signed, 'u' unsigned integers)."""
-    if isinstance(t, TensorType):
-        return t.dtype.kind in kinds
-    if isinstance(t, StructType):
-        return all(is_structure_of(e, kinds) for e in t)
-    return False
+    return fed_types.is_structure_of(t, lambda tensor: tensor.dtype.kind in kinds)
 
 
 def check_value_type(value_type: Any, factory: str, kinds: str, description: str) -> Type:

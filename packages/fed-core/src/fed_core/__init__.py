@@ -2,9 +2,10 @@
 
 from fed_core import execution, framework, templates
 from fed_core.__about__ import __version__
-from fed_core._computation import Computation, PolymorphicComputation
 from fed_core._errors import FederatedTypeError
-from fed_core._intrinsics import (
+from fed_core.plugins import hookimpl
+from fed_core.tracing.computation import Computation, PolymorphicComputation
+from fed_core.tracing.operators import (
     federated_aggregate,
     federated_apply,
     federated_broadcast,
@@ -24,8 +25,7 @@ from fed_core._intrinsics import (
     sequence_reduce,
     sequence_sum,
 )
-from fed_core._tracing import federated_computation
-from fed_core.plugins import hookimpl
+from fed_core.tracing.tracer import federated_computation
 
 __all__ = [
     "Computation",

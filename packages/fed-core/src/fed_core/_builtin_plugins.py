@@ -1,5 +1,5 @@
-"""fed-core's own plugin: the local executor and the intrinsics it runs, registered through the same
-entry-point group as third-party plugins."""
+"""fed-core's own plugin: the local executor and fed's intrinsics, registered through the same entry-point
+group and hooks as third-party plugins."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from fed_core.plugins import Registry, hookimpl
 
 @hookimpl
 def fed_register_executors(register: Registry) -> None:
-    from fed_core._local_context import create_local_context
+    from fed_core.execution.local import create_local_executor
 
-    register.add("local", create_local_context)
+    register.add("local", create_local_executor)
 
 
 @hookimpl
 def fed_register_intrinsics(register: Registry) -> None:
-    from fed_core._intrinsic_impls import IMPLEMENTATIONS
+    from fed_core.intrinsics.definitions import BUILTINS
 
-    for uri, implementation in IMPLEMENTATIONS.items():
-        register.add(uri, implementation)
+    for uri, definition in BUILTINS.items():
+        register.add(uri, lambda definition=definition: definition)

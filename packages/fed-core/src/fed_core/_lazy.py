@@ -1,4 +1,5 @@
-"""Lazy public names for packages whose modules import heavy dependencies."""
+"""The one lazy-import helper: names imported on first use, so that loading plugins or importing a
+namespace does not import heavy dependencies (such as TensorFlow) before they are needed."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
+def import_attribute(target: str) -> Any:
+    """The object `"module:attribute"` names (importing the module), or the module itself for
+    `"module:"`."""
+    module_name, separator, attribute = target.partition(":")
+    if not module_name or not separator:
+        raise ValueError(f"Expected a target of the form 'module:attribute', got {target!r}.")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
+
+
 def lazy_exports(
     package: str, homes: Mapping[str, str]
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """`__getattr__` and `__dir__` for a package whose public names are imported on first use.
 
-    `homes` maps each public name to the submodule (relative to `package`) that defines it; a name equal to
-    its submodule's name is the submodule itself. Plugins of such a package load without importing, say,
-    TensorFlow, which fed's first registry lookup would otherwise do.
+    `homes` maps each public name to where it lives, relative to `package`: a submodule (`"_backend"`: the
+    attribute of that name in it, or the submodule itself if it has the name), `"_backend:configure"` (an
+    attribute of another name), or `"_tensorflow:"` (the submodule itself, under another name).
     """
     namespace = importlib.import_module(package)
 
@@ -22,8 +33,10 @@ def lazy_exports(
         home = homes.get(name)
         if home is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module = importlib.import_module(f"{package}.{home}")
-        value = module if home == name else getattr(module, name)
+        module, separator, attribute = home.partition(":")
+        if not separator:
+            attribute = "" if module == name else name
+        value = import_attribute(f"{package}.{module}:{attribute}")
         setattr(namespace, name, value)
         return value
 

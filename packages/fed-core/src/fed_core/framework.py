@@ -1,9 +1,50 @@
-"""Extension points for people building frontends, backends and executors (not needed to write
-federated algorithms): the IR's building blocks, the backend interface, runtime client values, tracing
-helpers, and serialization."""
+"""Extension points for people building frontends, backends, executors and intrinsics (not needed to write
+federated algorithms): the IR's building blocks, intrinsic definitions, the executor and backend
+interfaces, runtime client values, tracing helpers, compiler passes and serialization."""
 
-from fed_core._backend import Backend, LoadedComputation, run_per_member
-from fed_core._building_blocks import (
+from fed_core._errors import register_internal_package
+from fed_core._lazy import lazy_exports
+from fed_core.compiler import (
+    MapReduceAggregation,
+    MapReduceForm,
+    get_map_reduce_form,
+    inline_blocks,
+    inline_lambdas,
+    merge_chained_maps,
+    normalize,
+    run_map_reduce_form,
+    simplify_selections,
+)
+from fed_core.execution import (
+    NO_ARGUMENT,
+    Backend,
+    ClientValues,
+    CreateDataDescriptor,
+    DataBackend,
+    DataDescriptor,
+    ExecutionContext,
+    ExecutionState,
+    Executor,
+    FunctionValue,
+    LeafCache,
+    LoadedComputation,
+    LocalExecutor,
+    SyncExecutionContext,
+    conform,
+    context_scope,
+    get_context,
+    leaves,
+    map_argument_blocks,
+    map_structure,
+    run_per_member,
+    set_default_context,
+    to_python,
+)
+from fed_core.intrinsics.definitions import IntrinsicDefinition, IntrinsicKind
+from fed_core.intrinsics.definitions import definitions as intrinsic_definitions
+from fed_core.intrinsics.definitions import lookup as lookup_intrinsic
+from fed_core.ir.build import check_assignable, fresh_name
+from fed_core.ir.building_blocks import (
     Block,
     Call,
     CompiledComputation,
@@ -20,24 +61,15 @@ from fed_core._building_blocks import (
     transform_postorder,
     walk,
 )
-from fed_core._compiler import (
-    MapReduceAggregation,
-    MapReduceForm,
-    get_map_reduce_form,
-    inline_blocks,
-    inline_lambdas,
-    merge_chained_maps,
-    normalize,
-    run_map_reduce_form,
-    simplify_selections,
+from fed_core.serialization import deserialize_computation, serialize_computation
+from fed_core.tracing.computation import Computation, PolymorphicComputation, pack_arguments
+from fed_core.tracing.tracer import (
+    TracingContext,
+    Value,
+    intrinsic_operator,
+    make_decorator,
+    to_building_block,
 )
-from fed_core._computation import NO_ARGUMENT, Computation, PolymorphicComputation, pack_arguments
-from fed_core._errors import register_internal_package
-from fed_core._executor import ExecutionState, FunctionValue, LocalExecutor
-from fed_core._lazy import lazy_exports
-from fed_core._serialization import deserialize_computation, serialize_computation
-from fed_core._tracing import TracingContext, Value, make_decorator, to_building_block
-from fed_core._values import ClientValues, leaves, map_structure
 
 __all__ = [
     "NO_ARGUMENT",
@@ -48,11 +80,19 @@ __all__ = [
     "CompiledComputation",
     "Computation",
     "ComputationBuildingBlock",
+    "CreateDataDescriptor",
     "Data",
+    "DataBackend",
+    "DataDescriptor",
+    "ExecutionContext",
     "ExecutionState",
+    "Executor",
     "FunctionValue",
     "Intrinsic",
+    "IntrinsicDefinition",
+    "IntrinsicKind",
     "Lambda",
+    "LeafCache",
     "Literal",
     "LoadedComputation",
     "LocalExecutor",
@@ -63,16 +103,26 @@ __all__ = [
     "Reference",
     "Selection",
     "Struct",
+    "SyncExecutionContext",
     "TracingContext",
     "Value",
+    "check_assignable",
+    "conform",
+    "context_scope",
     "deserialize_computation",
     "free_references",
+    "fresh_name",
+    "get_context",
     "get_map_reduce_form",
     "inline_blocks",
     "inline_lambdas",
+    "intrinsic_definitions",
+    "intrinsic_operator",
     "lazy_exports",
     "leaves",
+    "lookup_intrinsic",
     "make_decorator",
+    "map_argument_blocks",
     "map_structure",
     "merge_chained_maps",
     "normalize",
@@ -81,8 +131,10 @@ __all__ = [
     "run_map_reduce_form",
     "run_per_member",
     "serialize_computation",
+    "set_default_context",
     "simplify_selections",
     "to_building_block",
+    "to_python",
     "transform_postorder",
     "walk",
 ]

@@ -21,24 +21,31 @@ hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 
 @hookspec
-def fed_register_frontends(register: Registry) -> None:
-    """Register frontends: ways of writing computations in another framework.
+def fed_register_backends(register: Registry) -> None:
+    """Register backends: what runs the compiled leaves of a frontend (TensorFlow, JAX, ...).
 
-    Called once per plugin when fed's plugins are first loaded. A frontend traces Python
-    functions written with its framework (TensorFlow, JAX, ...) into compiled leaves of fed's IR
-    and tells backends how to run those leaves. Call ``register.add(name, factory)`` for each
-    frontend, where ``factory()`` builds it; fed looks frontends up by name.
+    Called once per plugin when fed's plugins are first loaded. Call ``register.add(frontend,
+    factory)`` where ``frontend`` is the name the frontend writes into its compiled leaves and
+    ``factory(**options)`` returns a ``fed_core.execution.Backend``; it is called without options, or
+    with ``devices=[...]`` when an execution context is given devices. Only leaves whose frontend has
+    a registered backend are read from computation files.
     """
 
 
 @hookspec
+def fed_register_frontends(register: Registry) -> None:
+    """Deprecated name of :func:`fed_register_backends` (it registers into the same registry)."""
+
+
+@hookspec
 def fed_register_executors(register: Registry) -> None:
-    """Register executors: the backends that run computations (local, GPU, distributed).
+    """Register executors: what evaluates computations (local, distributed).
 
     Called once per plugin when fed's plugins are first loaded. Call
-    ``register.add(name, factory)`` for each executor, where ``factory`` builds an executor from
-    the keyword options a user gives when choosing that backend by name for an execution
-    context. The factory is not called at registration: keep heavy imports inside it.
+    ``register.add(name, factory)`` for each executor, where ``factory(**options)`` returns a
+    ``fed_core.execution.Executor`` from the keyword options a user gives to
+    ``fed_core.execution.create_context(name, **options)`` (all but ``default_num_clients``, which
+    goes to the context). The factory is not called at registration: keep heavy imports inside it.
     """
 
 
@@ -68,7 +75,19 @@ def fed_register_intrinsics(register: Registry) -> None:
     """Register intrinsics that a backend adds to fed's federated language.
 
     Called once per plugin when fed's plugins are first loaded. Call
-    ``register.add(name, factory)`` for each intrinsic, where ``factory`` returns the intrinsic's
-    definition (its type signature and how the backend runs it). Prefix the name with your
-    plugin's so that it cannot clash with fed's own intrinsics (``federated_sum``, ...).
+    ``register.add(uri, factory)`` for each intrinsic, where ``factory()`` returns its
+    ``fed_core.framework.IntrinsicDefinition`` (URI, type signature, kind and local implementation).
+    Prefix the URI with your plugin's name so that it cannot clash with fed's own intrinsics
+    (``federated_sum``, ...). Users call it through ``fed_core.framework.intrinsic_operator(uri)``.
+    """
+
+
+@hookspec
+def fed_register_data_backends(register: Registry) -> None:
+    """Register data backends: what materializes ``Data`` blocks of a URI scheme.
+
+    Called once per plugin when fed's plugins are first loaded. Call ``register.add(scheme,
+    factory)`` where ``factory()`` returns a ``fed_core.execution.DataBackend`` for URIs of the form
+    ``scheme://...``; executors use it for the ``Data`` blocks of computations and data descriptors
+    when their context was not given a data backend of its own.
     """

@@ -1,4 +1,5 @@
-"""fed's plugin system: registries of frontends, executors, aggregators, data sets and intrinsics.
+"""fed's plugin system: registries of backends, executors, aggregators, data sets, intrinsics and data
+backends.
 
 Plugins implement the hooks of :mod:`fed_core.hookspecs` with ``@hookimpl`` and are found through
 the entry-point group ``fed_core.plugins``, the first time anything looks up an entry (not at
@@ -20,13 +21,15 @@ import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 
 import pluggy
 
 from fed_core import hookspecs
+from fed_core._lazy import import_attribute
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -36,9 +39,12 @@ __all__ = [
     "deferred",
     "IN_PROCESS",
     "KINDS",
+    "LEGACY_KINDS",
     "DuplicateEntryError",
     "Entry",
     "InvalidEntryError",
+    "KindSpec",
+    "PluginInterfaceError",
     "LoadError",
     "PluginSystem",
     "Registry",
@@ -68,7 +74,9 @@ BUILTIN_DISTRIBUTIONS: Final = frozenset(
     }
 )
 """fed's own distributions: their plugins load even with autoload off, as a framework's built-ins do."""
-KINDS: Final = ("frontends", "executors", "aggregators", "datasets", "intrinsics")
+KINDS: Final = ("backends", "executors", "aggregators", "datasets", "intrinsics", "data_backends")
+LEGACY_KINDS: Final = {"frontends": "backends"}
+"""Kind names of the first release, still accepted for one release (with a DeprecationWarning)."""
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _FALSE_VALUES = frozenset({"", "0", "false", "no", "off"})
@@ -90,6 +98,113 @@ class UnknownEntryError(KeyError):
     def __str__(self) -> str:
         # KeyError's own str() shows the repr of its argument, quotes and escapes included.
         return str(self.args[0])
+
+
+class PluginInterfaceError(TypeError):
+    """A registered factory built something that does not implement its kind's interface."""
+
+
+@runtime_checkable
+class _Backend(Protocol):
+    def load(self, computation: Any) -> Any: ...
+
+
+@runtime_checkable
+class _Executor(Protocol):
+    def execute(self, computation: Any, argument: Any, cardinality: int) -> Any: ...
+
+
+@runtime_checkable
+class _LegacyExecutionContext(Protocol):
+    def invoke(self, computation: Any, argument: Any) -> Any: ...
+
+
+@runtime_checkable
+class _AggregationFactory(Protocol):
+    def create(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class _ClientData(Protocol):
+    @property
+    def client_ids(self) -> Any: ...
+
+
+@runtime_checkable
+class _IntrinsicDefinition(Protocol):
+    uri: str
+    type_signature: Any
+    kind: Any
+    implementation: Any
+
+
+@runtime_checkable
+class _DataBackend(Protocol):
+    def materialize(self, data: Any, type_spec: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What the entries of one kind are: the hook that registers them, what their factories build (the
+    interface, by name, and a structural check of it), and the first release's hook name if it changed."""
+
+    kind: str
+    hook: str
+    builds: str
+    check: Callable[[Any], bool]
+    legacy_hook: str | None = None
+
+
+KIND_SPECS: Final = {
+    spec.kind: spec
+    for spec in (
+        KindSpec(
+            "backends",
+            "fed_register_backends",
+            "a fed_core.execution.Backend (with load(computation)) for the frontend of that name",
+            lambda built: isinstance(built, _Backend),
+            legacy_hook="fed_register_frontends",
+        ),
+        KindSpec(
+            "executors",
+            "fed_register_executors",
+            "a fed_core.execution.Executor (with execute(computation, argument, cardinality))",
+            lambda built: isinstance(built, (_Executor, _LegacyExecutionContext)),
+        ),
+        KindSpec(
+            "aggregators",
+            "fed_register_aggregators",
+            "an aggregation factory (with create(value_type, ...)), such as fed_aggregators' factories",
+            lambda built: isinstance(built, _AggregationFactory),
+        ),
+        KindSpec(
+            "datasets",
+            "fed_register_datasets",
+            "client data (with client_ids), such as a fed_datasets.ClientData, or a tuple of them",
+            lambda built: (
+                isinstance(built, _ClientData)
+                or (
+                    isinstance(built, tuple)
+                    and bool(built)
+                    and all(isinstance(b, _ClientData) for b in built)
+                )
+            ),
+        ),
+        KindSpec(
+            "intrinsics",
+            "fed_register_intrinsics",
+            "a fed_core.framework.IntrinsicDefinition (uri, type_signature, kind, implementation)",
+            lambda built: isinstance(built, _IntrinsicDefinition),
+        ),
+        KindSpec(
+            "data_backends",
+            "fed_register_data_backends",
+            "a fed_core.execution.DataBackend (with materialize(data, type_spec)) for the URI scheme of that name",
+            lambda built: isinstance(built, _DataBackend),
+        ),
+    )
+}
+"""Each kind's hook and interface; a factory's result is checked when fed builds it (`Registry.build`)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +264,7 @@ class Registry:
 
     def __init__(self, kind: str, *, hint: Callable[[], str] | None = None) -> None:
         """Make an empty registry; ``hint()`` adds context to the error of a failed lookup."""
-        _check_kind(kind)
+        kind = _check_kind(kind)
         self.kind: Final = kind
         self._entries: dict[str, Entry] = {}
         self._source = _DIRECT
@@ -200,6 +315,29 @@ class Registry:
             raise UnknownEntryError(f"{message}; {hint}" if hint else message)
         return entry.factory
 
+    def entry(self, name: str) -> Entry:
+        """The entry registered under ``name``; UnknownEntryError (a KeyError) if none."""
+        self.get(name)
+        return self._entries[name]
+
+    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the factory registered under ``name`` and check that what it built implements this kind's
+        interface (see :data:`KIND_SPECS`); PluginInterfaceError, naming the plugin's distribution, if not.
+
+        This is how fed builds entries; ``get`` returns the bare factory.
+        """
+        factory = self.get(name)
+        built = factory(*args, **kwargs)
+        spec = KIND_SPECS[self.kind]
+        if not spec.check(built):
+            entry = self._entries[name]
+            source = _Source(entry.plugin, entry.distribution, entry.version)
+            raise PluginInterfaceError(
+                f"{self.kind} {name!r} from {source}: its factory must build {spec.builds}; "
+                f"got {built!r} of type {type(built).__qualname__}"
+            )
+        return built
+
     def names(self) -> tuple[str, ...]:
         """The registered names, sorted."""
         return tuple(sorted(self._entries))
@@ -239,12 +377,24 @@ class _RegistrationHooks:
         self._manager = manager
 
     def call(self, plugin: object, kind: str, register: Registry) -> None:
-        """Call ``plugin``'s implementation of the hook of ``kind``, if it has one."""
-        caller: pluggy.HookCaller = getattr(self._manager.hook, _hook_name(kind))
+        """Call ``plugin``'s implementation of the hook of ``kind`` (and of its first-release name), if it
+        has one."""
+        spec = KIND_SPECS[kind]
         arguments = {"register": register}
-        for implementation in caller.get_hookimpls():
-            if implementation.plugin is plugin:
-                implementation.function(*(arguments[name] for name in implementation.argnames))
+        for hook in (spec.hook, spec.legacy_hook):
+            if hook is None:
+                continue
+            caller: pluggy.HookCaller = getattr(self._manager.hook, hook)
+            for implementation in caller.get_hookimpls():
+                if implementation.plugin is plugin:
+                    if hook != spec.hook:
+                        warnings.warn(
+                            f"The fed hook {hook} is deprecated: implement {spec.hook} instead (it "
+                            f"registers the same {kind}).",
+                            DeprecationWarning,
+                            stacklevel=2,
+                        )
+                    implementation.function(*(arguments[name] for name in implementation.argnames))
 
 
 class PluginSystem:
@@ -294,7 +444,7 @@ class PluginSystem:
 
     def registry(self, kind: str) -> Registry:
         """The registry of ``kind``, one of :data:`KINDS`."""
-        _check_kind(kind)
+        kind = _check_kind(kind)
         self._ensure_loaded()
         return self._registries[kind]
 
@@ -339,9 +489,14 @@ class PluginSystem:
                 )
 
     def _load_entry_points(self) -> None:
+        # fed's own plugins first, so that no third-party plugin can take the names of fed's built-ins.
         entry_points = sorted(
             importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
-            key=lambda ep: (_normalize(_distribution_of(ep)[0]), ep.name),
+            key=lambda ep: (
+                _normalize(_distribution_of(ep)[0]) not in _BUILTIN_NORMALIZED,
+                _normalize(_distribution_of(ep)[0]),
+                ep.name,
+            ),
         )
         blocked = {_normalize(name) for name in self._disabled}
         for entry_point in entry_points:
@@ -395,7 +550,7 @@ class PluginSystem:
 
     def _check_hooks(self, plugin: object) -> None:
         """Refuse misspelt hooks, hook wrappers, and hooks not marked with ``@hookimpl``."""
-        known = [_hook_name(kind) for kind in KINDS]
+        known = _hook_names()
         for caller in self._manager.get_hookcallers(plugin) or ():
             for implementation in caller.get_hookimpls():
                 if implementation.plugin is not plugin:
@@ -440,13 +595,29 @@ class PluginSystem:
         return "; ".join(notes)
 
 
-def _check_kind(kind: str) -> None:
+def _check_kind(kind: str) -> str:
+    """``kind``, or its new name if it is a first-release name (with a DeprecationWarning)."""
+    if kind in LEGACY_KINDS:
+        new = LEGACY_KINDS[kind]
+        warnings.warn(
+            f"The plugin kind {kind!r} is now called {new!r}.", DeprecationWarning, stacklevel=3
+        )
+        return new
     if kind not in KINDS:
         raise ValueError(f"expected a plugin kind among {', '.join(KINDS)}; got {kind!r}")
+    return kind
 
 
 def _hook_name(kind: str) -> str:
-    return f"fed_register_{kind}"
+    return KIND_SPECS[kind].hook
+
+
+def _hook_names() -> list[str]:
+    names = []
+    for kind in KINDS:
+        spec = KIND_SPECS[kind]
+        names += [spec.hook] + ([spec.legacy_hook] if spec.legacy_hook else [])
+    return names
 
 
 def _normalize(name: str) -> str:
@@ -528,7 +699,7 @@ def deferred(target: str) -> Callable[..., Any]:
         raise ValueError(f"Expected a target of the form 'module:attribute', got {target!r}.")
 
     def build(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module_name), attribute)(*args, **kwargs)
+        return import_attribute(target)(*args, **kwargs)
 
     build.__name__ = build.__qualname__ = attribute
     build.__module__ = module_name

@@ -9,7 +9,6 @@ devices.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from fed_core.framework import (
     Backend,
     ClientValues,
     CompiledComputation,
+    LeafCache,
     LoadedComputation,
     run_per_member,
 )
@@ -47,7 +47,7 @@ class TensorFlowBackend(Backend):
     def __init__(self, devices: Sequence[str] | None = None, map_strategy: MapStrategy = "auto"):
         self._lock = threading.Lock()
         self._round_robin = itertools.count()
-        self._graph_loads: dict[tuple[bytes, str], LoadedTensorFlowComputation] = {}
+        self._graph_loads = LeafCache(lambda leaf: LoadedTensorFlowComputation(leaf, self))
         self.configure(devices=devices, map_strategy=map_strategy)
 
     def configure(
@@ -96,13 +96,8 @@ class TensorFlowBackend(Backend):
         return LoadedTensorFlowComputation(computation, self)
 
     def load_for_graph(self, computation: CompiledComputation) -> LoadedTensorFlowComputation:
-        """`load`, cached by payload: for computations called while another one is traced."""
-        key = (hashlib.sha256(computation.payload).digest(), str(computation.type_signature))
-        with self._lock:
-            loaded = self._graph_loads.get(key)
-            if loaded is None:
-                loaded = self._graph_loads[key] = LoadedTensorFlowComputation(computation, self)
-        return loaded
+        """`load`, cached (by leaf, then by payload): for computations called while another one is traced."""
+        return self._graph_loads.get(computation)  # type: ignore[return-value]
 
 
 def _resolve_devices(requested: list[str] | None) -> list[str]:
@@ -325,9 +320,23 @@ def _stacked_spec(t: TensorType) -> tf.TensorSpec:
 _default_backend = TensorFlowBackend()
 
 
-def backend() -> TensorFlowBackend:
-    """The backend that the "tensorflow" frontend registers (one per process)."""
-    return _default_backend
+_context_backends: dict[tuple[str, ...], TensorFlowBackend] = {}
+_context_backends_lock = threading.Lock()
+
+
+def backend(devices: Sequence[str] | None = None) -> TensorFlowBackend:
+    """The backend that the "tensorflow" frontend registers: the process's default one (see `configure`),
+    or, for an execution context given its own `devices`, one backend per list of devices."""
+    if devices is None:
+        return _default_backend
+    key = tuple(devices)
+    with _context_backends_lock:
+        found = _context_backends.get(key)
+        if found is None:
+            found = _context_backends[key] = TensorFlowBackend(
+                devices=list(devices), map_strategy=_default_backend.map_strategy
+            )
+        return found
 
 
 def configure(devices: Sequence[str] | None = None, map_strategy: MapStrategy = "auto") -> None:

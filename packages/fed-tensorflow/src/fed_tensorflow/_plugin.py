@@ -3,6 +3,7 @@ imported when the backend is first needed, not when plugins load."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from fed_core.plugins import Registry, hookimpl
@@ -11,12 +12,12 @@ if TYPE_CHECKING:
     from fed_tensorflow._backend import TensorFlowBackend
 
 
-def _backend() -> TensorFlowBackend:
+def _backend(devices: Sequence[str] | None = None) -> TensorFlowBackend:
     from fed_tensorflow._backend import backend
 
-    return backend()
+    return backend(devices)
 
 
 @hookimpl
-def fed_register_frontends(register: Registry) -> None:
+def fed_register_backends(register: Registry) -> None:
     register.add("tensorflow", _backend)

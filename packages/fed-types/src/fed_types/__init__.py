@@ -2,11 +2,11 @@
 
 from fed_types import types
 from fed_types.__about__ import __version__
+from fed_types._containers import container_items
 from fed_types._conversion import (
     from_python_container,
     infer_type,
     to_python_container,
-    to_type,
     type_to_py_container,
 )
 from fed_types._notation import TypeNotationError, parse_type
@@ -35,7 +35,9 @@ from fed_types._types import (
     at_clients,
     at_server,
     to_dtype,
+    to_type,
 )
+from fed_types.types import is_structure_of
 
 __all__ = [
     "CLIENTS",
@@ -58,9 +60,11 @@ __all__ = [
     "__version__",
     "at_clients",
     "at_server",
+    "container_items",
     "deserialize_type",
     "from_python_container",
     "infer_type",
+    "is_structure_of",
     "parse_type",
     "placement_from_name",
     "placement_from_uri",

@@ -1,4 +1,5 @@
-"""Conversions between Python objects and fed types: type specs, values, and Python containers.
+"""Conversions between Python values and fed: type inference, and values to and from Python
+containers (`to_type`, for type specs, lives with the types it builds).
 
 Struct types remember the Python container they came from (a `dict`, a namedtuple, a dataclass ...),
 so that values leave fed in the shape they entered it. Dicts keep their insertion order.
@@ -7,179 +8,29 @@ so that values leave fed in the shape they entered it. Dicts keep their insertio
 from __future__ import annotations
 
 import collections
-import dataclasses
-import functools
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
+from fed_types._containers import Elements, is_attrs_class, is_namedtuple_class, struct_elements
 from fed_types._struct import Struct
 from fed_types._types import (
-    UNKNOWN_RANK,
     FederatedType,
     SequenceType,
     StructType,
     TensorType,
     Type,
+    describe,
     is_dtype_like,
-    is_dtype_name,
+    is_name_value_pair,
     to_dtype,
     to_shape,
+    to_type,
 )
 
 _INT32 = np.iinfo(np.int32)
 _INT64 = np.iinfo(np.int64)
-
-Elements = list[tuple[str | None, Any]]
-
-
-@functools.cache
-def _attrs() -> Any:
-    """The `attrs` module, or None when it is not installed (attrs support is optional)."""
-    try:
-        import attrs
-    except ImportError:
-        return None
-    return attrs
-
-
-def _is_attrs_class(cls: type) -> bool:
-    module = _attrs()
-    return module is not None and module.has(cls)
-
-
-def _is_namedtuple_class(cls: type) -> bool:
-    return issubclass(cls, tuple) and hasattr(cls, "_fields")
-
-
-def _describe(obj: Any) -> str:
-    text = repr(obj)
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"{text} of Python type {type(obj).__qualname__}"
-
-
-def _is_name_value_pair(item: Any, *, exclude_dtype_names: bool) -> bool:
-    """True for a plain 2-tuple `(name, x)` whose name is an identifier.
-
-    In type specs a dtype name (`('float32', [2])`) is read as a dtype, not as an element name.
-    """
-    if type(item) is not tuple or len(item) != 2 or not isinstance(item[0], str):
-        return False
-    name = item[0]
-    return name.isidentifier() and not (exclude_dtype_names and is_dtype_name(name))
-
-
-def _is_shape_like(shape: Any) -> bool:
-    if shape is UNKNOWN_RANK:
-        return True
-    if hasattr(shape, "rank") and hasattr(shape, "as_list"):  # tf.TensorShape, by duck typing
-        return True
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        return True
-    return isinstance(shape, (list, tuple)) and all(
-        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in shape
-    )
-
-
-def _fields_of(obj: Any) -> Elements:
-    """The named fields of an attrs or dataclass instance, in declaration order."""
-    if _is_attrs_class(type(obj)):
-        return [(f.name, getattr(obj, f.name)) for f in _attrs().fields(type(obj))]
-    return [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
-
-
-def _decompose(
-    obj: Any, is_pair: Callable[[Any], bool], *, pairs_if: Callable[[Iterable[bool]], bool]
-) -> tuple[Elements, type | None] | None:
-    """Splits a Python container into its `(name or None, element)` pairs and the container type to
-    keep.
-
-    Returns None if `obj` is not a container. A list or tuple of `(name, x)` pairs, as decided by
-    `pairs_if` applied to the result of `is_pair` on every element, is a struct with names and no
-    container: that is how TFF users write named structs.
-    """
-    if isinstance(obj, Struct):
-        return list(obj.items()), None
-    cls = type(obj)
-    if isinstance(obj, tuple) and _is_namedtuple_class(cls):
-        return list(cast(Any, obj)._asdict().items()), cls
-    if isinstance(obj, (list, tuple)):
-        if obj and pairs_if(is_pair(item) for item in obj):
-            return [item if is_pair(item) else (None, item) for item in obj], None
-        return [(None, item) for item in obj], cls
-    if isinstance(obj, Mapping):
-        for key in obj:
-            if not isinstance(key, str):
-                raise TypeError(
-                    f"Expected the keys of a {cls.__qualname__} to be element names (str), "
-                    f"got key {key!r}."
-                )
-        return list(obj.items()), cls
-    if not isinstance(obj, type) and (dataclasses.is_dataclass(obj) or _is_attrs_class(cls)):
-        return _fields_of(obj), cls
-    return None
-
-
-def to_type(spec: Any) -> Type:
-    """Converts a type spec to a fed `Type`.
-
-    Accepted specs:
-    - a `Type`, returned as is;
-    - a dtype: numpy dtype or scalar type, Python `bool`/`int`/`float`/`str` (as `bool`, `int32`,
-      `float32`, `str`), a dtype name (`'float32'`), or a TF dtype: a scalar tensor type;
-    - a `(dtype, shape)` pair, shape a list or tuple of ints and None, an int, or a
-      `tf.TensorShape`;
-    - a tensor spec such as `tf.TensorSpec` (anything with `dtype` and `shape`), and a dataset spec
-      (anything with an `element_spec`, such as `tf.data.DatasetSpec`) as a sequence type;
-    - lists, tuples, dicts, OrderedDicts, namedtuples, and instances of attrs classes and
-      dataclasses whose elements are specs, nested: a struct type that keeps the Python container. A
-      list or tuple holding `(name, spec)` pairs (`[('a', np.int32), ('b', np.bool_)]`) is a struct
-      with names and no container; so is a lone pair `('a', np.int32)`;
-    - a `Struct` of specs: a struct type without container.
-    """
-    if isinstance(spec, Type):
-        return spec
-    if is_dtype_like(spec):
-        return TensorType(spec)
-    if isinstance(spec, str):
-        raise TypeError(
-            f"Expected a type spec, got the string {spec!r}, which is not a dtype name."
-        )
-    if isinstance(spec, (np.ndarray, np.generic)):
-        raise TypeError(
-            f"Expected a type spec, got the value {_describe(spec)}; "
-            "infer_type gives a value's type."
-        )
-    if type(spec) is tuple and len(spec) == 2:
-        first, second = spec
-        if is_dtype_like(first) and _is_shape_like(second):
-            return TensorType(first, second)
-        if _is_name_value_pair(spec, exclude_dtype_names=True):
-            return StructType([(first, to_type(second))])
-    if isinstance(spec, type) and (dataclasses.is_dataclass(spec) or _is_attrs_class(spec)):
-        raise TypeError(
-            f"Expected a type spec, got the class {spec.__qualname__}: pass an instance whose "
-            "fields hold the specs of its elements."
-        )
-    parts = _decompose(
-        spec, lambda item: _is_name_value_pair(item, exclude_dtype_names=True), pairs_if=any
-    )
-    if parts is not None:
-        elements, container = parts
-        return StructType([(name, to_type(element)) for name, element in elements], container)
-    if hasattr(spec, "element_spec"):
-        return SequenceType(to_type(spec.element_spec))
-    if hasattr(spec, "dtype") and hasattr(spec, "shape"):
-        value_type = getattr(spec, "value_type", None)
-        if value_type is not None and getattr(value_type, "__name__", None) != "Tensor":
-            raise TypeError(f"Expected a dense tensor spec, got {_describe(spec)}.")
-        return TensorType(spec.dtype, spec.shape)
-    raise TypeError(
-        "Expected a type spec (a Type, a dtype, a (dtype, shape) pair, a tensor spec, or a "
-        f"container of specs), got {_describe(spec)}."
-    )
 
 
 def _infer_int_type(value: int) -> TensorType:
@@ -191,7 +42,7 @@ def _infer_int_type(value: int) -> TensorType:
 
 
 def _is_value_pair(item: Any) -> bool:
-    return _is_name_value_pair(item, exclude_dtype_names=False)
+    return is_name_value_pair(item, exclude_dtype_names=False)
 
 
 def infer_type(value: Any) -> Type:
@@ -221,7 +72,7 @@ def infer_type(value: Any) -> Type:
         try:
             return TensorType(value.dtype, value.shape)
         except TypeError as error:
-            raise TypeError(f"Cannot infer the fed type of {_describe(value)}: {error}") from None
+            raise TypeError(f"Cannot infer the fed type of {describe(value)}: {error}") from None
     if isinstance(value, bool):
         return TensorType(np.bool_)
     if isinstance(value, int):
@@ -230,7 +81,7 @@ def infer_type(value: Any) -> Type:
         return TensorType(np.float32)
     if isinstance(value, (str, bytes)):
         return TensorType(np.str_)
-    parts = _decompose(value, _is_value_pair, pairs_if=all)
+    parts = struct_elements(value, _is_value_pair, pairs_if=all)
     if parts is not None:
         elements, container = parts
         return StructType([(name, infer_type(element)) for name, element in elements], container)
@@ -240,7 +91,7 @@ def infer_type(value: Any) -> Type:
     if hasattr(value, "element_spec"):
         return SequenceType(to_type(value.element_spec))
     raise TypeError(
-        f"Cannot infer the fed type of {_describe(value)}: expected an array, a Python scalar, "
+        f"Cannot infer the fed type of {describe(value)}: expected an array, a Python scalar, "
         "or a container (list, tuple, dict, namedtuple, attrs or dataclass instance, Struct) of "
         "them."
     )
@@ -249,19 +100,20 @@ def infer_type(value: Any) -> Type:
 def from_python_container(value: Any) -> Struct:
     """Converts nested Python containers to nested `Struct`s, leaving the leaves alone.
 
-    Containers are those `infer_type` knows: lists and tuples (unnamed elements), dicts and
+    Containers are those of `container_items`: lists and tuples (unnamed elements), dicts and
     OrderedDicts (in their order), namedtuples, attrs and dataclass instances (named elements), and
-    `Struct`s, whose elements are converted in turn. Raises TypeError if `value` itself is not a
-    container.
+    `Struct`s, whose elements are converted in turn. As in `infer_type`, a non-empty list or tuple
+    whose elements are all `(name, value)` pairs is a struct with those names, and a mapping's keys
+    must be strings. Raises TypeError if `value` itself is not a container.
     """
     converted = _to_structs(value)
     if not isinstance(converted, Struct):
-        raise TypeError(f"Expected a Python container, got {_describe(value)}.")
+        raise TypeError(f"Expected a Python container, got {describe(value)}.")
     return converted
 
 
 def _to_structs(value: Any) -> Any:
-    parts = _decompose(value, _is_value_pair, pairs_if=all)
+    parts = struct_elements(value, _is_value_pair, pairs_if=all)
     if parts is None:
         return value
     elements, _ = parts
@@ -295,7 +147,7 @@ def _to_container(value: Any, type_spec: Type) -> Any:
         if not isinstance(value, list):
             raise TypeError(
                 f"Expected a list with one member per client for a value of type {type_spec}, "
-                f"got {_describe(value)}."
+                f"got {describe(value)}."
             )
         return [_to_container(member, type_spec.member) for member in value]
     if isinstance(type_spec, SequenceType):
@@ -336,7 +188,7 @@ def _build(type_spec: StructType, items: Elements) -> Any:
         return Struct(items)
     if container is Struct:
         return Struct(items)
-    if issubclass(container, (list, tuple)) and not _is_namedtuple_class(container):
+    if issubclass(container, (list, tuple)) and not is_namedtuple_class(container):
         if any(named):
             raise ValueError(
                 f"Cannot build a {container.__qualname__} for type {type_spec}: it has named "
@@ -360,11 +212,11 @@ def _build(type_spec: StructType, items: Elements) -> Any:
 
 
 def _constructor_arguments(container: type, items: Elements) -> dict[str, Any]:
-    if _is_attrs_class(container):
+    if is_attrs_class(container):
         # attrs strips leading underscores from private attributes' constructor arguments.
         aliases = {
             f.name: getattr(f, "alias", None) or f.name.lstrip("_")
-            for f in _attrs().fields(container)
+            for f in container.__attrs_attrs__  # type: ignore[attr-defined]
         }
         return {aliases.get(name, name): element for name, element in items}  # type: ignore[misc]
     return dict(items)  # type: ignore[arg-type]

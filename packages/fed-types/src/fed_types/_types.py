@@ -2,17 +2,20 @@
 
 Every value and every computation in fed has one of these types. They are immutable, hashable and
 compare structurally; `str(t)` is the compact notation (`{float32}@CLIENTS`, `(int32* -> int32)`),
-which `fed_types.parse_type` reads back.
+which `fed_types.parse_type` reads back. `to_type` turns the type specs users write (dtypes,
+`(dtype, shape)` pairs, containers of specs ...) into types; the type constructors accept them too.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from fed_types._containers import is_attrs_class, struct_elements
 from fed_types._placements import CLIENTS, SERVER, Placement
 
 _STR = np.dtype(np.str_)
@@ -314,14 +317,6 @@ def _find_nested(type_spec: Type, kinds: tuple[type, ...]) -> Type | None:
     return None
 
 
-def _coerce(spec: Any) -> Type:
-    if isinstance(spec, Type):
-        return spec
-    from fed_types._conversion import to_type  # conversion builds on the classes defined here
-
-    return to_type(spec)
-
-
 class TensorType(Type):
     """The type of a tensor: a dtype and a shape whose dimensions may be unknown (None).
 
@@ -401,7 +396,7 @@ class SequenceType(Type):
     _element: Type
 
     def __init__(self, element: Any):
-        element = _coerce(element)
+        element = to_type(element)
         found = _find_nested(element, (FederatedType, FunctionType, SequenceType, PlacementType))
         if found is not None:
             inside = "" if found is element else f", which contains {found}"
@@ -478,7 +473,7 @@ class StructType(Type):
                 name, spec = None, item
             if name == "":
                 name = None
-            items.append((name, _coerce(spec)))
+            items.append((name, to_type(spec)))
         names: dict[str, int] = {}
         for index, (name, _) in enumerate(items):
             if name is None:
@@ -604,8 +599,8 @@ class FunctionType(Type):
 
     def __init__(self, parameter: Any, result: Any):
         self._init(
-            _parameter=None if parameter is None else _coerce(parameter),
-            _result=_coerce(result),
+            _parameter=None if parameter is None else to_type(parameter),
+            _result=to_type(result),
         )
 
     @property
@@ -732,7 +727,7 @@ class FederatedType(Type):
     _all_equal: bool
 
     def __init__(self, member: Any, placement: Placement, all_equal: bool | None = None):
-        member = _coerce(member)
+        member = to_type(member)
         found = _find_nested(member, (FederatedType, FunctionType, PlacementType))
         if found is not None:
             inside = "" if found is member else f", which contains {found}"
@@ -796,3 +791,99 @@ def at_clients(member: Any, all_equal: bool = False) -> FederatedType:
 def at_server(member: Any) -> FederatedType:
     """`member@SERVER`."""
     return FederatedType(member, SERVER)
+
+
+# ---- type specs
+
+
+def describe(obj: Any) -> str:
+    """`obj` and its Python type, for error messages (long reprs are cut)."""
+    text = repr(obj)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} of Python type {type(obj).__qualname__}"
+
+
+def is_name_value_pair(item: Any, *, exclude_dtype_names: bool) -> bool:
+    """True for a plain 2-tuple `(name, x)` whose name is an identifier.
+
+    In type specs a dtype name (`('float32', [2])`) is read as a dtype, not as an element name.
+    """
+    if type(item) is not tuple or len(item) != 2 or not isinstance(item[0], str):
+        return False
+    name = item[0]
+    return name.isidentifier() and not (exclude_dtype_names and is_dtype_name(name))
+
+
+def _is_spec_pair(item: Any) -> bool:
+    return is_name_value_pair(item, exclude_dtype_names=True)
+
+
+def _is_shape_like(shape: Any) -> bool:
+    if shape is UNKNOWN_RANK:
+        return True
+    if hasattr(shape, "rank") and hasattr(shape, "as_list"):  # tf.TensorShape, by duck typing
+        return True
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        return True
+    return isinstance(shape, (list, tuple)) and all(
+        d is None or (isinstance(d, (int, np.integer)) and not isinstance(d, bool)) for d in shape
+    )
+
+
+def to_type(spec: Any) -> Type:
+    """Converts a type spec to a fed `Type`.
+
+    Accepted specs:
+    - a `Type`, returned as is;
+    - a dtype: numpy dtype or scalar type, Python `bool`/`int`/`float`/`str` (as `bool`, `int32`,
+      `float32`, `str`), a dtype name (`'float32'`), or a TF dtype: a scalar tensor type;
+    - a `(dtype, shape)` pair, shape a list or tuple of ints and None, an int, or a
+      `tf.TensorShape`;
+    - a tensor spec such as `tf.TensorSpec` (anything with `dtype` and `shape`), and a dataset spec
+      (anything with an `element_spec`, such as `tf.data.DatasetSpec`) as a sequence type;
+    - lists, tuples, dicts, OrderedDicts, namedtuples, and instances of attrs classes and
+      dataclasses whose elements are specs, nested: a struct type that keeps the Python container. A
+      list or tuple holding `(name, spec)` pairs (`[('a', np.int32), ('b', np.bool_)]`) is a struct
+      with names and no container; so is a lone pair `('a', np.int32)`;
+    - a `Struct` of specs: a struct type without container.
+    """
+    if isinstance(spec, Type):
+        return spec
+    if is_dtype_like(spec):
+        return TensorType(spec)
+    if isinstance(spec, str):
+        raise TypeError(
+            f"Expected a type spec, got the string {spec!r}, which is not a dtype name."
+        )
+    if isinstance(spec, (np.ndarray, np.generic)):
+        raise TypeError(
+            f"Expected a type spec, got the value {describe(spec)}; "
+            "infer_type gives a value's type."
+        )
+    if type(spec) is tuple and len(spec) == 2:
+        first, second = spec
+        if is_dtype_like(first) and _is_shape_like(second):
+            return TensorType(first, second)
+        if _is_spec_pair(spec):
+            return StructType([(first, to_type(second))])
+    if isinstance(spec, type) and (dataclasses.is_dataclass(spec) or is_attrs_class(spec)):
+        raise TypeError(
+            f"Expected a type spec, got the class {spec.__qualname__}: pass an instance whose "
+            "fields hold the specs of its elements."
+        )
+    parts = struct_elements(spec, _is_spec_pair, pairs_if=any)
+    if parts is not None:
+        elements, container = parts
+        return StructType([(name, to_type(element)) for name, element in elements], container)
+    if hasattr(spec, "element_spec"):
+        return SequenceType(to_type(spec.element_spec))
+    if hasattr(spec, "dtype") and hasattr(spec, "shape"):
+        value_type = getattr(spec, "value_type", None)
+        if value_type is not None and getattr(value_type, "__name__", None) != "Tensor":
+            raise TypeError(f"Expected a dense tensor spec, got {describe(spec)}.")
+        return TensorType(spec.dtype, spec.shape)
+    raise TypeError(
+        "Expected a type spec (a Type, a dtype, a (dtype, shape) pair, a tensor spec, or a "
+        f"container of specs), got {describe(spec)}."
+    )

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from fed_types._conversion import infer_type, to_type, type_to_py_container
+from fed_types._conversion import infer_type, type_to_py_container
 from fed_types._placements import (
     CLIENTS,
     SERVER,
@@ -31,6 +31,7 @@ from fed_types._types import (
     Type,
     at_clients,
     at_server,
+    to_type,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "count",
     "deserialize_type",
     "infer_type",
+    "is_structure_of",
     "is_structure_of_floats",
     "is_structure_of_integers",
     "is_structure_of_tensors",
@@ -87,14 +89,24 @@ def count(type_spec: Type, predicate: Callable[[Type], bool]) -> int:
     return sum(1 for t in preorder(type_spec) if predicate(t))
 
 
-def _is_structure_of(type_spec: Type, leaf: Callable[[TensorType], bool]) -> bool:
+def is_structure_of(type_spec: Type, predicate: Callable[[TensorType], bool]) -> bool:
+    """True if `type_spec` is a tensor type, or a (nested) struct of tensor types, and `predicate`
+    holds for every one of those tensor types. The empty struct qualifies."""
     if isinstance(type_spec, TensorType):
-        return leaf(type_spec)
+        return bool(predicate(type_spec))
     if isinstance(type_spec, StructType):
-        return all(_is_structure_of(element, leaf) for element in type_spec)
-    if isinstance(type_spec, FederatedType):
-        return _is_structure_of(type_spec.member, leaf)
+        return all(is_structure_of(element, predicate) for element in type_spec)
     return False
+
+
+def _unplaced(type_spec: Type) -> Type:
+    """`type_spec` with every federated type in it replaced by its member."""
+    if isinstance(type_spec, FederatedType):
+        return _unplaced(type_spec.member)
+    if isinstance(type_spec, StructType):
+        elements = [(name, _unplaced(element)) for name, element in type_spec.items()]
+        return StructType(elements, type_spec.python_container)
+    return type_spec
 
 
 def is_structure_of_floats(type_spec: Type) -> bool:
@@ -102,16 +114,18 @@ def is_structure_of_floats(type_spec: Type) -> bool:
 
     The empty struct qualifies: it holds nothing else.
     """
-    return _is_structure_of(type_spec, lambda t: bool(np.issubdtype(t.dtype, np.floating)))
+    return is_structure_of(
+        _unplaced(type_spec), lambda t: bool(np.issubdtype(t.dtype, np.floating))
+    )
 
 
 def is_structure_of_integers(type_spec: Type) -> bool:
     """True if `type_spec` is a tensor of an integer dtype (signed or not), or structs of them,
     possibly federated. The empty struct qualifies."""
-    return _is_structure_of(type_spec, lambda t: bool(np.issubdtype(t.dtype, np.integer)))
+    return is_structure_of(_unplaced(type_spec), lambda t: bool(np.issubdtype(t.dtype, np.integer)))
 
 
 def is_structure_of_tensors(type_spec: Type) -> bool:
     """True if `type_spec` is a tensor, or structs of tensors (not federated). The empty struct
     qualifies."""
-    return contains_only(type_spec, lambda t: isinstance(t, (StructType, TensorType)))
+    return is_structure_of(type_spec, lambda t: True)

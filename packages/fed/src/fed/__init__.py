@@ -8,7 +8,6 @@ so `import fed` alone stays light.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from fed import backends, types
@@ -36,6 +35,7 @@ from fed_core import (
     sequence_reduce,
     sequence_sum,
 )
+from fed_core.framework import lazy_exports
 from fed_types import (
     CLIENTS,
     SERVER,
@@ -64,32 +64,16 @@ def type_at_server(member: Any) -> FederatedType:
 
 
 # Submodules and names that import TensorFlow, loaded on first access.
-_LAZY_MODULES = {
-    "tensorflow": "fed._tensorflow",
-    "templates": "fed._templates",
-    "utils": "fed._utils",
-    "simulation": "fed._simulation",
-    "learning": "fed._learning",
-    "aggregators": "fed._aggregators",
+_LAZY = {
+    "tensorflow": "_tensorflow:",
+    "templates": "_templates:",
+    "utils": "_utils:",
+    "simulation": "_simulation:",
+    "learning": "_learning:",
+    "aggregators": "_aggregators:",
+    "tf_computation": "_tensorflow:computation",
 }
-_LAZY_NAMES = {"tf_computation": ("fed._tensorflow", "computation")}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_MODULES:
-        module = importlib.import_module(_LAZY_MODULES[name])
-        globals()[name] = module
-        return module
-    if name in _LAZY_NAMES:
-        module_name, attribute = _LAZY_NAMES[name]
-        value = getattr(importlib.import_module(module_name), attribute)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fed' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
@@ -132,6 +116,5 @@ __all__ = [
     "type_at_clients",
     "type_at_server",
     "types",
-    *_LAZY_MODULES,
-    *_LAZY_NAMES,
+    *_LAZY,
 ]

@@ -6,7 +6,7 @@ import pytest
 
 from fed_core import plugins
 
-__all__ = ["fed_default_plugin_system", "fed_plugin_system"]
+__all__ = ["fed_default_plugin_system", "fed_plugin_system", "fed_python_frontend"]
 
 
 @pytest.fixture
@@ -34,3 +34,16 @@ def fed_default_plugin_system() -> Iterator[plugins.PluginSystem]:
         yield system
     finally:
         plugins._swap_default(previous)
+
+
+@pytest.fixture
+def fed_python_frontend() -> plugins.PluginSystem:
+    """fed's default plugin system, with the "python" test frontend's backend registered into it.
+
+    The backend runs code stored in computations, so no installed entry point registers it: tests that
+    run `fed_core.testing.python_computation`s ask for this fixture.
+    """
+    from fed_core.testing import register_python_frontend
+
+    register_python_frontend()
+    return plugins._default_system()

@@ -4,6 +4,10 @@ TensorFlow.
 `@python_computation(parameter_types..., result_type=T)` makes a `Computation` whose compiled leaf holds the
 function's source code, so it serializes and runs in another process. The function must be self-contained:
 its body may use `np` (numpy) and `Struct`, and nothing else from its module.
+
+Its backend runs the source text stored in a leaf, so it is for tests only: it is never registered by an
+installed entry point. A test registers it with `register_python_frontend()` (or the `fed_python_frontend`
+fixture), and only then do computation files with "python" leaves load and run in that process.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from fed_core import _building_blocks as bb
-from fed_core._backend import Backend, LoadedComputation
-from fed_core._computation import Computation
-from fed_core._values import ClientValues
+from fed_core import plugins
+from fed_core.execution.backends import Backend, LoadedComputation
+from fed_core.execution.values import ClientValues, to_executor_form
+from fed_core.ir import building_blocks as bb
 from fed_core.plugins import Registry, hookimpl
+from fed_core.tracing.computation import Computation
 from fed_types import (
     FunctionType,
     SequenceType,
@@ -30,7 +35,6 @@ from fed_types import (
     StructType,
     TensorType,
     Type,
-    from_python_container,
     to_type,
 )
 
@@ -84,7 +88,7 @@ def _to_executor_form(value: Any, t: Type) -> Any:
     if isinstance(t, TensorType):
         return np.asarray(value, dtype=t.dtype)
     if isinstance(t, StructType):
-        struct = value if isinstance(value, Struct) else from_python_container(value)
+        struct = to_executor_form(value)
         return Struct((name, _to_executor_form(v, et)) for (name, et), v in zip(t.items(), struct))
     if isinstance(t, SequenceType):
         return [_to_executor_form(e, t.element) for e in value]
@@ -122,9 +126,10 @@ class PythonBackend(Backend):
     """Runs "python" leaves by compiling their source once. Counts the batched map calls it receives, so
     tests can check that an executor hands a whole `federated_map` over in one call."""
 
-    def __init__(self) -> None:
+    def __init__(self, devices: list[str] | None = None) -> None:
         self._lock = threading.Lock()
         self.map_calls: list[int] = []
+        self.devices = devices
 
     def record_map(self, num_clients: int) -> None:
         with self._lock:
@@ -142,11 +147,32 @@ class PythonBackend(Backend):
 _backend = PythonBackend()
 
 
-def python_backend() -> PythonBackend:
-    """The backend instance the "python" frontend registers (one per process)."""
-    return _backend
+def python_backend(devices: list[str] | None = None) -> PythonBackend:
+    """The backend instance the "python" frontend registers (one per process), or a new one for a context
+    given `devices` (which it only records)."""
+    return _backend if devices is None else PythonBackend(list(devices))
 
 
 @hookimpl
-def fed_register_frontends(register: Registry) -> None:
+def fed_register_backends(register: Registry) -> None:
     register.add(FRONTEND, python_backend)
+
+
+PLUGIN_NAME = "fed-core-python-frontend"
+
+
+def register_python_frontend(system: plugins.PluginSystem | None = None) -> None:
+    """Registers the "python" frontend's backend into `system` (default: fed's default plugin system), if
+    it is not there yet. For tests and benchmarks only: its backend runs code stored in computations."""
+    import sys
+
+    registry = (
+        system.registry("backends") if system is not None else plugins.get_registry("backends")
+    )
+    if FRONTEND in registry:
+        return
+    module = sys.modules[__name__]
+    if system is None:
+        plugins.register_plugin(module, PLUGIN_NAME)
+    else:
+        system.register(module, PLUGIN_NAME)

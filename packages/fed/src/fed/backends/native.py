@@ -7,32 +7,32 @@ from typing import Any
 from fed_core.execution import ExecutionContext, create_context, set_context
 
 
+def _local_options(
+    max_concurrency: int | None, default_num_clients: int | None, devices: Any
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "max_concurrency": max_concurrency,
+        "default_num_clients": default_num_clients,
+    }
+    if devices is not None:
+        options["devices"] = devices
+    return options
+
+
 def create_sync_local_execution_context(
     max_concurrency: int | None = None, default_num_clients: int | None = None, devices: Any = None
 ) -> ExecutionContext:
     """A local context: client work on `max_concurrency` threads, `default_num_clients` clients where no
-    argument says how many, and TensorFlow client work spread over `devices` (for example
-    `["/GPU:0", "/GPU:1"]`) when given."""
-    if devices is not None:
-        import fed_tensorflow
-
-        fed_tensorflow.configure(devices=devices)
-    return create_context(
-        "local", max_concurrency=max_concurrency, default_num_clients=default_num_clients
-    )
+    argument says how many, and this context's TensorFlow client work spread over `devices` (for example
+    `["/GPU:0", "/GPU:1"]`) when given; other contexts keep their own devices."""
+    return create_context("local", **_local_options(max_concurrency, default_num_clients, devices))
 
 
 def set_sync_local_execution_context(
     max_concurrency: int | None = None, default_num_clients: int | None = None, devices: Any = None
 ) -> ExecutionContext:
     """Makes a new local context the default (see `create_sync_local_execution_context`)."""
-    if devices is not None:
-        import fed_tensorflow
-
-        fed_tensorflow.configure(devices=devices)
-    return set_context(
-        "local", max_concurrency=max_concurrency, default_num_clients=default_num_clients
-    )
+    return set_context("local", **_local_options(max_concurrency, default_num_clients, devices))
 
 
 def set_sync_local_cpp_execution_context(

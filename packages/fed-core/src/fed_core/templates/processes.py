@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from fed_core._computation import Computation, PolymorphicComputation
+from fed_core.tracing.computation import Computation, PolymorphicComputation
 from fed_types import CLIENTS, SERVER, FederatedType, Placement, StructType, Type
 
 

@@ -1,7 +1,8 @@
 """Execution contexts: where a call to a computation goes.
 
 While a federated computation is being traced, calls build IR (the tracing context). Otherwise they go to the
-current execution context, which by default is a local one created on first use. Contexts can be set
+current execution context, which by default is one on the "local" executor plugin, made on first
+use. Contexts can be set
 globally or for a `with` block, and nest.
 """
 
@@ -11,6 +12,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
+
+from fed_core.execution.interface import create_context
 
 
 @runtime_checkable
@@ -43,9 +46,7 @@ def _get_default() -> Any:
     global _default_context
     with _default_lock:
         if _default_context is None:
-            from fed_core._local_context import create_local_context
-
-            _default_context = create_local_context()
+            _default_context = create_context("local")
         return _default_context
 
 
@@ -66,9 +67,3 @@ def context_scope(context: Any) -> Iterator[Any]:
         yield context
     finally:
         _stack.stack.pop()
-
-
-def in_tracing_context() -> bool:
-    from fed_core._tracing import TracingContext
-
-    return bool(_stack.stack) and isinstance(_stack.stack[-1], TracingContext)

@@ -1,7 +1,7 @@
 """Templates of stateful federated processes: `IterativeProcess`, `MeasuredProcess` and
 `AggregationProcess`, each checking its computations' types when built."""
 
-from fed_core._templates import (
+from fed_core.templates.processes import (
     AggregationProcess,
     IterativeProcess,
     MeasuredProcess,

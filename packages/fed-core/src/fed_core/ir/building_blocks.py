@@ -204,8 +204,14 @@ class Call(ComputationBuildingBlock):
     __slots__ = ("_function", "_argument")
 
     def __init__(
-        self, function: ComputationBuildingBlock, argument: ComputationBuildingBlock | None = None
+        self,
+        function: ComputationBuildingBlock,
+        argument: ComputationBuildingBlock | None = None,
+        *,
+        check: bool = True,
     ):
+        """`check=False` skips the argument's type check, for callers that have already made it (with a
+        message of their own, see `fed_core.ir.build.call`)."""
         fn_type = function.type_signature
         if not isinstance(fn_type, FunctionType):
             raise TypeError(f"Only functions can be called; this value has type {fn_type}.")
@@ -220,7 +226,10 @@ class Call(ComputationBuildingBlock):
                 raise TypeError(
                     f"The function of type {fn_type} needs an argument of type {fn_type.parameter}."
                 )
-            fn_type.parameter.check_assignable_from(argument.type_signature, "calling a function")
+            if check:
+                fn_type.parameter.check_assignable_from(
+                    argument.type_signature, "calling a function"
+                )
         super().__init__(fn_type.result)
         self._function = function
         self._argument = argument

@@ -7,8 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from fed_core import _building_blocks as bb
-from fed_core._context import get_context
+from fed_core.execution.context import get_context
+from fed_core.execution.values import NO_ARGUMENT
+from fed_core.ir import building_blocks as bb
 from fed_types import FunctionType, Struct, StructType, Type, infer_type
 
 
@@ -47,14 +48,6 @@ class Computation:
 
     def __str__(self) -> str:
         return str(self._building_block)
-
-
-class _NoArgument:
-    def __repr__(self) -> str:
-        return "NO_ARGUMENT"
-
-
-NO_ARGUMENT = _NoArgument()
 
 
 def pack_arguments(
@@ -122,8 +115,6 @@ class PolymorphicComputation:
         return computation
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from fed_core._tracing import Value
-
         if self._num_parameters == 0:
             if args or kwargs:
                 raise TypeError(
@@ -131,7 +122,7 @@ class PolymorphicComputation:
                 )
             return self.concrete(None)()
         values = _bind(self._fn, args, kwargs)
-        types = [v.type_signature if isinstance(v, Value) else infer_type(v) for _, v in values]
+        types = [_type_of(v) for _, v in values]
         if len(values) == 1:
             parameter_type = types[0]
         else:
@@ -143,6 +134,13 @@ class PolymorphicComputation:
 
     def __repr__(self) -> str:
         return f"<PolymorphicComputation {self.__name__}: traced for {len(self._cache)} parameter types>"
+
+
+def _type_of(value: Any) -> Type:
+    """The type of an argument: declared by symbolic values, computations and data descriptors, else
+    inferred from the Python value."""
+    declared = getattr(value, "type_signature", None)
+    return declared if isinstance(declared, Type) else infer_type(value)
 
 
 def _bind(

@@ -1,5 +1,6 @@
-"""How the local executor runs each intrinsic. Registered by URI through the `fed_register_intrinsics` hook,
-so a backend can add intrinsics of its own beside these."""
+"""The local implementations of fed's own intrinsics: `implementation(state, fn_type, argument)` as
+`fed_core.intrinsics.definitions.IntrinsicDefinition` describes it. Any executor built on fed-core's
+execution interface can run them on values in executor form."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from fed_core import _intrinsics as i
-from fed_core._backend import run_per_member
-from fed_core._executor import ExecutionState, FunctionValue
-from fed_core._values import ClientValues, leaves, map_structure, to_executor_form
+from fed_core.execution.backends import run_per_member
+from fed_core.execution.interface import ExecutionState, FunctionValue
+from fed_core.execution.values import ClientValues, leaves, map_structure, to_executor_form
 from fed_types import FederatedType, FunctionType, Struct, StructType, TensorType, Type
 
 # Clients are folded into accumulators in groups of this size, then the accumulators are merged in order.
@@ -309,30 +309,3 @@ def sequence_sum(state: ExecutionState, fn_type: FunctionType, sequence: Any) ->
     if total is None:
         return zeros(element_type)
     return total
-
-
-IMPLEMENTATIONS: dict[str, Callable[..., Any]] = {
-    i.FEDERATED_AGGREGATE: federated_aggregate,
-    i.FEDERATED_APPLY: federated_apply,
-    i.FEDERATED_BROADCAST: federated_broadcast,
-    i.FEDERATED_EVAL_AT_CLIENTS: federated_eval_at_clients,
-    i.FEDERATED_EVAL_AT_SERVER: federated_eval_at_server,
-    i.FEDERATED_MAP: federated_map,
-    i.FEDERATED_MAP_ALL_EQUAL: federated_map,
-    i.FEDERATED_MEAN: federated_mean,
-    i.FEDERATED_WEIGHTED_MEAN: federated_weighted_mean,
-    i.FEDERATED_MIN: federated_min,
-    i.FEDERATED_MAX: federated_max,
-    i.FEDERATED_SUM: federated_sum,
-    i.FEDERATED_VALUE_AT_CLIENTS: federated_value_at_clients,
-    i.FEDERATED_VALUE_AT_SERVER: federated_value_at_server,
-    i.FEDERATED_ZIP_AT_CLIENTS: federated_zip_at_clients,
-    i.FEDERATED_ZIP_AT_SERVER: federated_zip_at_server,
-    i.FEDERATED_SELECT: federated_select,
-    i.FEDERATED_SECURE_SUM: federated_secure_sum,
-    i.FEDERATED_SECURE_SUM_BITWIDTH: federated_secure_sum_bitwidth,
-    i.FEDERATED_SECURE_MODULAR_SUM: federated_secure_modular_sum,
-    i.SEQUENCE_MAP: sequence_map,
-    i.SEQUENCE_REDUCE: sequence_reduce,
-    i.SEQUENCE_SUM: sequence_sum,
-}

@@ -4,38 +4,32 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from fed_core import _building_blocks as bb
-from fed_core._computation import NO_ARGUMENT, Computation, PolymorphicComputation, pack_arguments
-from fed_core._context import context_scope, get_context
-from fed_core._errors import user_location
-from fed_core._values import container_items
+from fed_core._errors import FederatedTypeError
+from fed_core.execution.context import context_scope, get_context
+from fed_core.execution.values import NO_ARGUMENT
+from fed_core.intrinsics import definitions
+from fed_core.ir import build
+from fed_core.ir import building_blocks as bb
+from fed_core.ir.build import fresh_name
+from fed_core.tracing.computation import Computation, PolymorphicComputation, pack_arguments
 from fed_types import (
+    CLIENTS,
+    SERVER,
     FederatedType,
     FunctionType,
     Placement,
     StructType,
     TensorType,
     Type,
-    TypeNotAssignableError,
+    container_items,
     infer_type,
     to_type,
 )
-
-_counter = itertools.count()
-_counter_lock = threading.Lock()
-
-
-def fresh_name(prefix: str) -> str:
-    """A name unique in this process, so that references never capture each other."""
-    with _counter_lock:
-        return f"_{prefix}{next(_counter)}"
 
 
 class TracingContext:
@@ -55,12 +49,13 @@ class TracingContext:
         if argument is NO_ARGUMENT:
             return self.bind(bb.Call(computation.building_block))
         argument_block = to_building_block(argument, fn_type.parameter)
-        check_assignable(
-            fn_type.parameter,  # type: ignore[arg-type]
-            argument_block.type_signature,
-            f"calling {computation.name or 'a computation'} of type {fn_type}",
+        return self.bind(
+            build.call(
+                computation.building_block,
+                argument_block,
+                f"calling {computation.name or 'a computation'} of type {fn_type}",
+            )
         )
-        return self.bind(bb.Call(computation.building_block, argument_block))
 
 
 def current_tracing_context(operator: str) -> TracingContext:
@@ -71,18 +66,6 @@ def current_tracing_context(operator: str) -> TracingContext:
             f"(decorate the function with @federated_computation)."
         )
     return context
-
-
-def check_assignable(expected: Type, given: Type, what: str) -> None:
-    """Raises a TypeError naming `what`, both types and the user's source line unless `given` fits `expected`."""
-    try:
-        expected.check_assignable_from(given)
-    except TypeNotAssignableError as e:
-        location = user_location()
-        where = f"\n  at {location}" if location else ""
-        raise TypeError(
-            f"{what}: expected {expected}, given {given}; {e.difference}.{where}"
-        ) from None
 
 
 class Value:
@@ -110,14 +93,12 @@ class Value:
         if isinstance(t, StructType):
             return Value(_selection(self._block, key))
         if isinstance(t, FederatedType) and isinstance(t.member, StructType):
-            from fed_core import _intrinsics
-
             member = t.member
             parameter = fresh_name("x")
             selector = bb.Lambda(
                 parameter, member, _selection(bb.Reference(parameter, member), key)
             )
-            return _intrinsics.map_block(selector, self, "selection")
+            return map_block(selector, self, "selection")
         raise AttributeError(f"Cannot select {key!r} from a value of type {t}: it is not a struct.")
 
     def __getattr__(self, name: str) -> Value:
@@ -156,10 +137,9 @@ class Value:
         if argument is NO_ARGUMENT:
             return context.bind(bb.Call(self._block))
         argument_block = to_building_block(argument, t.parameter)
-        check_assignable(
-            t.parameter, argument_block.type_signature, f"calling a function of type {t}"
-        )  # type: ignore[arg-type]
-        return context.bind(bb.Call(self._block, argument_block))
+        return context.bind(
+            build.call(self._block, argument_block, f"calling a function of type {t}")
+        )
 
     def __bool__(self) -> bool:
         raise TypeError(
@@ -340,3 +320,135 @@ federated_computation.__doc__ = """Defines a federated computation from a Python
     `federated_computation(fn, type_spec, ...)`. The function is called once on symbolic values and its
     federated operators are recorded as IR; type errors are raised then, naming your source line.
     """
+
+
+# ---- intrinsic calls: the helpers every operator uses, and the operator of a plugin's intrinsic
+
+
+def operand(value: Any, operator: str, expected: Type | None = None) -> bb.ComputationBuildingBlock:
+    """The block of an operator's operand; FederatedTypeError when it cannot be one."""
+    current_tracing_context(operator)
+    try:
+        return to_building_block(value, expected)
+    except (TypeError, ValueError) as e:
+        raise FederatedTypeError(
+            operator, f"a value{f' of type {expected}' if expected else ''}", f"{value!r} ({e})"
+        ) from None
+
+
+def federated_operand(
+    block: bb.ComputationBuildingBlock, operator: str, placement: Placement | None, what: str
+) -> FederatedType:
+    """The type of a federated operand (at `placement`, when given); FederatedTypeError otherwise."""
+    t = block.type_signature
+    if not isinstance(t, FederatedType) or (placement is not None and t.placement != placement):
+        where = f"@{placement}" if placement is not None else "@CLIENTS or @SERVER"
+        raise FederatedTypeError(operator, f"{what} placed {where}", f"a value of type {t}")
+    return t
+
+
+def call_intrinsic(
+    uri: str,
+    parameter_type: Type | None,
+    result_type: Type,
+    argument: bb.ComputationBuildingBlock | None,
+) -> Value:
+    """Records a call of the intrinsic `uri` at a concrete type, checked against its definition."""
+    context = current_tracing_context(uri)
+    definitions.lookup(uri).check(FunctionType(parameter_type, result_type))
+    return context.bind(build.intrinsic_call(uri, parameter_type, result_type, argument))
+
+
+def map_block(
+    fn_block: bb.ComputationBuildingBlock, value: Any, operator: str = "federated_map"
+) -> Value:
+    """`federated_map` of an already-built function block (used for member-wise selections and sequences)."""
+    value_block = operand(value, operator)
+    t = federated_operand(value_block, operator, None, "a value")
+    fn_type = fn_block.type_signature
+    assert isinstance(fn_type, FunctionType)
+    if fn_type.parameter is None or not fn_type.parameter.is_assignable_from(t.member):
+        raise FederatedTypeError(
+            operator,
+            f"a function accepting the member type {t.member}",
+            f"a function of type {fn_type}",
+        )
+    argument = build.operands(fn_block, value_block)
+    if t.placement == SERVER:
+        result = FederatedType(fn_type.result, SERVER)
+        return call_intrinsic(
+            definitions.FEDERATED_APPLY, argument.type_signature, result, argument
+        )
+    if t.all_equal:
+        result = FederatedType(fn_type.result, CLIENTS, all_equal=True)
+        return call_intrinsic(
+            definitions.FEDERATED_MAP_ALL_EQUAL, argument.type_signature, result, argument
+        )
+    result = FederatedType(fn_type.result, CLIENTS)
+    return call_intrinsic(definitions.FEDERATED_MAP, argument.type_signature, result, argument)
+
+
+def intrinsic_operator(uri: str) -> Callable[..., Value]:
+    """The Python function users call, inside a federated computation, to use the intrinsic `uri`.
+
+    It takes one operand per element of the intrinsic's parameter struct (or one operand), converts them
+    (Python functions and polymorphic computations are traced for the parameter type the other operands
+    imply), checks them against the definition's type signature and records the call. This is how a
+    plugin's intrinsic is called: `allreduce = fed_core.framework.intrinsic_operator("my.allreduce")`.
+    """
+    definition = definitions.lookup(uri)  # fails early for an unknown intrinsic
+    pattern = definition.type_signature.parameter
+    arity = len(pattern) if isinstance(pattern, StructType) else (0 if pattern is None else 1)
+    operator = definition.operator
+
+    def call(*values: Any) -> Value:
+        current_tracing_context(operator)
+        if len(values) != arity:
+            raise FederatedTypeError(
+                operator, f"{arity} operand(s) of types {pattern}", f"{len(values)} operand(s)"
+            )
+        patterns = list(pattern) if isinstance(pattern, StructType) else [pattern]
+        blocks: list[bb.ComputationBuildingBlock | None] = [None] * arity
+        deferred = []
+        for k, (value, p) in enumerate(zip(values, patterns)):
+            if isinstance(p, FunctionType) and (
+                is_function(value) or isinstance(value, PolymorphicComputation)
+            ):
+                deferred.append(k)
+            else:
+                blocks[k] = operand(value, operator)
+        known = [b.type_signature if b is not None else p for b, p in zip(blocks, patterns)]
+        bindings = definition.bindings_for(
+            StructType(known) if isinstance(pattern, StructType) else (known[0] if known else None)
+        )
+        for k in deferred:
+            p = patterns[k]
+            assert isinstance(p, FunctionType)
+            parameter = (
+                None if p.parameter is None else definitions.substitute_known(p.parameter, bindings)
+            )
+            if parameter is not None and definitions.abstract_labels(parameter):
+                raise FederatedTypeError(
+                    operator,
+                    f"operand {k} a function of known parameter type ({p})",
+                    "a Python function whose parameter type the other operands do not determine; pass a "
+                    "computation with declared types",
+                )
+            blocks[k] = to_building_block(values[k], FunctionType(parameter, p.result))
+        if pattern is None:
+            argument = None
+            parameter_type = None
+        elif isinstance(pattern, StructType):
+            argument = build.operands(*blocks)  # type: ignore[arg-type]
+            parameter_type = argument.type_signature
+        else:
+            argument = blocks[0]
+            parameter_type = argument.type_signature  # type: ignore[union-attr]
+        result = definition.result_type(parameter_type)
+        return current_tracing_context(operator).bind(
+            build.intrinsic_call(uri, parameter_type, result, argument)
+        )
+
+    call.__name__ = call.__qualname__ = (definition.name or uri).replace(".", "_")
+    call.__doc__ = definition.doc or f"The intrinsic {uri}: {definition.type_signature}."
+    return call

@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from fed_core import _building_blocks as bb
-from fed_core._computation import Computation, PolymorphicComputation
+from fed_core import plugins
+from fed_core.intrinsics import definitions
+from fed_core.ir import building_blocks as bb
+from fed_core.tracing.computation import Computation, PolymorphicComputation
 from fed_types import (
     FunctionType,
     StructType,
@@ -426,7 +428,21 @@ def _read_block(reader: _Reader, entry: dict[str, Any], where: str) -> bb.Comput
 def _read_intrinsic(
     reader: _Reader, entry: dict[str, Any], where: str
 ) -> bb.ComputationBuildingBlock:
-    return bb.Intrinsic(_string(entry, "uri", where), reader.type(entry, "type", where))
+    uri = _string(entry, "uri", where)
+    fn_type = reader.type(entry, "type", where)
+    try:
+        definition = definitions.lookup(uri)
+    except LookupError as error:
+        raise _malformed(where, str(error)) from None
+    if not isinstance(fn_type, FunctionType):
+        raise _malformed(where, f"key 'type' names {fn_type}, expected a function type")
+    try:
+        definition.check(fn_type)
+    except TypeError as error:
+        raise _malformed(
+            where, f"the intrinsic {uri} cannot have the type {fn_type}: {error}"
+        ) from None
+    return bb.Intrinsic(uri, fn_type)
 
 
 def _read_placement(
@@ -458,6 +474,15 @@ def _read_compiled(
     if not isinstance(fn_type, FunctionType):
         raise _malformed(where, f"key 'type' names {fn_type}, expected a function type")
     frontend, name = _string(entry, "frontend", where), _string(entry, "name", where)
+    backends = plugins.get_registry("backends")
+    if frontend not in backends:
+        # Only the compiled forms of registered frontends are read: a payload of any other kind is refused
+        # here, before anything could run it.
+        raise _malformed(
+            where,
+            f"the compiled leaf {name!r} is of the frontend {frontend!r}, which no installed backend runs "
+            f"(registered: {list(backends.names())})",
+        )
     return bb.CompiledComputation(frontend, payload, fn_type, name)
 
 

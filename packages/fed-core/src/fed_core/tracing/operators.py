@@ -12,17 +12,45 @@ from typing import Any
 
 import numpy as np
 
-from fed_core import _building_blocks as bb
-from fed_core._computation import PolymorphicComputation
-from fed_core._context import context_scope
 from fed_core._errors import FederatedTypeError
-from fed_core._tracing import (
+from fed_core.execution.context import context_scope
+from fed_core.intrinsics.definitions import (
+    FEDERATED_AGGREGATE,
+    FEDERATED_BROADCAST,
+    FEDERATED_EVAL_AT_CLIENTS,
+    FEDERATED_EVAL_AT_SERVER,
+    FEDERATED_MAX,
+    FEDERATED_MEAN,
+    FEDERATED_MIN,
+    FEDERATED_SECURE_MODULAR_SUM,
+    FEDERATED_SECURE_SUM,
+    FEDERATED_SECURE_SUM_BITWIDTH,
+    FEDERATED_SELECT,
+    FEDERATED_SUM,
+    FEDERATED_VALUE_AT_CLIENTS,
+    FEDERATED_VALUE_AT_SERVER,
+    FEDERATED_WEIGHTED_MEAN,
+    FEDERATED_ZIP_AT_CLIENTS,
+    FEDERATED_ZIP_AT_SERVER,
+    SEQUENCE_MAP,
+    SEQUENCE_REDUCE,
+    SEQUENCE_SUM,
+    is_float,
+    is_integer,
+    is_numeric,
+)
+from fed_core.ir import building_blocks as bb
+from fed_core.ir.build import fresh_name, operands
+from fed_core.tracing.computation import PolymorphicComputation
+from fed_core.tracing.tracer import (
     TracingContext,
     Value,
+    call_intrinsic,
     current_tracing_context,
-    fresh_name,
+    federated_operand,
     is_function,
-    to_building_block,
+    map_block,
+    operand,
     trace,
 )
 from fed_types import (
@@ -35,78 +63,8 @@ from fed_types import (
     StructType,
     TensorType,
     Type,
+    is_structure_of,
 )
-
-# URIs of the intrinsics: stable names used in the IR, in serialized computations and by executors.
-FEDERATED_AGGREGATE = "federated_aggregate"
-FEDERATED_APPLY = "federated_apply"
-FEDERATED_BROADCAST = "federated_broadcast"
-FEDERATED_EVAL_AT_CLIENTS = "federated_eval_at_clients"
-FEDERATED_EVAL_AT_SERVER = "federated_eval_at_server"
-FEDERATED_MAP = "federated_map"
-FEDERATED_MAP_ALL_EQUAL = "federated_map_all_equal"
-FEDERATED_MEAN = "federated_mean"
-FEDERATED_WEIGHTED_MEAN = "federated_weighted_mean"
-FEDERATED_MIN = "federated_min"
-FEDERATED_MAX = "federated_max"
-FEDERATED_SUM = "federated_sum"
-FEDERATED_VALUE_AT_CLIENTS = "federated_value_at_clients"
-FEDERATED_VALUE_AT_SERVER = "federated_value_at_server"
-FEDERATED_ZIP_AT_CLIENTS = "federated_zip_at_clients"
-FEDERATED_ZIP_AT_SERVER = "federated_zip_at_server"
-FEDERATED_SELECT = "federated_select"
-FEDERATED_SECURE_SUM = "federated_secure_sum"
-FEDERATED_SECURE_SUM_BITWIDTH = "federated_secure_sum_bitwidth"
-FEDERATED_SECURE_MODULAR_SUM = "federated_secure_modular_sum"
-SEQUENCE_MAP = "sequence_map"
-SEQUENCE_REDUCE = "sequence_reduce"
-SEQUENCE_SUM = "sequence_sum"
-
-
-# ---- type predicates
-
-
-def is_structure_of(t: Type, predicate: Callable[[TensorType], bool]) -> bool:
-    """True if `t` is a tensor, or a (nested) struct of tensors, all satisfying `predicate`."""
-    if isinstance(t, TensorType):
-        return predicate(t)
-    if isinstance(t, StructType):
-        return all(is_structure_of(e, predicate) for e in t)
-    return False
-
-
-def _is_float(t: TensorType) -> bool:
-    return t.dtype.kind in "fc"
-
-
-def _is_numeric(t: TensorType) -> bool:
-    return t.dtype.kind in "iufc"
-
-
-def _is_integer(t: TensorType) -> bool:
-    return t.dtype.kind in "iu"
-
-
-def _operand(
-    value: Any, operator: str, expected: Type | None = None
-) -> bb.ComputationBuildingBlock:
-    current_tracing_context(operator)
-    try:
-        return to_building_block(value, expected)
-    except (TypeError, ValueError) as e:
-        raise FederatedTypeError(
-            operator, f"a value{f' of type {expected}' if expected else ''}", f"{value!r} ({e})"
-        ) from None
-
-
-def _federated(
-    block: bb.ComputationBuildingBlock, operator: str, placement: Placement | None, what: str
-) -> FederatedType:
-    t = block.type_signature
-    if not isinstance(t, FederatedType) or (placement is not None and t.placement != placement):
-        where = f"@{placement}" if placement is not None else "@CLIENTS or @SERVER"
-        raise FederatedTypeError(operator, f"{what} placed {where}", f"a value of type {t}")
-    return t
 
 
 def _unplaced(block: bb.ComputationBuildingBlock, operator: str, what: str) -> Type:
@@ -126,7 +84,7 @@ def _function(
     elif is_function(value):
         block = trace(value, parameter, spread=False).building_block
     else:
-        block = _operand(value, operator)
+        block = operand(value, operator)
     t = block.type_signature
     wanted = (
         f"{what} accepting {parameter}" if parameter is not None else f"{what} taking no argument"
@@ -144,30 +102,17 @@ def _function(
     return block
 
 
-def _call(
-    uri: str,
-    parameter_type: Type | None,
-    result_type: Type,
-    argument: bb.ComputationBuildingBlock | None,
-) -> Value:
-    context = current_tracing_context(uri)
-    intrinsic = bb.Intrinsic(uri, FunctionType(parameter_type, result_type))
-    return context.bind(bb.Call(intrinsic, argument))
-
-
-def _args(*blocks: bb.ComputationBuildingBlock) -> bb.Struct:
-    return bb.Struct(list(blocks))
-
-
 # ---- federated operators
 
 
 def federated_broadcast(value: Any) -> Value:
     """Broadcasts a server value to all clients: `T@SERVER -> T@CLIENTS` (all clients hold the same value)."""
     operator = "federated_broadcast"
-    block = _operand(value, operator)
-    t = _federated(block, operator, SERVER, "a value")
-    return _call(FEDERATED_BROADCAST, t, FederatedType(t.member, CLIENTS, all_equal=True), block)
+    block = operand(value, operator)
+    t = federated_operand(block, operator, SERVER, "a value")
+    return call_intrinsic(
+        FEDERATED_BROADCAST, t, FederatedType(t.member, CLIENTS, all_equal=True), block
+    )
 
 
 def federated_value(value: Any, placement: Placement) -> Value:
@@ -175,10 +120,10 @@ def federated_value(value: Any, placement: Placement) -> Value:
     operator = "federated_value"
     if placement not in (CLIENTS, SERVER):
         raise FederatedTypeError(operator, "a placement (CLIENTS or SERVER)", repr(placement))
-    block = _operand(value, operator)
+    block = operand(value, operator)
     t = _unplaced(block, operator, "a value")
     uri = FEDERATED_VALUE_AT_CLIENTS if placement == CLIENTS else FEDERATED_VALUE_AT_SERVER
-    return _call(uri, t, FederatedType(t, placement, all_equal=True), block)
+    return call_intrinsic(uri, t, FederatedType(t, placement, all_equal=True), block)
 
 
 def federated_eval(fn: Any, placement: Placement) -> Value:
@@ -189,48 +134,23 @@ def federated_eval(fn: Any, placement: Placement) -> Value:
     block = _function(fn, operator, "a function", None)
     result = block.type_signature.result  # type: ignore[union-attr]
     if placement == CLIENTS:
-        return _call(
+        return call_intrinsic(
             FEDERATED_EVAL_AT_CLIENTS, block.type_signature, FederatedType(result, CLIENTS), block
         )
-    return _call(
+    return call_intrinsic(
         FEDERATED_EVAL_AT_SERVER, block.type_signature, FederatedType(result, SERVER), block
     )
-
-
-def map_block(
-    fn_block: bb.ComputationBuildingBlock, value: Any, operator: str = "federated_map"
-) -> Value:
-    """`federated_map` of an already-built function block (used for member-wise selections and sequences)."""
-    value_block = _operand(value, operator)
-    t = _federated(value_block, operator, None, "a value")
-    fn_type = fn_block.type_signature
-    assert isinstance(fn_type, FunctionType)
-    if fn_type.parameter is None or not fn_type.parameter.is_assignable_from(t.member):
-        raise FederatedTypeError(
-            operator,
-            f"a function accepting the member type {t.member}",
-            f"a function of type {fn_type}",
-        )
-    argument = _args(fn_block, value_block)
-    if t.placement == SERVER:
-        result = FederatedType(fn_type.result, SERVER)
-        return _call(FEDERATED_APPLY, argument.type_signature, result, argument)
-    if t.all_equal:
-        result = FederatedType(fn_type.result, CLIENTS, all_equal=True)
-        return _call(FEDERATED_MAP_ALL_EQUAL, argument.type_signature, result, argument)
-    result = FederatedType(fn_type.result, CLIENTS)
-    return _call(FEDERATED_MAP, argument.type_signature, result, argument)
 
 
 def federated_map(fn: Any, arg: Any) -> Value:
     """Applies `fn` to each member of a federated value: `(<(T -> U), {T}@CLIENTS> -> {U}@CLIENTS)`;
     also for all-equal values at CLIENTS (`U@CLIENTS`) and values at SERVER (`U@SERVER`)."""
     operator = "federated_map"
-    value_block = _operand(arg, operator)
+    value_block = operand(arg, operator)
     if _is_struct_of_federated(value_block.type_signature):
         # TFF's convenience: a struct of federated values at one placement is zipped first.
         value_block = federated_zip(Value(value_block)).building_block
-    t = _federated(value_block, operator, None, "a value")
+    t = federated_operand(value_block, operator, None, "a value")
     fn_block = _function(fn, operator, "a function", t.member)
     return map_block(fn_block, Value(value_block), operator)
 
@@ -247,36 +167,36 @@ def _is_struct_of_federated(t: Type) -> bool:
 def federated_apply(fn: Any, arg: Any) -> Value:
     """Applies `fn` to a server value: `(<(T -> U), T@SERVER> -> U@SERVER)` (TFF's older name)."""
     operator = "federated_apply"
-    value_block = _operand(arg, operator)
-    t = _federated(value_block, operator, SERVER, "a value")
+    value_block = operand(arg, operator)
+    t = federated_operand(value_block, operator, SERVER, "a value")
     return map_block(_function(fn, operator, "a function", t.member), Value(value_block), operator)
 
 
 def _client_aggregate(
     uri: str, operator: str, value: Any, predicate: Callable[[TensorType], bool], kind: str
 ) -> Value:
-    block = _operand(value, operator)
-    t = _federated(block, operator, CLIENTS, f"a {kind} value")
+    block = operand(value, operator)
+    t = federated_operand(block, operator, CLIENTS, f"a {kind} value")
     if not is_structure_of(t.member, predicate):
         raise FederatedTypeError(
             operator, f"{{T}}@CLIENTS with T a {kind} tensor or a struct of them", f"{t}"
         )
-    return _call(uri, t, FederatedType(t.member, SERVER), block)
+    return call_intrinsic(uri, t, FederatedType(t.member, SERVER), block)
 
 
 def federated_sum(value: Any) -> Value:
     """Sums client values at the server: `{T}@CLIENTS -> T@SERVER`, T numeric."""
-    return _client_aggregate(FEDERATED_SUM, "federated_sum", value, _is_numeric, "numeric")
+    return _client_aggregate(FEDERATED_SUM, "federated_sum", value, is_numeric, "numeric")
 
 
 def federated_min(value: Any) -> Value:
     """Element-wise minimum of client values at the server: `{T}@CLIENTS -> T@SERVER`, T numeric."""
-    return _client_aggregate(FEDERATED_MIN, "federated_min", value, _is_numeric, "numeric")
+    return _client_aggregate(FEDERATED_MIN, "federated_min", value, is_numeric, "numeric")
 
 
 def federated_max(value: Any) -> Value:
     """Element-wise maximum of client values at the server: `{T}@CLIENTS -> T@SERVER`, T numeric."""
-    return _client_aggregate(FEDERATED_MAX, "federated_max", value, _is_numeric, "numeric")
+    return _client_aggregate(FEDERATED_MAX, "federated_max", value, is_numeric, "numeric")
 
 
 def federated_mean(value: Any, weight: Any = None) -> Value:
@@ -284,21 +204,21 @@ def federated_mean(value: Any, weight: Any = None) -> Value:
     optional weight is a numeric scalar at CLIENTS."""
     operator = "federated_mean"
     if weight is None:
-        return _client_aggregate(FEDERATED_MEAN, operator, value, _is_float, "floating-point")
-    value_block = _operand(value, operator)
-    t = _federated(value_block, operator, CLIENTS, "a floating-point value")
-    if not is_structure_of(t.member, _is_float):
+        return _client_aggregate(FEDERATED_MEAN, operator, value, is_float, "floating-point")
+    value_block = operand(value, operator)
+    t = federated_operand(value_block, operator, CLIENTS, "a floating-point value")
+    if not is_structure_of(t.member, is_float):
         raise FederatedTypeError(
             operator, "{T}@CLIENTS with T a floating-point tensor or a struct of them", f"{t}"
         )
-    weight_block = _operand(weight, operator)
-    w = _federated(weight_block, operator, CLIENTS, "a weight")
-    if not (isinstance(w.member, TensorType) and w.member.rank == 0 and _is_numeric(w.member)):
+    weight_block = operand(weight, operator)
+    w = federated_operand(weight_block, operator, CLIENTS, "a weight")
+    if not (isinstance(w.member, TensorType) and w.member.rank == 0 and is_numeric(w.member)):
         raise FederatedTypeError(
             operator, "a weight of type {float32}@CLIENTS (a numeric scalar)", f"{w}"
         )
-    argument = _args(value_block, weight_block)
-    return _call(
+    argument = operands(value_block, weight_block)
+    return call_intrinsic(
         FEDERATED_WEIGHTED_MEAN, argument.type_signature, FederatedType(t.member, SERVER), argument
     )
 
@@ -307,7 +227,7 @@ def federated_zip(value: Any) -> Value:
     """Turns a struct of federated values at one placement into a federated struct:
     `<a={int32}@CLIENTS,b={float32}@CLIENTS> -> {<a=int32,b=float32>}@CLIENTS` (names kept)."""
     operator = "federated_zip"
-    block = _operand(value, operator)
+    block = operand(value, operator)
     t = block.type_signature
     if not isinstance(t, StructType) or len(t) == 0:
         raise FederatedTypeError(
@@ -328,7 +248,7 @@ def federated_zip(value: Any) -> Value:
     member = StructType([(n, e.member) for n, e in t.items()], t.python_container)  # type: ignore[attr-defined]
     all_equal = all(e.all_equal for e in t)  # type: ignore[attr-defined]
     uri = FEDERATED_ZIP_AT_CLIENTS if placement == CLIENTS else FEDERATED_ZIP_AT_SERVER
-    return _call(uri, t, FederatedType(member, placement, all_equal=all_equal), block)
+    return call_intrinsic(uri, t, FederatedType(member, placement, all_equal=all_equal), block)
 
 
 def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, report: Any) -> Value:
@@ -336,9 +256,9 @@ def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, repo
     from `zero` (`accumulate: <U,T> -> U`), accumulators are merged (`merge: <U,U> -> U`), and `report:
     U -> R` gives the server's result `R@SERVER`."""
     operator = "federated_aggregate"
-    value_block = _operand(value, operator)
-    t = _federated(value_block, operator, CLIENTS, "a value")
-    zero_block = _operand(zero, operator)
+    value_block = operand(value, operator)
+    t = federated_operand(value_block, operator, CLIENTS, "a value")
+    zero_block = operand(zero, operator)
     u = _unplaced(zero_block, operator, "a zero")
     accumulate_block = _function(
         accumulate, operator, "an accumulate function", StructType([u, t.member])
@@ -353,8 +273,8 @@ def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, repo
     merge_block = _function(merge, operator, "a merge function", StructType([u, u]))
     report_block = _function(report, operator, "a report function", u)
     result = report_block.type_signature.result  # type: ignore[union-attr]
-    argument = _args(value_block, zero_block, accumulate_block, merge_block, report_block)
-    return _call(
+    argument = operands(value_block, zero_block, accumulate_block, merge_block, report_block)
+    return call_intrinsic(
         FEDERATED_AGGREGATE, argument.type_signature, FederatedType(result, SERVER), argument
     )
 
@@ -364,52 +284,52 @@ def federated_select(client_keys: Any, max_key: Any, server_val: Any, select_fn:
     sequence `select_fn(server_val, k_j)` for its keys, in order: `{U*}@CLIENTS`. Keys must be in
     `[0, max_key)`."""
     operator = "federated_select"
-    keys_block = _operand(client_keys, operator)
-    keys = _federated(keys_block, operator, CLIENTS, "client keys")
+    keys_block = operand(client_keys, operator)
+    keys = federated_operand(keys_block, operator, CLIENTS, "client keys")
     if not (
         isinstance(keys.member, TensorType)
         and keys.member.dtype == np.int32
         and keys.member.rank == 1
     ):
         raise FederatedTypeError(operator, "client keys of type {int32[n]}@CLIENTS", f"{keys}")
-    max_block = _operand(max_key, operator)
-    max_type = _federated(max_block, operator, SERVER, "a max_key")
+    max_block = operand(max_key, operator)
+    max_type = federated_operand(max_block, operator, SERVER, "a max_key")
     if max_type.member != TensorType(np.int32):
         raise FederatedTypeError(operator, "a max_key of type int32@SERVER", f"{max_type}")
-    server_block = _operand(server_val, operator)
-    s = _federated(server_block, operator, SERVER, "a server value")
+    server_block = operand(server_val, operator)
+    s = federated_operand(server_block, operator, SERVER, "a server value")
     fn_block = _function(
         select_fn, operator, "a select function", StructType([s.member, TensorType(np.int32)])
     )
     element = fn_block.type_signature.result  # type: ignore[union-attr]
-    argument = _args(keys_block, max_block, server_block, fn_block)
+    argument = operands(keys_block, max_block, server_block, fn_block)
     result = FederatedType(SequenceType(element), CLIENTS)
-    return _call(FEDERATED_SELECT, argument.type_signature, result, argument)
+    return call_intrinsic(FEDERATED_SELECT, argument.type_signature, result, argument)
 
 
 def _secure(uri: str, operator: str, value: Any, bound: Any, bound_name: str) -> Value:
-    value_block = _operand(value, operator)
-    t = _federated(value_block, operator, CLIENTS, "an integer value")
-    if not is_structure_of(t.member, _is_integer):
+    value_block = operand(value, operator)
+    t = federated_operand(value_block, operator, CLIENTS, "an integer value")
+    if not is_structure_of(t.member, is_integer):
         raise FederatedTypeError(
             operator, "{T}@CLIENTS with T an integer tensor or a struct of them", f"{t}"
         )
-    bound_block = _operand(bound, operator)
+    bound_block = operand(bound, operator)
     b = _unplaced(bound_block, operator, f"a {bound_name}")
-    scalar_ok = isinstance(b, TensorType) and b.rank == 0 and _is_integer(b)
+    scalar_ok = isinstance(b, TensorType) and b.rank == 0 and is_integer(b)
     if not scalar_ok and not (
         isinstance(b, StructType)
         and isinstance(t.member, StructType)
         and len(b) == len(t.member)
-        and is_structure_of(b, _is_integer)
+        and is_structure_of(b, is_integer)
     ):
         raise FederatedTypeError(
             operator,
             f"a {bound_name} that is an integer scalar or a struct matching {t.member}",
             f"{b}",
         )
-    argument = _args(value_block, bound_block)
-    return _call(uri, argument.type_signature, FederatedType(t.member, SERVER), argument)
+    argument = operands(value_block, bound_block)
+    return call_intrinsic(uri, argument.type_signature, FederatedType(t.member, SERVER), argument)
 
 
 def federated_secure_sum(value: Any, max_input: Any) -> Value:
@@ -440,7 +360,7 @@ def federated_secure_modular_sum(value: Any, modulus: Any) -> Value:
 def _sequence_operand(
     value: Any, operator: str
 ) -> tuple[bb.ComputationBuildingBlock, SequenceType, FederatedType | None]:
-    block = _operand(value, operator)
+    block = operand(value, operator)
     t = block.type_signature
     federated = t if isinstance(t, FederatedType) else None
     sequence = t.member if federated is not None else t  # type: ignore[union-attr]
@@ -477,8 +397,10 @@ def sequence_map(fn: Any, arg: Any) -> Value:
     element = fn_block.type_signature.result  # type: ignore[union-attr]
 
     def apply(seq: bb.ComputationBuildingBlock) -> Value:
-        argument = _args(fn_block, seq)
-        return _call(SEQUENCE_MAP, argument.type_signature, SequenceType(element), argument)
+        argument = operands(fn_block, seq)
+        return call_intrinsic(
+            SEQUENCE_MAP, argument.type_signature, SequenceType(element), argument
+        )
 
     if federated is not None:
         return _member_wise(operator, block, sequence, apply)
@@ -490,7 +412,7 @@ def sequence_reduce(value: Any, zero: Any, op: Any) -> Value:
     member-wise on a federated sequence."""
     operator = "sequence_reduce"
     block, sequence, federated = _sequence_operand(value, operator)
-    zero_block = _operand(zero, operator)
+    zero_block = operand(zero, operator)
     z = zero_block.type_signature
     if isinstance(z, FederatedType):
         if federated is None or z.placement != federated.placement:
@@ -502,8 +424,8 @@ def sequence_reduce(value: Any, zero: Any, op: Any) -> Value:
     result = op_block.type_signature.result  # type: ignore[union-attr]
 
     def apply(seq: bb.ComputationBuildingBlock) -> Value:
-        argument = _args(seq, zero_block, op_block)
-        return _call(SEQUENCE_REDUCE, argument.type_signature, result, argument)
+        argument = operands(seq, zero_block, op_block)
+        return call_intrinsic(SEQUENCE_REDUCE, argument.type_signature, result, argument)
 
     if federated is not None:
         if isinstance(zero_block.type_signature, FederatedType):
@@ -518,13 +440,13 @@ def sequence_sum(value: Any) -> Value:
     """Sums the elements of a sequence: `T* -> T`, T numeric; member-wise on a federated sequence."""
     operator = "sequence_sum"
     block, sequence, federated = _sequence_operand(value, operator)
-    if not is_structure_of(sequence.element, _is_numeric):
+    if not is_structure_of(sequence.element, is_numeric):
         raise FederatedTypeError(
             operator, "a sequence of numeric tensors or structs of them", f"{block.type_signature}"
         )
 
     def apply(seq: bb.ComputationBuildingBlock) -> Value:
-        return _call(SEQUENCE_SUM, sequence, sequence.element, seq)
+        return call_intrinsic(SEQUENCE_SUM, sequence, sequence.element, seq)
 
     if federated is not None:
         return _member_wise(operator, block, sequence, apply)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from fed_types import Placement, Struct
+from fed_types import Struct, container_items
 
 
 def map_structure(fn: Callable[..., Any], *values: Any) -> Any:
@@ -32,32 +31,21 @@ def leaves(value: Any) -> list[Any]:
     return [value]
 
 
-def container_items(value: Any) -> tuple[list[tuple[str | None, Any]], type] | None:
-    """The (name, element) pairs of a Python container and its type, or None if `value` is not one."""
-    if isinstance(value, Struct):
-        return list(value.items()), type(None)
-    if isinstance(value, Placement):
-        return None
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return list(zip(value._fields, value)), type(value)
-    if isinstance(value, (list, tuple)):
-        return [(None, v) for v in value], type(value)
-    if isinstance(value, Mapping):
-        return [(str(k), v) for k, v in value.items()], type(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)], type(value)
-    attrs_fields = getattr(type(value), "__attrs_attrs__", None)
-    if attrs_fields is not None:
-        return [(a.name, getattr(value, a.name)) for a in attrs_fields], type(value)
-    return None
-
-
 def to_executor_form(value: Any) -> Any:
     """Nested Python containers (as a native dataset yields them) become nested Structs; leaves stay."""
     items = container_items(value)
     if items is None:
         return value
     return Struct((name, to_executor_form(element)) for name, element in items[0])
+
+
+class _NoArgument:
+    def __repr__(self) -> str:
+        return "NO_ARGUMENT"
+
+
+NO_ARGUMENT = _NoArgument()
+"""The argument of a call of a computation that takes none."""
 
 
 class ClientValues:

@@ -1,0 +1,116 @@
+"""Data that lives where a computation runs: `Data` blocks, data descriptors and data backends.
+
+A `Data` building block names a value by URI (a file, a database row, a path that only a worker can
+resolve) and its type. An executor materializes it with a `DataBackend`: the one its context was given,
+else the one registered (through the `fed_register_data_backends` hook) under the URI's scheme, the part
+before `://`. `CreateDataDescriptor(arg_uris, arg_type)` is how a user passes such data as a
+computation's argument: one URI per client for a value at CLIENTS.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from fed_core.execution.values import ClientValues
+from fed_core.ir import building_blocks as bb
+from fed_types import CLIENTS, FederatedType, Type, to_type
+
+
+class DataBackend(abc.ABC):
+    """Materializes `Data` blocks into values, on the machine where the computation runs.
+
+    `materialize(data, type_spec)` gets the `Data` block (its `uri`) and the type of the value to
+    return, in executor form: a `tf.data.Dataset` or a list for a sequence, arrays for tensors, a
+    `fed_types.Struct` or Python container for a struct. It may be a coroutine function, as TFF's is.
+    """
+
+    @abc.abstractmethod
+    def materialize(self, data: bb.Data, type_spec: Type) -> Any:
+        """The value that `data.uri` names, of type `type_spec`."""
+
+
+def run_materialize(backend: Any, data: bb.Data, type_spec: Type) -> Any:
+    """Calls `backend.materialize`, running it to completion when it is a coroutine function."""
+    result = backend.materialize(data, type_spec)
+    if not inspect.iscoroutine(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(result)
+    # Called from a thread whose event loop is running (a notebook): run the coroutine on its own loop.
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(result)
+        except BaseException as error:  # re-raised in the caller's thread
+            box["error"] = error
+
+    thread = threading.Thread(target=run, name="fed-materialize")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of `uri` (the part before `://`), or '' if it has none."""
+    scheme, separator, _ = uri.partition("://")
+    return scheme if separator else ""
+
+
+class DataDescriptor:
+    """A computation argument whose value is data named by URIs, materialized where the computation runs.
+
+    For a type at CLIENTS (`{T}@CLIENTS`), one URI per client; for any other type, one URI.
+    """
+
+    def __init__(self, arg_uris: Sequence[str], arg_type: Any):
+        if isinstance(arg_uris, str) or not all(isinstance(u, str) and u for u in arg_uris):
+            raise TypeError(f"arg_uris must be a list of non-empty URI strings, got {arg_uris!r}.")
+        self._uris = list(arg_uris)
+        self._type = to_type(arg_type)
+        if self._per_client():
+            if not self._uris:
+                raise ValueError("A data descriptor at CLIENTS needs one URI per client, got none.")
+        elif len(self._uris) != 1:
+            raise ValueError(
+                f"A data descriptor of type {self._type} takes exactly one URI (one per client only for a "
+                f"type at CLIENTS), got {len(self._uris)}."
+            )
+
+    def _per_client(self) -> bool:
+        t = self._type
+        return isinstance(t, FederatedType) and t.placement == CLIENTS and not t.all_equal
+
+    @property
+    def uris(self) -> list[str]:
+        return list(self._uris)
+
+    @property
+    def type_signature(self) -> Type:
+        return self._type
+
+    def to_executor_form(self) -> Any:
+        """`Data` blocks for the executor to materialize: one per client in ClientValues, else one."""
+        t = self._type
+        if self._per_client():
+            assert isinstance(t, FederatedType)
+            return ClientValues([bb.Data(uri, t.member) for uri in self._uris])
+        member = t.member if isinstance(t, FederatedType) else t
+        return bb.Data(self._uris[0], member)
+
+    def __repr__(self) -> str:
+        return f"DataDescriptor({len(self._uris)} URIs: {self._type})"
+
+
+def CreateDataDescriptor(arg_uris: Sequence[str], arg_type: Any) -> DataDescriptor:  # noqa: N802 (TFF's name)
+    """A data descriptor (TFF's name): `arg_uris` named data of type `arg_type`, passed as an argument."""
+    return DataDescriptor(arg_uris, arg_type)

@@ -1,0 +1,363 @@
+"""The executor interface: what an executor receives and the helpers every executor needs.
+
+An `Executor` evaluates the IR of a computation on arguments in executor form. `SyncExecutionContext`
+puts any executor behind a context: it checks Python arguments against the computation's type
+(`conform`), hands the IR and the converted argument to the executor, and converts the result back to
+Python (`to_python`). Intrinsic implementations see one execution through an `ExecutionState`, and call
+functions through `FunctionValue`s; a `federated_map` reaches a backend as one batched `map` call.
+Executors are registered by name through the `fed_register_executors` hook; `create_context(name)`
+builds a context on one.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections.abc
+import contextlib
+import warnings
+from collections.abc import Callable
+from concurrent.futures import Executor as PoolExecutor
+from typing import Any
+
+import numpy as np
+
+from fed_core import plugins
+from fed_core.execution.backends import LoadedComputation, run_per_member
+from fed_core.execution.data import DataDescriptor
+from fed_core.execution.values import NO_ARGUMENT, ClientValues, to_executor_form
+from fed_core.ir import building_blocks as bb
+from fed_types import (
+    CLIENTS,
+    FederatedType,
+    FunctionType,
+    SequenceType,
+    Struct,
+    StructType,
+    TensorType,
+    Type,
+    container_items,
+    infer_type,
+    to_python_container,
+    to_type,
+)
+
+
+class Executor(abc.ABC):
+    """Evaluates computations' IR. Implement `execute` (and `close` if it holds resources), register a
+    factory of it through the `fed_register_executors` hook, and `create_context(name, **options)` runs
+    computations on it: the factory receives the options except `default_num_clients`."""
+
+    @abc.abstractmethod
+    def execute(
+        self, computation: bb.ComputationBuildingBlock, argument: Any, cardinality: int
+    ) -> Any:
+        """Evaluates the function `computation` (a `Lambda` or a compiled leaf) on `argument`.
+
+        `argument` is in executor form (see `conform`), or `NO_ARGUMENT` for a function that takes none;
+        some of its leaves may be building blocks still to evaluate: computations passed as arguments
+        and `Data` blocks (see `map_argument_blocks`). `cardinality` is the number of clients. Returns
+        the result in executor form: values at CLIENTS as `ClientValues`, structs as `fed_types.Struct`.
+        """
+
+    def close(self) -> None:  # noqa: B027 (optional to override)
+        """Releases the executor's resources (threads, workers); the default holds none."""
+
+
+class ExecutionState(abc.ABC):
+    """What intrinsic implementations see of one execution: the number of clients, the pool for client
+    work, and the executor's way to map a function over clients."""
+
+    num_clients: int
+
+    @property
+    @abc.abstractmethod
+    def pool(self) -> PoolExecutor | None:
+        """The executor's pool for client work (None if it runs client work in order)."""
+
+    @abc.abstractmethod
+    def pool_for_client_work(self) -> PoolExecutor | None:
+        """The pool, unless called from client work already running on it (nested waits could deadlock)."""
+
+    @abc.abstractmethod
+    def in_client_work(self) -> contextlib.AbstractContextManager[None]:
+        """Marks the current thread as running client work for the duration of a `with` block."""
+
+    def map(self, fn: FunctionValue, clients: ClientValues) -> ClientValues:
+        """Runs `fn` on every client's member; compiled leaves go to their backend in one call."""
+        return fn.map(clients, self)
+
+
+class FunctionValue:
+    """A function inside an executor: a traced lambda, a loaded compiled leaf, or an intrinsic."""
+
+    def __init__(
+        self,
+        type_signature: Type,
+        call: Callable[[Any], Any],
+        loaded: LoadedComputation | None = None,
+    ):
+        self.type_signature = type_signature
+        self._call = call
+        self._loaded = loaded
+
+    def __call__(self, argument: Any = None) -> Any:
+        return self._call(argument)
+
+    def map(self, clients: ClientValues, state: ExecutionState) -> ClientValues:
+        """Runs this function on every client's member; compiled leaves go to their backend in one call."""
+        pool = state.pool_for_client_work()
+        if self._loaded is not None:
+            return self._loaded.map(clients, pool)
+        return ClientValues(run_per_member(self._call_in_worker(state), clients.members(), pool))
+
+    def _call_in_worker(self, state: ExecutionState) -> Callable[[Any], Any]:
+        def call(argument: Any) -> Any:
+            with state.in_client_work():
+                return self._call(argument)
+
+        return call
+
+
+class _AllEqualAtClients:
+    """An all-equal CLIENTS argument, expanded once the number of clients is known."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _describe(value: Any) -> str:
+    try:
+        return str(infer_type(value))
+    except (TypeError, ValueError):
+        return f"a {type(value).__name__}"
+
+
+def _mismatch(expected: Type, value: Any, path: str, detail: str = "") -> TypeError:
+    where = f" at {path}" if path else ""
+    extra = f" ({detail})" if detail else ""
+    return TypeError(f"expected {expected}{where}, given {_describe(value)}{extra}")
+
+
+def _is_native_tensor(value: Any) -> bool:
+    return (
+        hasattr(value, "dtype")
+        and hasattr(value, "shape")
+        and not isinstance(value, (np.ndarray, np.generic))
+    )
+
+
+def conform(value: Any, t: Type, path: str = "", counts: list[int] | None = None) -> Any:
+    """Checks a Python value against `t` and converts it to executor form; records the number of clients
+    of each CLIENTS value in `counts`. Raises TypeError naming the expected and the given type, and where
+    (`path`) they differ."""
+    if counts is None:
+        counts = []
+    if isinstance(value, DataDescriptor):
+        given = value.type_signature
+        if not t.is_assignable_from(given):
+            raise _mismatch(t, value, path, f"the data descriptor holds {given}")
+        if isinstance(given, FederatedType) and given.placement == CLIENTS and not given.all_equal:
+            counts.append(len(value.uris))
+        return value.to_executor_form()
+    if isinstance(t, TensorType):
+        return _conform_tensor(value, t, path)
+    if isinstance(t, StructType):
+        items = container_items(value)
+        if items is None or len(items[0]) != len(t):
+            raise _mismatch(t, value, path)
+        elements = []
+        for index, ((name, element_type), (given_name, element)) in enumerate(
+            zip(t.items(), items[0])
+        ):
+            if name is not None and given_name is not None and name != given_name:
+                raise _mismatch(
+                    t, value, path, f"element {index} is named {given_name!r}, not {name!r}"
+                )
+            step = f"{path}.{name}" if name is not None else f"{path}[{index}]"
+            elements.append((name, conform(element, element_type, step, counts)))
+        return Struct(elements)
+    if isinstance(t, SequenceType):
+        return _conform_sequence(value, t, path, counts)
+    if isinstance(t, FederatedType):
+        if t.placement == CLIENTS and not t.all_equal:
+            if not isinstance(value, (list, tuple)):
+                raise _mismatch(t, value, path, "a list with one member per client is expected")
+            counts.append(len(value))
+            return ClientValues(
+                [conform(m, t.member, f"{path}[client {k}]", counts) for k, m in enumerate(value)]
+            )
+        member = conform(value, t.member, path, counts)
+        return _AllEqualAtClients(member) if t.placement == CLIENTS else member
+    if isinstance(t, FunctionType):
+        concrete = getattr(value, "concrete", None)  # a computation traced per parameter type
+        if callable(concrete) and not hasattr(value, "building_block"):
+            value = concrete(t.parameter)
+        block = getattr(value, "building_block", None)
+        if not isinstance(block, bb.ComputationBuildingBlock) or not t.is_assignable_from(
+            block.type_signature
+        ):
+            raise _mismatch(t, value, path)
+        return block  # evaluated into a function value by the executor
+    raise TypeError(f"Values of type {t} cannot be passed from Python.")
+
+
+def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
+    # Containers are not tensors, except nested lists spelling out a tensor of rank 1 or more.
+    spells_a_tensor = isinstance(value, (list, tuple)) and bool(t.rank)
+    if isinstance(value, (Struct, dict, list, tuple)) and not spells_a_tensor:
+        raise _mismatch(t, value, path)
+    if isinstance(value, (np.ndarray, np.generic)) or _is_native_tensor(value):
+        given = TensorType(value.dtype, getattr(value, "shape", ()))
+        if given.dtype != t.dtype or not t.is_assignable_from(given):
+            raise _mismatch(t, value, path)
+        return value
+    if isinstance(value, bool) and t.dtype != np.bool_:
+        raise _mismatch(t, value, path)
+    if isinstance(value, float) and t.dtype.kind in "iub":
+        raise _mismatch(t, value, path)
+    try:
+        array = np.asarray(value, dtype=t.dtype)
+    except (TypeError, ValueError, OverflowError):
+        raise _mismatch(t, value, path) from None
+    if t.dtype.kind in "iu" and not np.array_equal(array, np.asarray(value)):
+        raise _mismatch(t, value, path, "the value does not fit the dtype")
+    if not t.is_assignable_from(TensorType(array.dtype, array.shape)):
+        raise _mismatch(t, value, path)
+    return array[()] if array.ndim == 0 else array
+
+
+def _conform_sequence(value: Any, t: SequenceType, path: str, counts: list[int]) -> Any:
+    element_spec = getattr(value, "element_spec", None)
+    if (
+        element_spec is not None
+    ):  # a native dataset, such as a tf.data.Dataset: checked by its element spec
+        given = to_type(element_spec)
+        if not t.element.is_assignable_from(given):
+            raise TypeError(f"expected {t}{f' at {path}' if path else ''}, given {given}*")
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, collections.abc.Iterable):
+        raise _mismatch(t, value, path, "a sequence (a list or a dataset) is expected")
+    return [conform(e, t.element, f"{path}[{k}]", counts) for k, e in enumerate(value)]
+
+
+def expand_all_equal(value: Any, num_clients: int) -> Any:
+    """Expands the all-equal CLIENTS values of a conformed argument to `num_clients` members."""
+    if isinstance(value, _AllEqualAtClients):
+        return ClientValues([value.value] * num_clients)
+    if isinstance(value, Struct):
+        return Struct((name, expand_all_equal(v, num_clients)) for name, v in value.items())
+    return value
+
+
+def to_python(value: Any, t: Type) -> Any:
+    """Converts an executor value of type `t` to Python: arrays (numpy scalars for rank 0), the struct's
+    declared containers, lists for sequences and for the members of a CLIENTS value (one value if all-equal)."""
+    if isinstance(t, TensorType):
+        array = np.asarray(value)
+        if array.dtype.kind in "SO" and t.dtype.kind == "U":
+            array = np.vectorize(
+                lambda b: b.decode() if isinstance(b, bytes) else str(b), otypes=[str]
+            )(array)
+        return array[()] if array.ndim == 0 else array
+    if isinstance(t, StructType):
+        struct = to_executor_form(value)
+        converted = Struct((name, to_python(v, et)) for (name, et), v in zip(t.items(), struct))
+        return to_python_container(converted, t)
+    if isinstance(t, SequenceType):
+        return [to_python(to_executor_form(e), t.element) for e in value]
+    if isinstance(t, FederatedType):
+        if isinstance(value, ClientValues):
+            members = [to_python(m, t.member) for m in value.members()]
+            if t.all_equal:
+                return members[0] if members else None
+            return members
+        return to_python(value, t.member)
+    if isinstance(t, FunctionType):
+        raise TypeError(f"A function value of type {t} cannot be returned to Python.")
+    return value
+
+
+def map_argument_blocks(value: Any, evaluate: Callable[[bb.ComputationBuildingBlock], Any]) -> Any:
+    """`value` with each building block among its leaves (in Structs and in the members of ClientValues)
+    replaced by `evaluate(block)`: how an executor turns the computations and `Data` blocks of a conformed
+    argument into values."""
+    if isinstance(value, bb.ComputationBuildingBlock):
+        return evaluate(value)
+    if isinstance(value, Struct):
+        return Struct((name, map_argument_blocks(v, evaluate)) for name, v in value.items())
+    if isinstance(value, ClientValues) and not value.is_stacked:
+        members = value.members()
+        if any(isinstance(m, (bb.ComputationBuildingBlock, Struct)) for m in members):
+            return ClientValues([map_argument_blocks(m, evaluate) for m in members])
+    return value
+
+
+class SyncExecutionContext:
+    """Runs computations on an `Executor`: checks Python arguments against the computation's type, runs it,
+    and returns Python values in the containers the type declares.
+
+    `default_num_clients` is the number of clients when no argument says it (a computation whose CLIENTS
+    values come only from `federated_value` or `federated_eval`).
+    """
+
+    def __init__(self, executor: Executor, default_num_clients: int | None = None):
+        if not callable(getattr(executor, "execute", None)):
+            raise TypeError(
+                f"SyncExecutionContext needs a fed_core.execution.Executor (with an execute method), got "
+                f"{executor!r}."
+            )
+        if default_num_clients is not None and (
+            isinstance(default_num_clients, bool)
+            or not isinstance(default_num_clients, int)
+            or default_num_clients < 0
+        ):
+            raise ValueError(
+                f"default_num_clients must be an int >= 0, got {default_num_clients!r}."
+            )
+        self.default_num_clients = 1 if default_num_clients is None else default_num_clients
+        self.executor = executor
+
+    def invoke(self, computation: Any, argument: Any) -> Any:
+        fn_type = computation.type_signature
+        counts: list[int] = []
+        has_argument = argument is not NO_ARGUMENT
+        converted: Any = NO_ARGUMENT
+        if has_argument:
+            try:
+                converted = conform(argument, fn_type.parameter, "", counts)
+            except TypeError as e:
+                name = f" {computation.name}" if computation.name else ""
+                raise TypeError(f"Calling computation{name} of type {fn_type}: {e}.") from None
+        if len(set(counts)) > 1:
+            raise ValueError(
+                f"The CLIENTS arguments of a call must have the same number of clients, got {sorted(set(counts))}."
+            )
+        num_clients = counts[0] if counts else self.default_num_clients
+        if has_argument:
+            converted = expand_all_equal(converted, num_clients)
+        result = self.executor.execute(computation.building_block, converted, num_clients)
+        return to_python(result, fn_type.result)
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def create_context(executor: str, **options: Any) -> Any:
+    """A new execution context on the executor plugin registered as `executor`, with its options.
+
+    `default_num_clients` goes to the context; every other option goes to the executor's factory.
+    """
+    default_num_clients = options.pop("default_num_clients", None)
+    built = plugins.get_registry("executors").build(executor, **options)
+    if not callable(getattr(built, "execute", None)):
+        # Executor plugins of the first release registered factories of contexts.
+        warnings.warn(
+            f"The executor plugin {executor!r} builds an execution context rather than a "
+            f"fed_core.execution.Executor; register an Executor instead (contexts are made by fed).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return built
+    return SyncExecutionContext(built, default_num_clients)
