@@ -45,6 +45,8 @@ def test_plugins_lists_entries_with_kind_name_distribution_and_version() -> None
         ["executors", "example_sequential", "fed-example-plugin", "0.0.1", "example"],
         ["aggregators", "example_mean", "fed-example-plugin", "0.0.1", "example"],
         ["datasets", "example_counting", "fed-example-plugin", "0.0.1", "example"],
+        ["intrinsics", "example.federated_median", "fed-example-plugin", "0.0.1", "example"],
+        ["data_backends", "example", "fed-example-plugin", "0.0.1", "example"],
     ]
 
 

@@ -99,7 +99,7 @@ def test_client_work_runs_concurrently_on_the_pool():
             return Recording()
 
     @fc.hookimpl
-    def fed_register_frontends(register):
+    def fed_register_backends(register):
         register.add("recording", RecordingBackend)
 
     from fed_core import plugins
@@ -107,7 +107,7 @@ def test_client_work_runs_concurrently_on_the_pool():
     system = plugins.PluginSystem(autoload=True)
     system.register(
         type(
-            "RecordingPlugin", (), {"fed_register_frontends": staticmethod(fed_register_frontends)}
+            "RecordingPlugin", (), {"fed_register_backends": staticmethod(fed_register_backends)}
         )()
     )
     previous = plugins._swap_default(system)

@@ -159,23 +159,31 @@ def test_the_example_plugin_is_discovered_through_its_entry_point() -> None:
     system = installed()
     expected = {
         ("executors", "example_sequential", fed_example_plugin.create_sequential_executor),
+        ("intrinsics", fed_example_plugin.MEDIAN, fed_example_plugin.create_median_definition),
         ("aggregators", "example_mean", fed_example_plugin.create_mean_aggregator),
         ("datasets", "example_counting", fed_example_plugin.create_counting_data),
+        ("data_backends", "example", fed_example_plugin.create_range_data_backend),
     }
     example_entries = [e for e in system.entries() if e.distribution == "fed-example-plugin"]
     assert {(e.kind, e.name, e.factory) for e in example_entries} == expected
     assert {(e.version, e.plugin) for e in example_entries} == {("0.0.1", "example")}
 
 
-def test_factories_of_the_example_plugin_build_working_things() -> None:
+def test_factories_of_the_example_plugin_build_things_of_their_kinds() -> None:
+    from fed_core.execution import Executor
+    from fed_core.framework import IntrinsicDefinition
+
     system = installed()
-    executor = system.registry("executors").get("example_sequential")(num_clients=2)
-    assert executor.num_clients == 2
-    assert executor.map(lambda x: x * 10, [1, 2, 3]) == [10, 20, 30]
-    mean = system.registry("aggregators").get("example_mean")()
-    assert mean([1.0, 2.0, 3.0]) == 2.0
-    data = system.registry("datasets").get("example_counting")(num_clients=3)
-    assert data == {"client_0": [0], "client_1": [0, 1], "client_2": [0, 1, 2]}
+    executor = system.registry("executors").build("example_sequential", trace=True)
+    assert isinstance(executor, Executor) and executor.trace
+    definition = system.registry("intrinsics").build(fed_example_plugin.MEDIAN)
+    assert isinstance(definition, IntrinsicDefinition)
+    assert str(definition.type_signature) == "({T}@CLIENTS -> T@SERVER)"
+    data = system.registry("datasets").build("example_counting", num_clients=3)
+    assert data.client_ids == ["client_0", "client_1", "client_2"]
+    assert data.examples("client_2") == [0, 1, 2]
+    backend = system.registry("data_backends").build("example")
+    assert callable(backend.materialize)
 
 
 def test_entries_are_ordered_by_kind_then_name() -> None:
@@ -349,7 +357,10 @@ def test_register_calls_the_hooks_of_an_in_process_plugin_at_once() -> None:
 def test_register_a_module_under_its_name() -> None:
     system = isolated()
     assert system.register(fed_example_plugin) == "fed_example_plugin"
-    assert system.registry("aggregators").get("example_mean")()([4, 6]) == 5.0
+    assert (
+        system.registry("aggregators").get("example_mean")
+        is fed_example_plugin.create_mean_aggregator
+    )
 
 
 def test_register_raises_a_duplicate_naming_the_installed_distribution() -> None:

@@ -11,14 +11,22 @@ from __future__ import annotations
 from typing import Any
 
 from fed_core.execution.backends import Backend, LeafCache, LoadedComputation, run_per_member
+from fed_core.execution.compat import (
+    DataExecutor,
+    EagerTFExecutor,
+    ExecutorFactory,
+    local_cpp_executor_factory,
+    local_executor_factory,
+)
 from fed_core.execution.context import (
-    ExecutionContext,
+    Context,
     context_scope,
     get_context,
     set_default_context,
 )
 from fed_core.execution.data import CreateDataDescriptor, DataBackend, DataDescriptor
 from fed_core.execution.interface import (
+    ExecutionContext,
     ExecutionState,
     Executor,
     FunctionValue,
@@ -63,12 +71,16 @@ __all__ = [
     "NO_ARGUMENT",
     "Backend",
     "ClientValues",
+    "Context",
     "CreateDataDescriptor",
     "DataBackend",
     "DataDescriptor",
+    "DataExecutor",
+    "EagerTFExecutor",
     "ExecutionContext",
     "ExecutionState",
     "Executor",
+    "ExecutorFactory",
     "FunctionValue",
     "LeafCache",
     "LoadedComputation",
@@ -81,6 +93,8 @@ __all__ = [
     "expand_all_equal",
     "get_context",
     "leaves",
+    "local_cpp_executor_factory",
+    "local_executor_factory",
     "map_argument_blocks",
     "map_structure",
     "run_per_member",

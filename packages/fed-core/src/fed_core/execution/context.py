@@ -17,8 +17,9 @@ from fed_core.execution.interface import create_context
 
 
 @runtime_checkable
-class ExecutionContext(Protocol):
-    """Runs computations on concrete Python values."""
+class Context(Protocol):
+    """Anything a call of a computation can go to: an execution context (which runs it on concrete Python
+    values) or, while tracing, the tracing context (which records it)."""
 
     def invoke(self, computation: Any, argument: Any) -> Any:
         """Runs `computation` (a `Computation`) on `argument` (None if it takes none) and returns the result
@@ -53,7 +54,7 @@ def _get_default() -> Any:
 def set_default_context(context: Any) -> None:
     """Makes `context` the execution context used outside any `with context_scope(...)` block."""
     global _default_context
-    if not isinstance(context, ExecutionContext):
+    if not isinstance(context, Context):
         raise TypeError(f"Expected an execution context (with an invoke method), got {context!r}.")
     with _default_lock:
         _default_context = context

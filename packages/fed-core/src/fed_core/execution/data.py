@@ -4,7 +4,7 @@ A `Data` building block names a value by URI (a file, a database row, a path tha
 resolve) and its type. An executor materializes it with a `DataBackend`: the one its context was given,
 else the one registered (through the `fed_register_data_backends` hook) under the URI's scheme, the part
 before `://`. `CreateDataDescriptor(arg_uris, arg_type)` is how a user passes such data as a
-computation's argument: one URI per client for a value at CLIENTS.
+computation's argument: one URI per client, each naming a value of `arg_type`.
 """
 
 from __future__ import annotations
@@ -69,21 +69,23 @@ def uri_scheme(uri: str) -> str:
 class DataDescriptor:
     """A computation argument whose value is data named by URIs, materialized where the computation runs.
 
-    For a type at CLIENTS (`{T}@CLIENTS`), one URI per client; for any other type, one URI.
+    As in TFF, the URIs name one value per client: `arg_type` is the type of one client's value (`T`), and
+    the descriptor's type is `{T}@CLIENTS`. A type placed at CLIENTS is taken as it is; a type placed at
+    SERVER takes exactly one URI.
     """
 
     def __init__(self, arg_uris: Sequence[str], arg_type: Any):
         if isinstance(arg_uris, str) or not all(isinstance(u, str) and u for u in arg_uris):
             raise TypeError(f"arg_uris must be a list of non-empty URI strings, got {arg_uris!r}.")
         self._uris = list(arg_uris)
-        self._type = to_type(arg_type)
+        t = to_type(arg_type)
+        self._type = t if isinstance(t, FederatedType) else FederatedType(t, CLIENTS)
         if self._per_client():
             if not self._uris:
                 raise ValueError("A data descriptor at CLIENTS needs one URI per client, got none.")
         elif len(self._uris) != 1:
             raise ValueError(
-                f"A data descriptor of type {self._type} takes exactly one URI (one per client only for a "
-                f"type at CLIENTS), got {len(self._uris)}."
+                f"A data descriptor of type {self._type} takes exactly one URI, got {len(self._uris)}."
             )
 
     def _per_client(self) -> bool:

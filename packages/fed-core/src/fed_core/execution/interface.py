@@ -1,6 +1,6 @@
 """The executor interface: what an executor receives and the helpers every executor needs.
 
-An `Executor` evaluates the IR of a computation on arguments in executor form. `SyncExecutionContext`
+An `Executor` evaluates the IR of a computation on arguments in executor form. `ExecutionContext`
 puts any executor behind a context: it checks Python arguments against the computation's type
 (`conform`), hands the IR and the converted argument to the executor, and converts the result back to
 Python (`to_python`). Intrinsic implementations see one execution through an `ExecutionState`, and call
@@ -294,20 +294,46 @@ def map_argument_blocks(value: Any, evaluate: Callable[[bb.ComputationBuildingBl
     return value
 
 
-class SyncExecutionContext:
+class ExecutionContext:
     """Runs computations on an `Executor`: checks Python arguments against the computation's type, runs it,
     and returns Python values in the containers the type declares.
 
     `default_num_clients` is the number of clients when no argument says it (a computation whose CLIENTS
-    values come only from `federated_value` or `federated_eval`).
+    values come only from `federated_value` or `federated_eval`). TFF's form is accepted too:
+    `ExecutionContext(executor_fn=factory, compiler_fn=None)`, where `factory.create_executor()` (or
+    `factory()`) makes the executor and `compiler_fn(computation)` transforms each computation before it
+    runs.
     """
 
-    def __init__(self, executor: Executor, default_num_clients: int | None = None):
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        default_num_clients: int | None = None,
+        *,
+        executor_fn: Any = None,
+        compiler_fn: Callable[[Any], Any] | None = None,
+    ):
+        if (executor is None) == (executor_fn is None):
+            raise TypeError(
+                "ExecutionContext takes an executor, or (TFF's form) an executor_fn; not both."
+            )
+        if executor_fn is not None:
+            create = getattr(executor_fn, "create_executor", executor_fn)
+            if not callable(create):
+                raise TypeError(
+                    f"executor_fn must be an executor factory (with create_executor) or a callable "
+                    f"returning an Executor, got {executor_fn!r}."
+                )
+            executor = create()
+            default_num_clients = getattr(executor_fn, "default_num_clients", default_num_clients)
         if not callable(getattr(executor, "execute", None)):
             raise TypeError(
-                f"SyncExecutionContext needs a fed_core.execution.Executor (with an execute method), got "
+                f"ExecutionContext needs a fed_core.execution.Executor (with an execute method), got "
                 f"{executor!r}."
             )
+        if compiler_fn is not None and not callable(compiler_fn):
+            raise TypeError(f"compiler_fn must be callable, got {compiler_fn!r}.")
+        self.compiler_fn = compiler_fn
         if default_num_clients is not None and (
             isinstance(default_num_clients, bool)
             or not isinstance(default_num_clients, int)
@@ -317,9 +343,11 @@ class SyncExecutionContext:
                 f"default_num_clients must be an int >= 0, got {default_num_clients!r}."
             )
         self.default_num_clients = 1 if default_num_clients is None else default_num_clients
-        self.executor = executor
+        self.executor: Executor = executor  # type: ignore[assignment]
 
     def invoke(self, computation: Any, argument: Any) -> Any:
+        if self.compiler_fn is not None:
+            computation = self.compiler_fn(computation)
         fn_type = computation.type_signature
         counts: list[int] = []
         has_argument = argument is not NO_ARGUMENT
@@ -344,6 +372,10 @@ class SyncExecutionContext:
         self.executor.close()
 
 
+SyncExecutionContext = ExecutionContext
+"""TFF's name for a context that runs computations synchronously (every fed context does)."""
+
+
 def create_context(executor: str, **options: Any) -> Any:
     """A new execution context on the executor plugin registered as `executor`, with its options.
 
@@ -360,4 +392,4 @@ def create_context(executor: str, **options: Any) -> Any:
             stacklevel=2,
         )
         return built
-    return SyncExecutionContext(built, default_num_clients)
+    return ExecutionContext(built, default_num_clients)

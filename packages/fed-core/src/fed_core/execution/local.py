@@ -22,10 +22,10 @@ from fed_core import plugins
 from fed_core.execution.backends import Backend, LeafCache, LoadedComputation
 from fed_core.execution.data import run_materialize, uri_scheme
 from fed_core.execution.interface import (
+    ExecutionContext,
     ExecutionState,
     Executor,
     FunctionValue,
-    SyncExecutionContext,
     map_argument_blocks,
 )
 from fed_core.execution.values import NO_ARGUMENT
@@ -265,7 +265,7 @@ class LocalExecutor(Executor):
             self.pool.shutdown(wait=False)
 
 
-class LocalExecutionContext(SyncExecutionContext):
+class LocalExecutionContext(ExecutionContext):
     """A context on a new `LocalExecutor` (see there for the options)."""
 
     def __init__(
