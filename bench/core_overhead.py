@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 import fed_core as fc
-from fed_core.testing import python_computation
+from fed_core.testing import python_computation, register_python_frontend
 from fed_types import CLIENTS, FederatedType
 
 
@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
+    register_python_frontend()  # the test frontend runs code stored in its leaves: registered on request
 
     @fc.federated_computation(FederatedType(np.float32, CLIENTS))
     def mean(values):

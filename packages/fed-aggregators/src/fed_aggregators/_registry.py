@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fed_aggregators._factory import AggregationFactory
-from fed_core.plugins import get_registry
+from fed_core.plugins import PluginInterfaceError, get_registry
 
 
 def factory_from_config(config: str | Mapping[str, Any]) -> AggregationFactory:
@@ -29,9 +29,12 @@ def factory_from_config(config: str | Mapping[str, Any]) -> AggregationFactory:
         for key, value in config.items()
         if key != "name"
     }
-    constructor = get_registry("aggregators").get(config["name"])
+    registry = get_registry("aggregators")
+    registry.get(config["name"])  # an unknown name: the registry's error, listing the known ones
     try:
-        factory = constructor(**options)
+        factory = registry.build(config["name"], **options)
+    except PluginInterfaceError:
+        raise
     except TypeError as error:
         raise TypeError(
             f"Cannot build the aggregator {config['name']!r} with options {sorted(options)}: {error}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import collections
 import hashlib
 import threading
 from collections.abc import Callable
@@ -52,10 +53,15 @@ class LeafCache:
     on every evaluation), else by content (frontend, payload digest and type), so equal leaves from two
     deserializations share one load."""
 
+    MAX_IDENTITIES = 4096
+    """How many leaf objects the fast path remembers (the oldest are found by content again)."""
+
     def __init__(self, load: Callable[[CompiledComputation], LoadedComputation]):
         self._load = load
         self._lock = threading.Lock()
-        self._by_identity: dict[int, tuple[CompiledComputation, LoadedComputation]] = {}
+        self._by_identity: collections.OrderedDict[
+            int, tuple[CompiledComputation, LoadedComputation]
+        ] = collections.OrderedDict()
         self._by_content: dict[tuple[str, bytes, str], LoadedComputation] = {}
 
     def get(self, leaf: CompiledComputation) -> LoadedComputation:
@@ -77,6 +83,8 @@ class LeafCache:
         with self._lock:
             # The leaf is kept alive with its entry, so its id is not reused while the entry exists.
             self._by_identity[id(leaf)] = (leaf, loaded)
+            while len(self._by_identity) > self.MAX_IDENTITIES:
+                self._by_identity.popitem(last=False)
         return loaded
 
     def __len__(self) -> int:

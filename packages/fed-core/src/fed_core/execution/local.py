@@ -11,6 +11,7 @@ compiled leaves from the "backends" registry, `Data` blocks from data backends.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -83,6 +84,9 @@ class _State(ExecutionState):
 
 _Resolved = Callable[[_State], FunctionValue]
 
+MAX_PLANS = 1024
+"""How many computations' resolved intrinsics and leaves an executor keeps."""
+
 
 class LocalExecutor(Executor):
     """Evaluates building blocks in this process, with a pool of `max_concurrency` threads for client work.
@@ -128,8 +132,10 @@ class LocalExecutor(Executor):
         self._leaves = LeafCache(self._load)
         self._intrinsics: dict[str, Callable[..., Any]] = {}
         # Per computation (by the identity of its root block, kept alive here): its intrinsics and leaves,
-        # resolved once rather than at every evaluation.
-        self._plans: dict[int, tuple[bb.ComputationBuildingBlock, dict[int, _Resolved]]] = {}
+        # resolved once rather than at every evaluation. The most recently used plans are kept.
+        self._plans: collections.OrderedDict[
+            int, tuple[bb.ComputationBuildingBlock, dict[int, _Resolved]]
+        ] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def execute(
@@ -148,9 +154,11 @@ class LocalExecutor(Executor):
         return self._evaluate(block, _EMPTY, state, self._plan(block))
 
     def _plan(self, root: bb.ComputationBuildingBlock) -> dict[int, _Resolved]:
-        known = self._plans.get(id(root))
-        if known is not None and known[0] is root:
-            return known[1]
+        with self._lock:
+            known = self._plans.get(id(root))
+            if known is not None and known[0] is root:
+                self._plans.move_to_end(id(root))
+                return known[1]
         plan: dict[int, _Resolved] = {}
         for node in bb.walk(root):
             if isinstance(node, bb.Intrinsic):
@@ -163,6 +171,8 @@ class LocalExecutor(Executor):
                 )
         with self._lock:
             self._plans[id(root)] = (root, plan)
+            while len(self._plans) > MAX_PLANS:
+                self._plans.popitem(last=False)
         return plan
 
     def _resolve_intrinsic(self, node: bb.Intrinsic) -> _Resolved:
