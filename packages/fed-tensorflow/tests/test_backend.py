@@ -187,3 +187,56 @@ def test_client_work_is_spread_over_the_configured_devices():
         r"Executing op __inference_vectorized\w* in device \S+(CPU:\d)", done.stderr
     )
     assert sorted(devices) == ["CPU:1", "CPU:2"]
+
+
+CONTEXT_DEVICES = textwrap.dedent(
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 3)
+
+    import fed_core as fc
+    import fed_tensorflow as ftf
+    from fed_core.execution import ClientValues, context_scope, create_context
+    from fed_tensorflow._backend import backend
+    from fed_types import CLIENTS, FederatedType, SequenceType
+
+    @ftf.computation(SequenceType(np.float32))
+    def total(values):
+        return values.reduce(np.float32(0), lambda acc, x: acc + x)
+
+    @fc.federated_computation(FederatedType(SequenceType(np.float32), CLIENTS))
+    def totals(datasets):
+        return fc.federated_map(total, datasets)
+
+    own = create_context("local", devices=["/CPU:2"])
+    other = create_context("local")
+    with context_scope(own):
+        print("own", totals([[1.0], [2.0], [3.0]]), flush=True)
+    own_backend = own.executor._backend("tensorflow")
+    placed = own_backend.load(total.building_block).map(ClientValues([[1.0], [2.0]]), None)
+    print("own placed", [m.device[-5:] for m in placed.members()], flush=True)
+    print("own devices", own_backend.devices, flush=True)
+    print("other devices", other.executor._backend("tensorflow").devices, flush=True)
+    print("process devices", backend().devices, flush=True)
+    """
+)
+
+
+def test_a_context_given_devices_runs_its_client_work_there_and_leaves_others_alone():
+    done = subprocess.run(
+        [sys.executable, "-c", CONTEXT_DEVICES],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "own [np.float32(1.0), np.float32(2.0), np.float32(3.0)]" in done.stdout
+    assert "own devices ['/CPU:2']" in done.stdout
+    everything = "['/device:CPU:0', '/device:CPU:1', '/device:CPU:2']"
+    assert f"other devices {everything}" in done.stdout
+    assert f"process devices {everything}" in done.stdout
+    assert "own placed ['CPU:2', 'CPU:2']" in done.stdout

@@ -84,3 +84,31 @@ def test_execution_context_setters_with_tff_names():
     finally:
         fed.backends.native.set_sync_local_execution_context()
     assert count() == 1
+
+
+def test_a_local_context_given_devices_keeps_them_to_itself():
+    import fed_tensorflow
+
+    before = fed_tensorflow._backend.backend().devices
+    own = fed.backends.native.create_sync_local_execution_context(devices=["/CPU:0"])
+    assert own.executor.devices == ["/CPU:0"]
+    assert fed.backends.native.create_sync_local_execution_context().executor.devices is None
+    assert fed_tensorflow._backend.backend().devices == before
+
+
+def test_the_framework_names_of_tff_data_loading():
+    for name in [
+        "DataBackend",
+        "CreateDataDescriptor",
+        "DataExecutor",
+        "EagerTFExecutor",
+        "ExecutionContext",
+        "local_executor_factory",
+        "local_cpp_executor_factory",
+        "set_default_context",
+    ]:
+        assert hasattr(fed.framework, name), name
+    with pytest.raises(NotImplementedError, match="server_tf_device"):
+        fed.framework.local_executor_factory(server_tf_device="/CPU:0")
+    with pytest.raises(TypeError, match="data_backend with a materialize method"):
+        fed.framework.DataExecutor(fed.framework.EagerTFExecutor(), data_backend=object())
