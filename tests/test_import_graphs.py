@@ -150,8 +150,8 @@ def test_fed_core_subpackages_are_layered():
     assert cycle is None, "fed_core's subpackages import each other in a cycle: " + " -> ".join(
         cycle
     )
-    # The layers named in docs/architecture: the IR and the plugin system at the bottom, then execution,
-    # intrinsics, tracing, and the compiler and serialization above them.
+    # The layers of fed-core's README ("Layout"): the plugin system and the IR at the bottom, then
+    # execution, intrinsics, tracing, and the compiler and serialization above them.
     order = [
         "fed_core.plugins",
         "fed_core.ir",

@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+import fed_core as fc
 from fed_aggregators import (
     MeanFactory,
     SumFactory,
@@ -15,6 +16,7 @@ from fed_aggregators import (
     UnweightedMeanFactory,
     factory_from_config,
 )
+from fed_core.plugins import PluginInterfaceError
 from fed_core.templates import AggregationProcess
 from fed_types import StructType, TensorType
 
@@ -163,3 +165,24 @@ def test_factories_are_built_by_name_through_the_plugin_registry():
         factory_from_config({"name": "sum", "bogus": 1})
     with pytest.raises(TypeError, match="a registered name or a dict with a 'name' key"):
         factory_from_config({"value_sum_factory": "sum"})
+
+
+def test_an_installed_third_party_aggregator_is_built_by_name_and_runs():
+    # fed-example-plugin (tests/plugins) registers "example_mean" through its entry point.
+    factory = factory_from_config("example_mean")
+    assert isinstance(factory, UnweightedMeanFactory)
+    process = factory.create(np.float32)
+    assert process.next(process.initialize(), [1.0, 2.0, 6.0]).result == pytest.approx(3.0)
+
+
+def test_a_registered_aggregator_that_builds_the_wrong_thing_is_refused_naming_its_plugin(
+    fed_default_plugin_system,
+):
+    class Wrong:
+        @fc.hookimpl
+        def fed_register_aggregators(self, register):
+            register.add("not_a_factory", lambda: "a string")
+
+    fed_default_plugin_system.register(Wrong(), name="wrong_aggregators")
+    with pytest.raises(PluginInterfaceError, match="plugin 'wrong_aggregators'.*create"):
+        factory_from_config("not_a_factory")

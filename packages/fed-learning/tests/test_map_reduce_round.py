@@ -39,6 +39,7 @@ def test_a_fed_avg_round_in_map_reduce_form_matches_the_whole_round():
 
     got = process.get_model_weights(split_state).trainable
     want = process.get_model_weights(whole.state).trainable
+    assert len(got) == len(want) == 2  # the dense layer's kernel and bias
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
     train = split_metrics["client_work"]["train"]

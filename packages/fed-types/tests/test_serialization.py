@@ -1,5 +1,7 @@
 import collections
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -147,6 +149,26 @@ def test_local_classes_are_not_recorded():
     assert back == t and back.python_container is None and back.names() == ("a",)
 
 
+def test_a_container_that_is_not_a_container_class_is_refused():
+    data = serialize_type(StructWithPythonType([("args", np.str_)], dict))
+    data["type"]["container"] = "subprocess:Popen"
+    with pytest.raises(ValueError, match="'subprocess:Popen', which is not a container class"):
+        deserialize_type(data)
+
+
+def test_reading_a_container_never_imports_its_module():
+    program = (
+        "import sys, numpy as np\n"
+        "from fed_types import StructWithPythonType, serialize_type, deserialize_type\n"
+        "data = serialize_type(StructWithPythonType([('a', np.int32)], dict))\n"
+        "data['type']['container'] = 'this:s'\n"
+        "print(deserialize_type(data).python_container, 'this' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "None False"
+
+
 def test_containers_that_cannot_be_imported_are_dropped():
     data = serialize_type(StructType([("a", np.int32)]))
     data["type"]["container"] = "no_such_module_of_fed:Thing"
@@ -234,7 +256,7 @@ def _tensor(**overrides):
         ),
         (
             {"version": 1, "type": {"kind": "struct", "elements": [], "container": "math:pi"}},
-            "key 'container' is 'math:pi', which is not a class",
+            "key 'container' is 'math:pi', which is not a container class",
         ),
         (
             {"version": 1, "type": {"kind": "sequence", "element": {"kind": "placement"}}},

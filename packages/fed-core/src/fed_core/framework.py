@@ -41,9 +41,11 @@ from fed_core.execution import (
     local_executor_factory,
     map_argument_blocks,
     map_structure,
+    run_materialize,
     run_per_member,
     set_default_context,
     to_python,
+    uri_scheme,
 )
 from fed_core.intrinsics.definitions import IntrinsicDefinition, IntrinsicKind
 from fed_core.intrinsics.definitions import definitions as intrinsic_definitions
@@ -139,6 +141,7 @@ __all__ = [
     "pack_arguments",
     "register_internal_package",
     "run_map_reduce_form",
+    "run_materialize",
     "run_per_member",
     "serialize_computation",
     "set_default_context",
@@ -146,5 +149,6 @@ __all__ = [
     "to_building_block",
     "to_python",
     "transform_postorder",
+    "uri_scheme",
     "walk",
 ]

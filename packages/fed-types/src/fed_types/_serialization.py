@@ -15,12 +15,18 @@ The form, version 1: `{"version": 1, "type": NODE}`, where NODE is one of
 A tensor's shape is [] for a scalar and null for an unknown rank; a dimension is an int or null.
 A struct's `"container"` is present only when its Python container can be imported by that path
 (builtins such as `builtins:dict`, `collections:OrderedDict`, and classes defined at the top level
-of a module). A reader that cannot import it reads the struct without container: names are kept.
+of a module). A reader never imports anything: it looks the container up among the modules the process
+has imported, reads the struct without container (names kept) when its module is not one of them, and
+refuses a class that is not a container (a dict, list or tuple or a subclass, a named tuple, a dataclass
+or an attrs class), since converting values to their container calls the class.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
+import sys
 from typing import Any
 
 import numpy as np
@@ -213,19 +219,41 @@ def _read_struct(node: dict[str, Any], where: str) -> Type:
 
 
 def _read_container(path: Any, where: str) -> type | None:
+    """The container class `path` names, if its module is already imported; never imports anything.
+
+    A serialized type comes from data, so reading one runs no code: the container is looked up among the
+    modules this process has imported (a struct whose container's module is not imported is read without
+    its container), and only container classes are accepted (dicts, lists, tuples and their subclasses,
+    named tuples, dataclasses and attrs classes), since converting a result to its container calls it.
+    """
     if path is None:
         return None
     module_name, colon, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
     if not (colon and module_name and qualname):
         raise _malformed(where, f"key 'container' is {path!r}, expected 'module:qualname'")
-    try:
-        container = _import(path)
-    except Exception:
-        # Whatever stops the import, the struct is still usable without its container.
+    module = sys.modules.get(module_name)
+    if module is None:
         return None
-    if not isinstance(container, type):
-        raise _malformed(where, f"key 'container' is {path!r}, which is not a class")
+    container: Any = module
+    for part in qualname.split("."):
+        container = inspect.getattr_static(container, part, None)
+        if container is None:
+            return None
+    if not _is_container_class(container):
+        raise _malformed(
+            where,
+            f"key 'container' is {path!r}, which is not a container class (a dict, list or tuple, a "
+            f"subclass of one, a named tuple, a dataclass or an attrs class)",
+        )
     return container
+
+
+def _is_container_class(cls: Any) -> bool:
+    if not isinstance(cls, type):
+        return False
+    if issubclass(cls, (dict, list, tuple)):
+        return True
+    return dataclasses.is_dataclass(cls) or getattr(cls, "__attrs_attrs__", None) is not None
 
 
 def _read_federated(node: dict[str, Any], where: str) -> Type:

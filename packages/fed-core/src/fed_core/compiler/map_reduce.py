@@ -30,7 +30,7 @@ from fed_core.ir import building_blocks as bb
 from fed_core.ir.build import fresh_name
 from fed_core.tracing import operators as ops
 from fed_core.tracing.computation import Computation
-from fed_core.tracing.tracer import federated_computation
+from fed_core.tracing.tracer import federated_computation, intrinsic_operator
 from fed_types import (
     CLIENTS,
     SERVER,
@@ -355,7 +355,7 @@ def _classify(name: str, value: bb.ComputationBuildingBlock, phases: dict[str, _
                     "stage, before its aggregations."
                 )
             return _Step(name, _Phase.CLIENTS, None)
-        if uri in _AGGREGATION_URIS:
+        if uri in _AGGREGATION_URIS or _is_plugin_aggregation(uri):
             return _Step(name, _Phase.UPDATE, None)
         if uri in _CLIENT_URIS:
             return _Step(name, _Phase.CLIENTS, _unplaced_step(uri, value.argument))
@@ -366,7 +366,8 @@ def _classify(name: str, value: bb.ComputationBuildingBlock, phases: dict[str, _
             return _Step(name, _Phase.UNPLACED, value)
         raise ValueError(
             f"MapReduce form: the intrinsic {uri} (step {name}) has no place in a round's prepare, "
-            "broadcast, client work, aggregation or update steps."
+            "broadcast, client work, aggregation or update steps (a plugin's intrinsic takes part "
+            "when it is an aggregation of one operand at CLIENTS)."
         )
     if not _has_federated(value.type_signature) and inputs <= {_Phase.UNPLACED}:
         return _Step(name, _Phase.UNPLACED, value)
@@ -616,7 +617,26 @@ def _aggregate(aggregation: MapReduceAggregation, client_outputs: Any) -> Any:
     if uri in _SECURE_AGGREGATIONS:
         assert aggregation.bound is not None
         return _SECURE_AGGREGATIONS[uri](value, aggregation.bound())
+    if _is_plugin_aggregation(uri):
+        return intrinsic_operator(uri)(value)
     raise ValueError(f"Unknown aggregation {uri!r}: expected one of {sorted(_AGGREGATION_URIS)}.")
+
+
+def _is_plugin_aggregation(uri: str) -> bool:
+    """A plugin's intrinsic that aggregates one value at CLIENTS into a value at SERVER: the split runs it
+    like `federated_sum`, on the clients' outputs."""
+    if uri in i.BUILTINS:
+        return False
+    try:
+        definition = i.lookup(uri)
+    except LookupError:
+        return False
+    parameter = definition.type_signature.parameter
+    return (
+        definition.kind is i.IntrinsicKind.AGGREGATION
+        and isinstance(parameter, FederatedType)
+        and parameter.placement == CLIENTS
+    )
 
 
 def _aggregation_computation(form: MapReduceForm) -> Computation:

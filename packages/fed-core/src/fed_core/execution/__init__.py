@@ -24,7 +24,13 @@ from fed_core.execution.context import (
     get_context,
     set_default_context,
 )
-from fed_core.execution.data import CreateDataDescriptor, DataBackend, DataDescriptor
+from fed_core.execution.data import (
+    CreateDataDescriptor,
+    DataBackend,
+    DataDescriptor,
+    run_materialize,
+    uri_scheme,
+)
 from fed_core.execution.interface import (
     ExecutionContext,
     ExecutionState,
@@ -97,9 +103,11 @@ __all__ = [
     "local_executor_factory",
     "map_argument_blocks",
     "map_structure",
+    "run_materialize",
     "run_per_member",
     "set_context",
     "set_default_context",
     "set_local_execution_context",
     "to_python",
+    "uri_scheme",
 ]

@@ -51,41 +51,46 @@ class Backend(abc.ABC):
 class LeafCache:
     """Loaded leaves, each loaded once: found by the leaf object's identity on the fast path (no hashing
     on every evaluation), else by content (frontend, payload digest and type), so equal leaves from two
-    deserializations share one load."""
+    deserializations share one load. The most recently used `MAX_ENTRIES` loads are kept."""
 
-    MAX_IDENTITIES = 4096
-    """How many leaf objects the fast path remembers (the oldest are found by content again)."""
+    MAX_ENTRIES = 4096
+    """How many loaded leaves (and how many leaf objects, on the fast path) the cache keeps."""
 
     def __init__(self, load: Callable[[CompiledComputation], LoadedComputation]):
         self._load = load
-        self._lock = threading.Lock()
+        # Reentrant, and held while loading: a leaf is loaded once even when several threads ask for it,
+        # and a load may itself load other leaves (a computation that calls another).
+        self._lock = threading.RLock()
         self._by_identity: collections.OrderedDict[
             int, tuple[CompiledComputation, LoadedComputation]
         ] = collections.OrderedDict()
-        self._by_content: dict[tuple[str, bytes, str], LoadedComputation] = {}
+        self._by_content: collections.OrderedDict[tuple[str, bytes, str], LoadedComputation] = (
+            collections.OrderedDict()
+        )
 
     def get(self, leaf: CompiledComputation) -> LoadedComputation:
         """The loaded form of `leaf`, loading it on first use."""
         known = self._by_identity.get(id(leaf))
         if known is not None and known[0] is leaf:
             return known[1]
-        key = (
-            leaf.frontend,
-            hashlib.sha256(leaf.payload).digest(),
-            str(leaf.type_signature),
-        )
+        key = (leaf.frontend, hashlib.sha256(leaf.payload).digest(), str(leaf.type_signature))
         with self._lock:
             loaded = self._by_content.get(key)
-        if loaded is None:
-            loaded = self._load(leaf)
-            with self._lock:
-                loaded = self._by_content.setdefault(key, loaded)
-        with self._lock:
+            if loaded is None:
+                loaded = self._load(leaf)
+                self._by_content[key] = loaded
+                _trim(self._by_content, self.MAX_ENTRIES)
+            else:
+                self._by_content.move_to_end(key)
             # The leaf is kept alive with its entry, so its id is not reused while the entry exists.
             self._by_identity[id(leaf)] = (leaf, loaded)
-            while len(self._by_identity) > self.MAX_IDENTITIES:
-                self._by_identity.popitem(last=False)
+            _trim(self._by_identity, self.MAX_ENTRIES)
         return loaded
 
     def __len__(self) -> int:
         return len(self._by_content)
+
+
+def _trim(entries: collections.OrderedDict[Any, Any], size: int) -> None:
+    while len(entries) > size:
+        entries.popitem(last=False)

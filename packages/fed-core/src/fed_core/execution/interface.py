@@ -158,7 +158,9 @@ def conform(value: Any, t: Type, path: str = "", counts: list[int] | None = None
         given = value.type_signature
         if not t.is_assignable_from(given):
             raise _mismatch(t, value, path, f"the data descriptor holds {given}")
-        if isinstance(given, FederatedType) and given.placement == CLIENTS and not given.all_equal:
+        if isinstance(given, FederatedType) and given.placement == CLIENTS:
+            if given.all_equal:
+                return _AllEqualAtClients(value.to_executor_form())
             counts.append(len(value.uris))
         return value.to_executor_form()
     if isinstance(t, TensorType):
@@ -382,9 +384,12 @@ def create_context(executor: str, **options: Any) -> Any:
     `default_num_clients` goes to the context; every other option goes to the executor's factory.
     """
     default_num_clients = options.pop("default_num_clients", None)
-    built = plugins.get_registry("executors").build(executor, **options)
+    registry = plugins.get_registry("executors")
+    built = registry.build(executor, **options)
     if not callable(getattr(built, "execute", None)):
-        # Executor plugins of the first release registered factories of contexts.
+        # Executor plugins of the first release registered factories of contexts, which took every option.
+        if default_num_clients is not None:
+            built = registry.build(executor, default_num_clients=default_num_clients, **options)
         warnings.warn(
             f"The executor plugin {executor!r} builds an execution context rather than a "
             f"fed_core.execution.Executor; register an Executor instead (contexts are made by fed).",

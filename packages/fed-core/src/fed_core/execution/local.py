@@ -145,10 +145,16 @@ class LocalExecutor(Executor):
         has_argument = argument is not NO_ARGUMENT
         if has_argument:
             argument = map_argument_blocks(
-                argument, lambda block: self._evaluate_root(block, state)
+                argument, lambda block: self._argument_block(block, state)
             )
         fn = self._evaluate_root(computation, state)
         return fn(argument) if has_argument else fn()
+
+    def _argument_block(self, block: bb.ComputationBuildingBlock, state: _State) -> Any:
+        """A computation passed as an argument becomes a function value; a `Data` block, its value."""
+        if isinstance(block, bb.Data):
+            return self._materialize(block)
+        return self._evaluate_root(block, state)
 
     def _evaluate_root(self, block: bb.ComputationBuildingBlock, state: _State) -> Any:
         return self._evaluate(block, _EMPTY, state, self._plan(block))
@@ -178,8 +184,12 @@ class LocalExecutor(Executor):
     def _resolve_intrinsic(self, node: bb.Intrinsic) -> _Resolved:
         implementation = self._intrinsics.get(node.uri)
         if implementation is None:
-            entry = plugins.get_registry("intrinsics").build(node.uri)
-            implementation = entry.implementation
+            definition = plugins.get_registry("intrinsics").build(node.uri)
+            if definition.uri != node.uri:
+                raise TypeError(
+                    f"The intrinsic {node.uri!r} is registered with a definition of {definition.uri!r}."
+                )
+            implementation = definition.implementation
             with self._lock:
                 self._intrinsics[node.uri] = implementation
         fn_type = node.type_signature

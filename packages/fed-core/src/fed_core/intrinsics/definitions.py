@@ -133,43 +133,165 @@ class IntrinsicDefinition:
         return self.name or self.uri
 
     def check(self, fn_type: FunctionType) -> None:
-        """Raises FederatedTypeError unless `fn_type` is a concrete type this intrinsic may be called at."""
-        bindings: dict[str, Type] = {}
-        pattern = self.type_signature
-        problem = _unify(pattern.parameter, fn_type.parameter, bindings, "the operands") or _unify(
-            pattern.result, fn_type.result, bindings, "the result"
-        )
-        if problem is None and self.constraint is not None:
-            problem = self.constraint(fn_type)
+        """Raises FederatedTypeError unless `fn_type` is a concrete type this intrinsic may be called at:
+        its operands match the signature, functions among them accept what they will be given, and the
+        result claims no more than the operands guarantee."""
+        problem = self._problem(fn_type)
         if problem is not None:
             raise FederatedTypeError(
-                self.operator,
-                f"operands of type {pattern.parameter}",
-                f"{fn_type.parameter} ({problem})",
+                self.operator, f"a call of type {self.type_signature}", f"{fn_type} ({problem})"
             )
 
     def result_type(self, parameter_type: Type | None) -> Type:
         """The result type of a call on operands of `parameter_type`; FederatedTypeError if they do not fit."""
         bindings: dict[str, Type] = {}
-        problem = _unify(self.type_signature.parameter, parameter_type, bindings, "the operands")
+        problem = _operand_problem(self.type_signature.parameter, parameter_type, bindings)
+        result: Type | None = None
+        if problem is None:
+            result, problem = self._expected_result(parameter_type, bindings)
+        if problem is None:
+            assert result is not None
+            problem = self._problem(FunctionType(parameter_type, result))
         if problem is not None:
             raise FederatedTypeError(
                 self.operator,
                 f"operands of type {self.type_signature.parameter}",
                 f"{parameter_type} ({problem})",
             )
-        if self.result_rule is not None:
-            result = self.result_rule(parameter_type)
-        else:
-            result = _substitute(self.type_signature.result, bindings)
-        self.check(FunctionType(parameter_type, result))
+        assert result is not None
         return result
 
     def bindings_for(self, parameter_type: Type | None) -> dict[str, Type]:
         """The abstract types bound by matching as much of `parameter_type` as is known (no error)."""
         bindings: dict[str, Type] = {}
-        _unify(self.type_signature.parameter, parameter_type, bindings, "the operands")
+        _Matcher(bindings, binding=True).match(
+            self.type_signature.parameter, parameter_type, "the operands", covariant=True
+        )
         return bindings
+
+    def _expected_result(
+        self, parameter_type: Type | None, bindings: dict[str, Type]
+    ) -> tuple[Type | None, str | None]:
+        try:
+            if self.result_rule is not None:
+                return self.result_rule(parameter_type), None
+            return _substitute(self.type_signature.result, bindings), None
+        except (TypeError, ValueError, KeyError) as error:
+            return None, f"no result type follows from the operands: {error}"
+
+    def _problem(self, fn_type: FunctionType) -> str | None:
+        abstract = _labels(fn_type.parameter) | _labels(fn_type.result)
+        if abstract:
+            return f"a concrete type is needed, and {sorted(abstract)} are abstract"
+        bindings: dict[str, Type] = {}
+        problem = _operand_problem(self.type_signature.parameter, fn_type.parameter, bindings)
+        if problem is not None:
+            return problem
+        expected, problem = self._expected_result(fn_type.parameter, bindings)
+        if problem is not None:
+            return problem
+        assert expected is not None
+        if not fn_type.result.is_assignable_from(expected):
+            return f"the result is {fn_type.result}, but operands of these types give {expected}"
+        return None if self.constraint is None else self.constraint(fn_type)
+
+
+def _operand_problem(
+    pattern: Type | None, given: Type | None, bindings: dict[str, Type]
+) -> str | None:
+    """Matches operand types against the signature's parameter: binds abstract types from the values
+    (the most general type where a label occurs several times), then checks that functions among the
+    operands accept what the bindings say they will be given."""
+    return _Matcher(bindings, binding=True).match(
+        pattern, given, "the operands", covariant=True
+    ) or _Matcher(bindings, binding=False).match(pattern, given, "the operands", covariant=True)
+
+
+class _Matcher:
+    """One pass over a signature's pattern and a concrete type, walked in step.
+
+    In the binding pass, abstract types in covariant positions (values, and results of functions) are
+    bound to the given types; in the checking pass, those in contravariant positions (parameters of
+    functions) must accept what is bound. Struct names in the pattern must match.
+    """
+
+    def __init__(self, bindings: dict[str, Type], binding: bool):
+        self.bindings = bindings
+        self.binding = binding
+
+    def match(
+        self, pattern: Type | None, given: Type | None, where: str, covariant: bool
+    ) -> str | None:
+        if pattern is None or given is None:
+            if pattern is None and given is None:
+                return None
+            return (
+                f"{where}: expected {pattern if pattern is not None else 'nothing'}, given {given}"
+            )
+        if isinstance(pattern, AbstractType):
+            return self._abstract(pattern.label, given, where, covariant)
+        mismatch = f"{where}: expected {pattern}, given {given}"
+        if isinstance(pattern, TensorType):
+            if not isinstance(given, TensorType):
+                return mismatch
+            fits = (
+                pattern.is_assignable_from(given)
+                if covariant
+                else given.is_assignable_from(pattern)
+            )
+            return None if fits else mismatch
+        if isinstance(pattern, PlacementType):
+            return None if isinstance(given, PlacementType) else mismatch
+        if isinstance(pattern, StructType):
+            if not isinstance(given, StructType) or len(given) != len(pattern):
+                return mismatch
+            for k, ((name, p), (given_name, g)) in enumerate(zip(pattern.items(), given.items())):
+                if name is not None and given_name != name:
+                    return f"{where}: element {k} must be named {name!r}, given {given}"
+                step = f"{where}.{name}" if name is not None else f"{where}[{k}]"
+                problem = self.match(p, g, step, covariant)
+                if problem is not None:
+                    return problem
+            return None
+        if isinstance(pattern, SequenceType):
+            if not isinstance(given, SequenceType):
+                return mismatch
+            return self.match(pattern.element, given.element, f"{where} (elements)", covariant)
+        if isinstance(pattern, FunctionType):
+            if not isinstance(given, FunctionType):
+                return mismatch
+            return self.match(
+                pattern.parameter, given.parameter, f"{where} (parameter)", not covariant
+            ) or self.match(pattern.result, given.result, f"{where} (result)", covariant)
+        if isinstance(pattern, FederatedType):
+            if not isinstance(given, FederatedType) or given.placement != pattern.placement:
+                return mismatch
+            needs_equal = pattern.all_equal if covariant else given.all_equal
+            has_equal = given.all_equal if covariant else pattern.all_equal
+            if pattern.placement == CLIENTS and needs_equal and not has_equal:
+                return f"{where}: expected a value equal at all clients, given {given}"
+            return self.match(pattern.member, given.member, f"{where} (member)", covariant)
+        return None if pattern == given else mismatch
+
+    def _abstract(self, label: str, given: Type, where: str, covariant: bool) -> str | None:
+        bound = self.bindings.get(label)
+        if self.binding:
+            if not covariant:
+                return None
+            if bound is None or given.is_assignable_from(bound):
+                self.bindings[label] = given  # the most general of the values
+                return None
+            if bound.is_assignable_from(given):
+                return None
+            return f"{where}: {label} is {bound} in one place and {given} in another"
+        if covariant:
+            return None
+        if bound is None:
+            self.bindings[label] = given
+            return None
+        if given.is_assignable_from(bound):
+            return None
+        return f"{where}: a function here must accept {bound} ({label}), but it takes {given}"
 
 
 def abstract_labels(t: Type | None) -> set[str]:
@@ -186,62 +308,6 @@ def _labels(t: Type | None) -> set[str]:
     for child in t.children():
         out |= _labels(child)
     return out
-
-
-def _unify(
-    pattern: Type | None, given: Type | None, bindings: dict[str, Type], where: str
-) -> str | None:
-    """Matches `given` against `pattern`, binding abstract types; returns what does not fit, or None."""
-    if pattern is None or given is None:
-        return (
-            None
-            if pattern is None and given is None
-            else f"{where}: expected {pattern}, given {given}"
-        )
-    if isinstance(given, AbstractType):
-        return None  # a part not known yet (an operand whose type comes from another one)
-    if isinstance(pattern, AbstractType):
-        bound = bindings.get(pattern.label)
-        if bound is None:
-            bindings[pattern.label] = given
-            return None
-        if bound.is_assignable_from(given) or given.is_assignable_from(bound):
-            return None
-        return f"{where}: {pattern.label} is {bound} in one place and {given} in another"
-    mismatch = f"{where}: expected {pattern}, given {given}"
-    if isinstance(pattern, TensorType):
-        return (
-            None
-            if isinstance(given, TensorType) and pattern.is_assignable_from(given)
-            else mismatch
-        )
-    if isinstance(pattern, PlacementType):
-        return None if isinstance(given, PlacementType) else mismatch
-    if isinstance(pattern, StructType):
-        if not isinstance(given, StructType) or len(given) != len(pattern):
-            return mismatch
-        for k, (p, g) in enumerate(zip(pattern, given)):
-            problem = _unify(p, g, bindings, f"{where}[{k}]")
-            if problem is not None:
-                return problem
-        return None
-    if isinstance(pattern, SequenceType):
-        if not isinstance(given, SequenceType):
-            return mismatch
-        return _unify(pattern.element, given.element, bindings, f"{where} (elements)")
-    if isinstance(pattern, FunctionType):
-        if not isinstance(given, FunctionType):
-            return mismatch
-        return _unify(
-            pattern.parameter, given.parameter, bindings, f"{where} (parameter)"
-        ) or _unify(pattern.result, given.result, bindings, f"{where} (result)")
-    if isinstance(pattern, FederatedType):
-        if not isinstance(given, FederatedType) or given.placement != pattern.placement:
-            return mismatch
-        if pattern.all_equal and not given.all_equal:
-            return f"{where}: expected a value equal at all clients ({pattern}), given {given}"
-        return _unify(pattern.member, given.member, bindings, f"{where} (member)")
-    return None if pattern == given else mismatch
 
 
 def _substitute(t: Type, bindings: Mapping[str, Type]) -> Type:
@@ -291,17 +357,33 @@ def _first_operand(fn_type: FunctionType) -> Type:
 
 
 def _values_are(
-    predicate: Callable[[TensorType], bool], what: str
+    predicate: Callable[[TensorType], bool], what: str, elements: bool = False
 ) -> Callable[[FunctionType], str | None]:
+    """The first operand's members (or, with `elements`, its sequence's elements) are tensors, or structs
+    of tensors, all satisfying `predicate`."""
+
     def constraint(fn_type: FunctionType) -> str | None:
-        value = _member(_first_operand(fn_type))
-        if isinstance(value, SequenceType):
-            value = value.element
-        if is_structure_of(value, predicate):
+        value: Type | None = _member(_first_operand(fn_type))
+        if elements:
+            value = value.element if isinstance(value, SequenceType) else None
+        if value is not None and is_structure_of(value, predicate):
             return None
-        return f"the values must be {what} tensors or structs of them"
+        return (
+            f"the {'elements' if elements else 'values'} must be {what} tensors or structs of them"
+        )
 
     return constraint
+
+
+def _weighted_mean_constraint(fn_type: FunctionType) -> str | None:
+    problem = _values_are(is_float, "floating-point")(fn_type)
+    if problem is not None:
+        return problem
+    assert isinstance(fn_type.parameter, StructType)
+    weight = _member(fn_type.parameter[1])
+    if isinstance(weight, TensorType) and weight.rank == 0 and is_numeric(weight):
+        return None
+    return f"the weight must be a numeric scalar at CLIENTS, given {fn_type.parameter[1]}"
 
 
 def _zip_constraint(fn_type: FunctionType) -> str | None:
@@ -329,7 +411,21 @@ def _zip_result(placement: Any) -> Callable[[Type | None], Type]:
 
 
 def _secure_constraint(fn_type: FunctionType) -> str | None:
-    return _values_are(is_integer, "integer")(fn_type)
+    problem = _values_are(is_integer, "integer")(fn_type)
+    if problem is not None:
+        return problem
+    assert isinstance(fn_type.parameter, StructType)
+    value, bound = _member(fn_type.parameter[0]), fn_type.parameter[1]
+    if isinstance(bound, TensorType) and bound.rank == 0 and is_integer(bound):
+        return None
+    if (
+        isinstance(bound, StructType)
+        and isinstance(value, StructType)
+        and len(bound) == len(value)
+        and is_structure_of(bound, is_integer)
+    ):
+        return None
+    return f"the bound must be an integer scalar or a struct matching {value}, given {bound}"
 
 
 BUILTINS: Mapping[str, IntrinsicDefinition] = {
@@ -394,7 +490,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
             parse_type("(<{T}@CLIENTS,{W}@CLIENTS> -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_weighted_mean,
-            constraint=_values_are(is_float, "floating-point"),
+            constraint=_weighted_mean_constraint,
         ),
         IntrinsicDefinition(
             FEDERATED_MIN,
@@ -501,7 +597,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
             IntrinsicKind.UNPLACED,
             local.sequence_sum,
             "sequence_sum",
-            _values_are(is_numeric, "numeric"),
+            _values_are(is_numeric, "numeric", elements=True),
         ),
     ]
 }

@@ -8,7 +8,7 @@ fixtures are available in any pytest run where fed-core is installed:
 - ``fed_default_plugin_system``: a fresh PluginSystem with the installed plugins, made fed's default
   for the test.
 - ``fed_python_frontend``: the "python" test frontend's backend, registered into fed's default plugin
-  system for the test.
+  system (where it stays for the rest of the process).
 
 It also holds the "python" frontend: plain Python/numpy functions as compiled leaves
 (`python_computation`), for testing the core and executor plugins without TensorFlow. Its backend runs

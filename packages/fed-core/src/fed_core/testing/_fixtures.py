@@ -38,7 +38,8 @@ def fed_default_plugin_system() -> Iterator[plugins.PluginSystem]:
 
 @pytest.fixture
 def fed_python_frontend() -> plugins.PluginSystem:
-    """fed's default plugin system, with the "python" test frontend's backend registered into it.
+    """fed's default plugin system, with the "python" test frontend's backend registered into it (it stays
+    registered for the rest of the process).
 
     The backend runs code stored in computations, so no installed entry point registers it: tests that
     run `fed_core.testing.python_computation`s ask for this fixture.

@@ -388,6 +388,10 @@ def map_block(
     return call_intrinsic(definitions.FEDERATED_MAP, argument.type_signature, result, argument)
 
 
+def _name_of(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)
+
+
 def intrinsic_operator(uri: str) -> Callable[..., Value]:
     """The Python function users call, inside a federated computation, to use the intrinsic `uri`.
 
@@ -404,25 +408,28 @@ def intrinsic_operator(uri: str) -> Callable[..., Value]:
     def call(*values: Any) -> Value:
         current_tracing_context(operator)
         if len(values) != arity:
-            raise FederatedTypeError(
-                operator, f"{arity} operand(s) of types {pattern}", f"{len(values)} operand(s)"
-            )
-        patterns = list(pattern) if isinstance(pattern, StructType) else [pattern]
+            wanted = "no operands" if arity == 0 else f"{arity} operand(s) of types {pattern}"
+            raise FederatedTypeError(operator, wanted, f"{len(values)} operand(s)")
+        patterns = list(pattern.items()) if isinstance(pattern, StructType) else [(None, pattern)]
         blocks: list[bb.ComputationBuildingBlock | None] = [None] * arity
         deferred = []
-        for k, (value, p) in enumerate(zip(values, patterns)):
-            if isinstance(p, FunctionType) and (
-                is_function(value) or isinstance(value, PolymorphicComputation)
-            ):
+        for k, (value, (_, p)) in enumerate(zip(values, patterns)):
+            traced = is_function(value) or isinstance(value, PolymorphicComputation)
+            if traced and not isinstance(p, FunctionType):
+                raise FederatedTypeError(
+                    operator, f"operand {k} of type {p}", f"the function {_name_of(value)}"
+                )
+            if traced:
                 deferred.append(k)
-            else:
-                blocks[k] = operand(value, operator)
-        known = [b.type_signature if b is not None else p for b, p in zip(blocks, patterns)]
+                continue
+            concrete = None if p is None or definitions.abstract_labels(p) else p
+            blocks[k] = operand(value, operator, concrete)
+        known = [b.type_signature if b is not None else p for b, (_, p) in zip(blocks, patterns)]
         bindings = definition.bindings_for(
             StructType(known) if isinstance(pattern, StructType) else (known[0] if known else None)
         )
         for k in deferred:
-            p = patterns[k]
+            p = patterns[k][1]
             assert isinstance(p, FunctionType)
             parameter = (
                 None if p.parameter is None else definitions.substitute_known(p.parameter, bindings)
@@ -434,12 +441,20 @@ def intrinsic_operator(uri: str) -> Callable[..., Value]:
                     "a Python function whose parameter type the other operands do not determine; pass a "
                     "computation with declared types",
                 )
-            blocks[k] = to_building_block(values[k], FunctionType(parameter, p.result))
+            try:
+                blocks[k] = to_building_block(values[k], FunctionType(parameter, p.result))
+            except TypeError as error:
+                raise FederatedTypeError(
+                    operator,
+                    f"operand {k} a function accepting {parameter}",
+                    f"the function {_name_of(values[k])}, which fails on it ({error})",
+                ) from None
         if pattern is None:
             argument = None
             parameter_type = None
         elif isinstance(pattern, StructType):
-            argument = build.operands(*blocks)  # type: ignore[arg-type]
+            # The operands keep the names the signature gives them, so implementations can select by name.
+            argument = bb.Struct([(name, block) for (name, _), block in zip(patterns, blocks)])  # type: ignore[misc]
             parameter_type = argument.type_signature
         else:
             argument = blocks[0]

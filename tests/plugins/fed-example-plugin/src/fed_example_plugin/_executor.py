@@ -1,6 +1,6 @@
 """An executor of fed's IR built only on fed-core's public execution interface: every client's work
 runs in order on the calling thread, intrinsics come from their definitions, compiled leaves from the
-registered backends."""
+registered backends, `Data` blocks from the data backends registered for their URI schemes."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ class SequentialExecutor(fw.Executor):
         if isinstance(block, fw.CompiledComputation):
             loaded = self._leaves.get(block)
             return fw.FunctionValue(block.type_signature, loaded, loaded)
-        raise NotImplementedError(
-            f"The example executor does not evaluate {type(block).__name__} blocks."
-        )
+        if isinstance(block, fw.Data):
+            backend = get_registry("data_backends").build(fw.uri_scheme(block.uri))
+            return fw.run_materialize(backend, block, block.type_signature)
+        raise TypeError(f"Unknown building block {type(block).__name__}.")
