@@ -666,3 +666,14 @@ def test_a_round_with_a_plugin_aggregation_splits_into_map_reduce_form():
     state, output = framework.run_map_reduce_form(form, np.float32(1.0), [1.0, 5.0, 2.0])
     assert (state, output) == (1.0, 3.0)
     assert median_round(1.0, [1.0, 5.0, 2.0]) == (1.0, 3.0)
+
+
+def test_data_descriptors_nested_in_a_struct_argument_are_materialized():
+    @fc.federated_computation(
+        FederatedType(np.int32, SERVER), FederatedType(SequenceType(np.int32), CLIENTS)
+    )
+    def offset_total(offset, datasets):
+        return offset, total_examples(datasets)
+
+    descriptor = CreateDataDescriptor(["example://range/3"], SequenceType(np.int32))
+    assert offset_total(7, descriptor) == (7, 3)

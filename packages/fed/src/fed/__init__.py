@@ -72,8 +72,11 @@ _LAZY = {
     "learning": "_learning:",
     "aggregators": "_aggregators:",
     "tf_computation": "_tensorflow:computation",
+    "experimental": "_experimental:",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+# Names of optional parts: present when their package is installed (fed-jax: `pip install fed[jax]`).
+_OPTIONAL = {"jax": "_jax:", "jax_computation": "_jax:computation"}
+__getattr__, __dir__ = lazy_exports(__name__, {**_LAZY, **_OPTIONAL})
 
 
 __all__ = [

@@ -206,6 +206,8 @@ def conform(value: Any, t: Type, path: str = "", counts: list[int] | None = None
 
 
 def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
+    if type(value) is np.ndarray and value.dtype == t.dtype and value.shape == t.shape:
+        return value  # the common case, checked without building a type
     # Containers are not tensors, except nested lists spelling out a tensor of rank 1 or more.
     spells_a_tensor = isinstance(value, (list, tuple)) and bool(t.rank)
     if isinstance(value, (Struct, dict, list, tuple)) and not spells_a_tensor:
@@ -281,6 +283,16 @@ def to_python(value: Any, t: Type) -> Any:
     return value
 
 
+def _holds_blocks(value: Any) -> bool:
+    if isinstance(value, bb.ComputationBuildingBlock):
+        return True
+    if isinstance(value, Struct):
+        return any(_holds_blocks(v) for v in value)
+    if isinstance(value, ClientValues) and not value.is_stacked:
+        return any(_holds_blocks(m) for m in value.members())
+    return False
+
+
 def map_argument_blocks(value: Any, evaluate: Callable[[bb.ComputationBuildingBlock], Any]) -> Any:
     """`value` with each building block among its leaves (in Structs and in the members of ClientValues)
     replaced by `evaluate(block)`: how an executor turns the computations and `Data` blocks of a conformed
@@ -288,10 +300,12 @@ def map_argument_blocks(value: Any, evaluate: Callable[[bb.ComputationBuildingBl
     if isinstance(value, bb.ComputationBuildingBlock):
         return evaluate(value)
     if isinstance(value, Struct):
+        if not _holds_blocks(value):
+            return value
         return Struct((name, map_argument_blocks(v, evaluate)) for name, v in value.items())
     if isinstance(value, ClientValues) and not value.is_stacked:
         members = value.members()
-        if any(isinstance(m, (bb.ComputationBuildingBlock, Struct)) for m in members):
+        if any(_holds_blocks(m) for m in members):
             return ClientValues([map_argument_blocks(m, evaluate) for m in members])
     return value
 

@@ -1,0 +1,167 @@
+"""The JAX backend: runs the compiled leaves of the "jax" frontend.
+
+A leaf is loaded once: its StableHLO modules are deserialized with `jax.export` and jitted. A
+`federated_map` over clients runs as one call of the vectorized module on the clients' stacked inputs,
+and returns the stacked results, which fed's aggregations reduce without splitting them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Executor as PoolExecutor
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import export
+
+from fed_core.framework import Backend, ClientValues, CompiledComputation, LoadedComputation
+from fed_jax._payload import JaxPayload
+from fed_jax._structure import flatten, leaf_types, pack_struct
+from fed_types import FunctionType, TensorType
+
+
+def _device(name: str) -> Any:
+    """A JAX device from a name such as "/GPU:1", "gpu:1" or "/device:CPU:0"."""
+    text = name.strip("/").lower().removeprefix("device:")
+    platform, _, index = text.partition(":")
+    try:
+        return jax.devices(platform)[int(index or 0)]
+    except (RuntimeError, ValueError, IndexError):
+        raise ValueError(
+            f"Unknown device {name!r}: JAX's devices are {[str(d) for d in jax.devices()]}."
+        ) from None
+
+
+class JaxBackend(Backend):
+    """Runs JAX leaves, on `devices[0]` when given (else JAX's default device)."""
+
+    def __init__(self, devices: Sequence[str] | None = None):
+        if devices is not None and (isinstance(devices, str) or not devices):
+            raise TypeError(f"devices must be a non-empty list of device names, got {devices!r}.")
+        self.devices = None if devices is None else list(devices)
+        self.device = None if devices is None else _device(devices[0])
+        self.batched_calls: list[int] = []
+        self._lock = threading.Lock()
+
+    def load(self, computation: CompiledComputation) -> LoadedJaxComputation:
+        return LoadedJaxComputation(computation, self)
+
+    def record_batched_call(self, num_clients: int) -> None:
+        with self._lock:
+            self.batched_calls.append(num_clients)
+
+
+def _as_input(value: Any, t: TensorType) -> Any:
+    if isinstance(value, jax.Array) and value.dtype == t.dtype:
+        return value
+    return np.asarray(value, dtype=t.dtype)
+
+
+class LoadedJaxComputation(LoadedComputation):
+    """One JAX leaf, ready to run: called with values in executor form, returns JAX arrays, and structs
+    as `fed_types.Struct`s."""
+
+    def __init__(self, computation: CompiledComputation, backend: JaxBackend):
+        self._backend = backend
+        self._name = computation.name or "computation"
+        fn_type = computation.type_signature
+        assert isinstance(fn_type, FunctionType)
+        self._parameter = fn_type.parameter
+        self._result = fn_type.result
+        self._inputs = leaf_types(fn_type.parameter)
+        payload = JaxPayload.decode(computation.payload)
+        single = export.deserialize(bytearray(payload.single))
+        if len(single.in_avals) != len(self._inputs):
+            raise ValueError(
+                f"The JAX leaf {self._name} takes {len(single.in_avals)} arrays, but its type "
+                f"{fn_type} has {len(self._inputs)}."
+            )
+        self._single = jax.jit(single.call)
+        self._batched = (
+            None if payload.batched is None else export.deserialize(bytearray(payload.batched)).call
+        )
+        self._batched_by_sharing: dict[tuple[bool, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def _inputs_of(self, argument: Any) -> list[Any]:
+        return [_as_input(v, t) for v, t in zip(flatten(argument, self._parameter), self._inputs)]
+
+    def _place(self, leaves: list[Any]) -> list[Any]:
+        device = self._backend.device
+        return leaves if device is None else [jax.device_put(x, device) for x in leaves]
+
+    def __call__(self, argument: Any = None) -> Any:
+        outputs = self._single(*self._place(self._inputs_of(argument)))
+        return pack_struct(list(outputs), self._result)
+
+    def map(self, clients: ClientValues, pool: PoolExecutor | None) -> ClientValues:
+        if self._batched is None or len(clients) < 2:
+            return super().map(clients, pool)
+        if clients.is_stacked:
+            leaves, shared = self._inputs_of(clients.stacked()), (False,) * len(self._inputs)
+        else:
+            leaves, shared = self._gather(clients.members())
+        if all(shared):  # every client has the same input: one call, its result for each
+            return ClientValues([self(clients.members()[0])] * len(clients))
+        self._backend.record_batched_call(len(clients))
+        outputs = self._batched_with(shared)(*self._place(leaves))
+        return ClientValues(stacked=pack_struct(list(outputs), self._result), size=len(clients))
+
+    def _gather(self, members: list[Any]) -> tuple[list[Any], tuple[bool, ...]]:
+        """Each input leaf: one array when every client has the same one (a broadcast value), else the
+        clients' leaves stacked along a new client axis."""
+        columns = list(zip(*(flatten(m, self._parameter) for m in members)))
+        leaves, shared = [], []
+        for column, t in zip(columns, self._inputs):
+            first = column[0]
+            same = all(x is first for x in column)
+            shared.append(same)
+            leaves.append(
+                _as_input(first, t) if same else np.stack([np.asarray(x, t.dtype) for x in column])
+            )
+        return leaves, tuple(shared)
+
+    def _batched_with(self, shared: tuple[bool, ...]) -> Any:
+        """The vectorized module, taking the shared inputs once: they are broadcast along the client axis
+        inside the compiled function, where XLA folds the broadcast into the operations that use it (a
+        model shared by every client is multiplied with all their batches in one product)."""
+        with self._lock:
+            function = self._batched_by_sharing.get(shared)
+            if function is None:
+                batched = self._batched
+                size_from = shared.index(False)
+
+                def run(*leaves: Any) -> Any:
+                    n = leaves[size_from].shape[0]
+                    return batched(
+                        *(
+                            jnp.broadcast_to(x, (n, *x.shape)) if is_shared else x
+                            for x, is_shared in zip(leaves, shared)
+                        )
+                    )
+
+                function = self._batched_by_sharing[shared] = jax.jit(run)
+        return function
+
+
+_default_backend: JaxBackend | None = None
+_device_backends: dict[tuple[str, ...], JaxBackend] = {}
+_backends_lock = threading.Lock()
+
+
+def backend(devices: Sequence[str] | None = None) -> JaxBackend:
+    """The backend the "jax" frontend registers: one for the process, and one per list of devices that
+    an execution context is given."""
+    global _default_backend
+    with _backends_lock:
+        if devices is None:
+            if _default_backend is None:
+                _default_backend = JaxBackend()
+            return _default_backend
+        key = tuple(devices)
+        if key not in _device_backends:
+            _device_backends[key] = JaxBackend(devices)
+        return _device_backends[key]
