@@ -29,6 +29,13 @@ def test_the_jax_tutorial_runs():
     assert leaf["frontend"] == "jax"
 
     tff.backends.xla.set_local_python_execution_context()
+    try:
+        _run_the_rest(add_numbers)
+    finally:
+        tff.backends.native.set_sync_local_execution_context()
+
+
+def _run_the_rest(add_numbers):
     assert add_numbers(2, 3) == 5
 
     BATCH_TYPE = collections.OrderedDict(

@@ -112,3 +112,17 @@ def test_the_framework_names_of_tff_data_loading():
         fed.framework.local_executor_factory(server_tf_device="/CPU:0")
     with pytest.raises(TypeError, match="data_backend with a materialize method"):
         fed.framework.DataExecutor(fed.framework.EagerTFExecutor(), data_backend=object())
+
+
+def test_the_jax_names_when_fed_jax_is_installed():
+    import fed_jax
+
+    assert fed.jax.computation is fed_jax.computation
+    assert fed.jax_computation is fed_jax.computation
+    assert fed.experimental.jax_computation is fed_jax.computation
+    assert fed.learning.build_jax_federated_averaging_process is (
+        fed_jax.build_jax_federated_averaging_process
+    )
+    assert "jax" not in fed.__all__  # an optional part: `from fed import *` works without it
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fed.experimental.nope  # noqa: B018

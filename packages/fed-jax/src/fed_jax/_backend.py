@@ -43,7 +43,9 @@ class JaxBackend(Backend):
             raise TypeError(f"devices must be a non-empty list of device names, got {devices!r}.")
         self.devices = None if devices is None else list(devices)
         self.device = None if devices is None else _device(devices[0])
-        self.batched_calls: list[int] = []
+        self.batched_calls = 0
+        """How many maps over clients ran as one vectorized call."""
+        self.last_batched_clients = 0
         self._lock = threading.Lock()
 
     def load(self, computation: CompiledComputation) -> LoadedJaxComputation:
@@ -51,13 +53,58 @@ class JaxBackend(Backend):
 
     def record_batched_call(self, num_clients: int) -> None:
         with self._lock:
-            self.batched_calls.append(num_clients)
+            self.batched_calls += 1
+            self.last_batched_clients = num_clients
 
 
 def _as_input(value: Any, t: TensorType) -> Any:
     if isinstance(value, jax.Array) and value.dtype == t.dtype:
         return value
     return np.asarray(value, dtype=t.dtype)
+
+
+def _deserialize(data: bytes, name: str) -> Any:
+    try:
+        return export.deserialize(bytearray(data))
+    except Exception as error:  # noqa: BLE001 (whatever the bytes are, the leaf is refused clearly)
+        raise ValueError(
+            f"The JAX leaf {name} holds no readable exported module: {error!r}."
+        ) from None
+
+
+def _check_module(
+    module: Any,
+    inputs: list[TensorType],
+    outputs: list[TensorType],
+    name: str,
+    fn_type: FunctionType,
+    batched: bool,
+) -> None:
+    """Refuses a module whose arrays in or out are not those the leaf's fed type says (a payload edited
+    apart from its type), and one that calls back into Python."""
+
+    def fits(avals: Any, types: list[TensorType]) -> bool:
+        if len(avals) != len(types):
+            return False
+        for aval, t in zip(avals, types):
+            shape = tuple(aval.shape)[1:] if batched else tuple(aval.shape)
+            if np.dtype(aval.dtype) != t.dtype or len(shape) != len(t.shape):  # type: ignore[arg-type]
+                return False
+            if any(d is not None and d != s for d, s in zip(t.shape, shape)):  # type: ignore[arg-type]
+                return False
+        return True
+
+    if not fits(module.in_avals, inputs) or not fits(module.out_avals, outputs):
+        form = "vectorized " if batched else ""
+        raise ValueError(
+            f"The {form}module of the JAX leaf {name} takes {list(module.in_avals)} and returns "
+            f"{list(module.out_avals)}, which is not what its type {fn_type} says."
+        )
+    text = module.mlir_module()
+    if "callback" in text and "custom_call" in text:
+        raise ValueError(
+            f"The JAX leaf {name} calls back into Python, which a computation file may not."
+        )
 
 
 class LoadedJaxComputation(LoadedComputation):
@@ -73,16 +120,15 @@ class LoadedJaxComputation(LoadedComputation):
         self._result = fn_type.result
         self._inputs = leaf_types(fn_type.parameter)
         payload = JaxPayload.decode(computation.payload)
-        single = export.deserialize(bytearray(payload.single))
-        if len(single.in_avals) != len(self._inputs):
-            raise ValueError(
-                f"The JAX leaf {self._name} takes {len(single.in_avals)} arrays, but its type "
-                f"{fn_type} has {len(self._inputs)}."
-            )
+        outputs = leaf_types(fn_type.result)
+        single = _deserialize(payload.single, self._name)
+        _check_module(single, self._inputs, outputs, self._name, fn_type, batched=False)
         self._single = jax.jit(single.call)
-        self._batched = (
-            None if payload.batched is None else export.deserialize(bytearray(payload.batched)).call
-        )
+        self._batched = None
+        if payload.batched is not None:
+            batched = _deserialize(payload.batched, self._name)
+            _check_module(batched, self._inputs, outputs, self._name, fn_type, batched=True)
+            self._batched = batched.call
         self._batched_by_sharing: dict[tuple[bool, ...], Any] = {}
         self._lock = threading.Lock()
 
@@ -103,25 +149,32 @@ class LoadedJaxComputation(LoadedComputation):
         if clients.is_stacked:
             leaves, shared = self._inputs_of(clients.stacked()), (False,) * len(self._inputs)
         else:
-            leaves, shared = self._gather(clients.members())
+            gathered = self._gather(clients.members())
+            if gathered is None:  # clients whose unknown dimensions differ: one call each
+                return super().map(clients, pool)
+            leaves, shared = gathered
         if all(shared):  # every client has the same input: one call, its result for each
             return ClientValues([self(clients.members()[0])] * len(clients))
         self._backend.record_batched_call(len(clients))
         outputs = self._batched_with(shared)(*self._place(leaves))
         return ClientValues(stacked=pack_struct(list(outputs), self._result), size=len(clients))
 
-    def _gather(self, members: list[Any]) -> tuple[list[Any], tuple[bool, ...]]:
+    def _gather(self, members: list[Any]) -> tuple[list[Any], tuple[bool, ...]] | None:
         """Each input leaf: one array when every client has the same one (a broadcast value), else the
-        clients' leaves stacked along a new client axis."""
+        clients' leaves stacked along a new client axis; None if the clients' shapes differ."""
         columns = list(zip(*(flatten(m, self._parameter) for m in members)))
         leaves, shared = [], []
         for column, t in zip(columns, self._inputs):
             first = column[0]
             same = all(x is first for x in column)
             shared.append(same)
-            leaves.append(
-                _as_input(first, t) if same else np.stack([np.asarray(x, t.dtype) for x in column])
-            )
+            if same:
+                leaves.append(_as_input(first, t))
+                continue
+            arrays = [np.asarray(x, t.dtype) for x in column]
+            if len({a.shape for a in arrays}) > 1:
+                return None
+            leaves.append(np.stack(arrays))
         return leaves, tuple(shared)
 
     def _batched_with(self, shared: tuple[bool, ...]) -> Any:

@@ -28,8 +28,13 @@ def build_jax_federated_averaging_process(
     for name, t in (("model_type", model_t), ("batch_type", batch_t)):
         if not isinstance(t, (TensorType, StructType)):
             raise TypeError(f"{name} must be a tensor type or a struct of them, got {t}.")
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or step_size <= 0:
+    try:
+        valid = not isinstance(step_size, (bool, str, bytes)) and float(step_size) > 0
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
         raise ValueError(f"step_size must be a positive number, got {step_size!r}.")
+    step_size = float(step_size)
 
     @computation
     def zeros():

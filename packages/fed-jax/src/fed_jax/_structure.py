@@ -17,6 +17,21 @@ class UnsupportedTypeError(TypeError):
     """A fed type that JAX computations cannot take or return."""
 
 
+_WIDE = frozenset(np.dtype(d) for d in ("float64", "int64", "uint64", "complex128"))
+"""The dtypes JAX computes in only with jax_enable_x64 on."""
+
+
+def _check_container(container: type | None, what: Any) -> None:
+    if container is None or container is Struct:
+        return
+    if issubclass(container, (dict, list, tuple)):
+        return
+    raise UnsupportedTypeError(
+        f"{what} has the container {container.__name__}, which JAX cannot hold in a pytree; use a "
+        f"dict, a list, a tuple or a named tuple"
+    )
+
+
 def leaf_types(t: Type | None) -> list[TensorType]:
     """The tensor types of `t`'s leaves, in the order of its struct elements."""
     if t is None:
@@ -24,13 +39,14 @@ def leaf_types(t: Type | None) -> list[TensorType]:
     if isinstance(t, TensorType):
         if t.dtype.kind in "SUO":
             raise UnsupportedTypeError(f"JAX has no string tensors, and {t} holds strings")
-        if t.dtype.itemsize == 8 and t.dtype.kind in "fiuc" and not jax.config.jax_enable_x64:
+        if t.dtype in _WIDE and not jax.config.jax_enable_x64:
             raise UnsupportedTypeError(
                 f"{t} is 64-bit, which JAX computes in only with jax_enable_x64 on (it would silently "
                 f"become 32-bit); use 32-bit types or jax.config.update('jax_enable_x64', True)"
             )
         return [t]
     if isinstance(t, StructType):
+        _check_container(t.python_container, t)
         return [leaf for element in t for leaf in leaf_types(element)]
     if isinstance(t, SequenceType):
         raise UnsupportedTypeError(
@@ -103,18 +119,28 @@ def _pack_struct(leaves: Any, t: Type | None) -> Any:
     return Struct((name, _pack_struct(leaves, element)) for name, element in t.items())
 
 
-def result_type(shapes: Any) -> Type:
-    """The fed type of what a JAX function returns, from `jax.eval_shape`'s pytree of shapes."""
-    if isinstance(shapes, jax.ShapeDtypeStruct):
-        # A dimension that depends on a parameter's unknown dimension is unknown in the fed type.
-        shape = tuple(d if isinstance(d, int) else None for d in shapes.shape)
-        return TensorType(np.dtype(shapes.dtype), shape)
-    items = container_items(shapes)
+def result_leaves(value: Any) -> tuple[list[Any], Type]:
+    """The leaves of what a JAX function returns while traced, in the order of its containers (a dict's
+    insertion order), and its fed type."""
+    if isinstance(value, (jax.Array, np.ndarray, np.generic, int, float, bool, complex)) or (
+        hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "aval")
+    ):
+        array = value if hasattr(value, "aval") else jax.numpy.asarray(value)
+        shape = tuple(d if isinstance(d, int) else None for d in array.shape)
+        return [array], TensorType(np.dtype(array.dtype), shape)
+    items = container_items(value)
     if items is None:
         raise UnsupportedTypeError(
-            f"a JAX computation must return arrays or containers of them (dicts, lists, tuples, "
-            f"named tuples, dataclasses), got {shapes!r}"
+            f"a JAX computation must return arrays or containers of them (dicts, lists, tuples, named "
+            f"tuples), got {value!r}"
         )
     pairs, container = items
     container_type = None if container is type(None) else container
-    return StructType([(name, result_type(v)) for name, v in pairs], container_type)
+    _check_container(container_type, value)
+    leaves: list[Any] = []
+    elements = []
+    for name, element in pairs:
+        element_leaves, element_type = result_leaves(element)
+        leaves += element_leaves
+        elements.append((name, element_type))
+    return leaves, StructType(elements, container_type)

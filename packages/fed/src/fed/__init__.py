@@ -8,6 +8,7 @@ so `import fed` alone stays light.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from fed import backends, types
@@ -74,9 +75,19 @@ _LAZY = {
     "tf_computation": "_tensorflow:computation",
     "experimental": "_experimental:",
 }
-# Names of optional parts: present when their package is installed (fed-jax: `pip install fed[jax]`).
+# Names of optional parts, present when their package is installed (fed-jax: `pip install fed[jax]`);
+# without it they are missing attributes, with a message saying what to install.
 _OPTIONAL = {"jax": "_jax:", "jax_computation": "_jax:computation"}
-__getattr__, __dir__ = lazy_exports(__name__, {**_LAZY, **_OPTIONAL})
+_HAS_JAX = importlib.util.find_spec("fed_jax") is not None
+_lazy_getattr, __dir__ = lazy_exports(__name__, {**_LAZY, **(_OPTIONAL if _HAS_JAX else {})})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OPTIONAL and not _HAS_JAX:
+        raise AttributeError(
+            f"fed.{name} needs the fed-jax package (and JAX): pip install 'fed[jax]'"
+        )
+    return _lazy_getattr(name)
 
 
 __all__ = [

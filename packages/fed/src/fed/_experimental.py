@@ -7,7 +7,9 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "jax_computation":
-        from fed._jax import computation
-
+        try:
+            from fed._jax import computation
+        except ModuleNotFoundError as error:
+            raise AttributeError(str(error)) from None
         return computation
     raise AttributeError(f"module 'fed.experimental' has no attribute {name!r}")
