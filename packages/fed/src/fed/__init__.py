@@ -74,6 +74,7 @@ _LAZY = {
     "aggregators": "_aggregators:",
     "tf_computation": "_tensorflow:computation",
     "experimental": "_experimental:",
+    "program": "_program:",
 }
 # Names of optional parts, present when their package is installed (fed-jax: `pip install fed[jax]`);
 # without it they are missing attributes, with a message saying what to install.

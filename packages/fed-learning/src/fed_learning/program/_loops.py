@@ -1,0 +1,217 @@
+"""Training loops: TFF's `run_training_process`, resumable from program state and releasing metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+ROUND_NUMBER_KEY = "round_number"
+TRAINING_TIME_KEY = "training_time_in_seconds"
+EVALUATION_METRICS_PREFIX = "evaluation/"
+EVALUATION_TIME_KEY = "evaluation_time_in_seconds"
+
+
+def run_sync(result: Any) -> Any:
+    """`result`, or, if it is awaitable (TFF's managers are coroutines), what it gives when run."""
+    if not inspect.isawaitable(result):
+        return result
+
+    async def wait() -> Any:
+        return await result
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    box: dict[str, Any] = {}
+
+    def run() -> None:  # called from a running event loop (a notebook): run on a loop of its own
+        try:
+            box["value"] = asyncio.run(wait())
+        except BaseException as error:
+            box["error"] = error
+
+    thread = threading.Thread(target=run, name="fed-program")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _split_output(output: Any) -> tuple[Any, Any]:
+    state = getattr(output, "state", None)
+    metrics = getattr(output, "metrics", None)
+    if state is not None or metrics is not None:
+        return state, metrics
+    state, metrics = output
+    return state, metrics
+
+
+def _as_dict(metrics: Any) -> collections.OrderedDict[str, Any]:
+    if isinstance(metrics, dict):
+        return collections.OrderedDict(metrics)
+    if hasattr(metrics, "_asdict"):
+        return collections.OrderedDict(metrics._asdict())
+    return collections.OrderedDict(metrics=metrics)
+
+
+def _evaluate(
+    evaluation_fn: Callable[[Any, Any], Any],
+    selection_fn: Callable[[int], Any],
+    state: Any,
+    round_num: int,
+) -> collections.OrderedDict[str, Any]:
+    start = time.perf_counter()
+    metrics = _as_dict(evaluation_fn(state, selection_fn(round_num)))
+    metrics[EVALUATION_TIME_KEY] = time.perf_counter() - start
+    return collections.OrderedDict((EVALUATION_METRICS_PREFIX + k, v) for k, v in metrics.items())
+
+
+def _check_positive(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    return value
+
+
+def run_training_process(
+    training_process: Any,
+    training_selection_fn: Callable[[int], Any],
+    total_rounds: int,
+    evaluation_fn: Callable[[Any, Any], Any] | None = None,
+    evaluation_selection_fn: Callable[[int], Any] | None = None,
+    rounds_per_evaluation: int = 1,
+    program_state_manager: Any = None,
+    rounds_per_saving_program_state: int = 1,
+    metrics_managers: Iterable[Any] | None = None,
+    *,
+    progress: bool = False,
+) -> Any:
+    """Runs `training_process` for rounds 1 to `total_rounds` and returns its final state (TFF's loop).
+
+    Each round calls `training_process.next(state, training_selection_fn(round_num))`; every
+    `rounds_per_evaluation` rounds, `evaluation_fn(state, evaluation_selection_fn(round_num))`, whose
+    metrics are prefixed `evaluation/`. The round's metrics, with `round_number` and
+    `training_time_in_seconds`, go to every release manager in `metrics_managers` under the round number.
+
+    With a `program_state_manager`, the state is saved as version 0 before training and every
+    `rounds_per_saving_program_state` rounds; a run that finds saved state resumes after the newest save
+    (so a run stopped and restarted with the same arguments ends with the same state as one that was not
+    stopped, when rounds are deterministic), and does not evaluate round 0 again. Managers may be TFF's
+    (coroutine methods) or plain. `progress=True` shows a progress bar with the latest metrics (tqdm).
+    """
+    total_rounds = _check_positive(total_rounds, "total_rounds")
+    rounds_per_evaluation = _check_positive(rounds_per_evaluation, "rounds_per_evaluation")
+    rounds_per_saving_program_state = _check_positive(
+        rounds_per_saving_program_state, "rounds_per_saving_program_state"
+    )
+    if (evaluation_fn is None) != (evaluation_selection_fn is None):
+        raise ValueError(
+            "evaluation_fn and evaluation_selection_fn are given together, or neither."
+        )
+    managers = list(metrics_managers or [])
+
+    def release(metrics: Any, key: int) -> None:
+        for manager in managers:
+            run_sync(manager.release(metrics, key))
+
+    initial_state = training_process.initialize()
+    state, version = (None, 0)
+    if program_state_manager is not None:
+        state, version = run_sync(program_state_manager.load_latest(initial_state))
+    if state is not None:
+        start_round = version + 1
+    else:
+        state = initial_state
+        start_round = 1
+        if evaluation_fn is not None:
+            release(_evaluate(evaluation_fn, evaluation_selection_fn, state, 0), 0)  # type: ignore[arg-type]
+        if program_state_manager is not None:
+            run_sync(program_state_manager.save(state, 0))
+
+    rounds = range(start_round, total_rounds + 1)
+    bar = _progress_bar(rounds, total_rounds, start_round) if progress else None
+    for round_num in rounds:
+        start = time.perf_counter()
+        state, training_metrics = _split_output(
+            training_process.next(state, training_selection_fn(round_num))
+        )
+        round_metrics = _as_dict(training_metrics)
+        round_metrics[TRAINING_TIME_KEY] = time.perf_counter() - start
+        round_metrics[ROUND_NUMBER_KEY] = round_num
+        if evaluation_fn is not None and round_num % rounds_per_evaluation == 0:
+            round_metrics.update(
+                _evaluate(evaluation_fn, evaluation_selection_fn, state, round_num)  # type: ignore[arg-type]
+            )
+        release(round_metrics, round_num)
+        if program_state_manager is not None and round_num % rounds_per_saving_program_state == 0:
+            run_sync(program_state_manager.save(state, round_num))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(_summary(round_metrics), refresh=False)
+    if bar is not None:
+        bar.close()
+    return state
+
+
+def _progress_bar(rounds: range, total: int, start: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start - 1, desc="training", unit="round")
+
+
+def _summary(metrics: dict[str, Any]) -> dict[str, str]:
+    """A few scalar metrics for the progress bar: losses and accuracies, and the round's time."""
+    from fed_learning.program._release import flat_metrics
+
+    shown = {}
+    for name, value in flat_metrics(metrics).items():
+        short = name.rsplit("/", 1)[-1]
+        if isinstance(value, float) and (
+            "loss" in short or "accuracy" in short or short == TRAINING_TIME_KEY
+        ):
+            label = "s/round" if short == TRAINING_TIME_KEY else name.replace("client_work/", "")
+            shown[label] = f"{value:.4g}"
+    return dict(list(shown.items())[:4])
+
+
+def plot_metrics(values: dict[Any, Any], path: Any, names: Iterable[str] | None = None) -> Any:
+    """A PNG plot of released metrics by round (the values a `MemoryReleaseManager` kept): one panel per
+    metric name (the scalar ones with 'loss' or 'accuracy' in their names, or `names`). Needs matplotlib
+    (an optional dependency); returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fed_learning.program._release import flat_metrics
+
+    series: dict[str, list[tuple[Any, float]]] = collections.defaultdict(list)
+    for key, value in values.items():
+        for name, metric in flat_metrics(value).items():
+            if isinstance(metric, (int, float)) and not isinstance(metric, bool):
+                series[name].append((key, float(metric)))
+    wanted = (
+        list(names)
+        if names is not None
+        else [n for n in series if any(w in n.rsplit("/", 1)[-1] for w in ("loss", "accuracy"))]
+    )
+    if not wanted:
+        raise ValueError(f"No metrics to plot among {sorted(series)}.")
+    figure, axes = plt.subplots(1, len(wanted), figsize=(4 * len(wanted), 3.5), squeeze=False)
+    for axis, name in zip(axes[0], wanted):
+        points = series.get(name)
+        if not points:
+            raise ValueError(f"No released metric named {name!r}; released: {sorted(series)}.")
+        axis.plot([k for k, _ in points], [v for _, v in points])
+        axis.set(title=name, xlabel="round")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,97 @@
+"""Nested program values (Python containers, named tuples, dataclasses, attrs classes, fed Structs) as
+flat lists of leaves, and back into the containers of a template."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fed_types import Struct, container_items
+
+
+def flatten(value: Any) -> list[Any]:
+    """The leaves of `value`, depth first, in its containers' order."""
+    items = container_items(value)
+    if items is None:
+        return [value]
+    return [leaf for _, element in items[0] for leaf in flatten(element)]
+
+
+def shape_of(value: Any) -> str:
+    """A description of `value`'s nesting (container kinds and names, not leaves), to tell structures
+    apart."""
+    items = container_items(value)
+    if items is None:
+        return "*"
+    pairs, container = items
+    inner = ",".join(f"{name}={shape_of(v)}" if name else shape_of(v) for name, v in pairs)
+    return f"{getattr(container, '__name__', 'Struct')}({inner})"
+
+
+def flatten_with_paths(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """`(name, leaf)` pairs, names joined with '/' from the containers' names (or positions)."""
+    items = container_items(value)
+    if items is None:
+        return [(prefix, value)]
+    out: list[tuple[str, Any]] = []
+    for index, (name, element) in enumerate(items[0]):
+        part = name if name is not None else str(index)
+        out.extend(flatten_with_paths(element, f"{prefix}/{part}" if prefix else part))
+    return out
+
+
+def pack_like(template: Any, leaves: list[Any]) -> Any:
+    """`leaves` in the containers of `template`, each leaf converted to the kind of the template's."""
+    iterator = iter(leaves)
+    packed = _pack(template, iterator)
+    if next(iterator, None) is not None:
+        raise ValueError("more leaves than the template has")
+    return packed
+
+
+def _pack(template: Any, leaves: Any) -> Any:
+    items = container_items(template)
+    if items is None:
+        try:
+            leaf = next(leaves)
+        except StopIteration:
+            raise ValueError("fewer leaves than the template has") from None
+        return _like(template, leaf)
+    pairs, container = items
+    elements = [_pack(element, leaves) for _, element in pairs]
+    names = [name for name, _ in pairs]
+    if isinstance(template, Struct):
+        return Struct(zip(names, elements))
+    if isinstance(template, tuple) and hasattr(template, "_fields"):
+        return type(template)(*elements)
+    if isinstance(template, Mapping):
+        return type(template)(zip((k for k in template), elements))
+    if isinstance(template, (list, tuple)):
+        return type(template)(elements)
+    if dataclasses.is_dataclass(template):
+        return dataclasses.replace(template, **dict(zip(names, elements)))
+    return type(template)(**dict(zip(names, elements)))  # an attrs class
+
+
+def _like(template: Any, leaf: np.ndarray) -> Any:
+    if isinstance(template, bool):
+        return bool(leaf)
+    if isinstance(template, int):
+        return int(leaf)
+    if isinstance(template, float):
+        return float(leaf)
+    if isinstance(template, str):
+        return str(leaf)
+    if isinstance(template, bytes):
+        return bytes(leaf)
+    return leaf
+
+
+def to_array(leaf: Any) -> np.ndarray:
+    """A leaf as a numpy array (tensors through `.numpy()`)."""
+    if hasattr(leaf, "numpy") and not isinstance(leaf, np.ndarray):
+        leaf = leaf.numpy()
+    return np.asarray(leaf)
