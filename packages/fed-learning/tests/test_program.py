@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fed_core.framework import run_sync
 from fed_datasets import TestClientData
 from fed_learning import algorithms, models, optimizers, program
 from fed_learning.models import ModelWeights
@@ -69,7 +70,7 @@ def _state():
 
 
 def _run(coroutine):
-    return program._loops.run_sync(coroutine)
+    return run_sync(coroutine)
 
 
 def test_program_state_round_trips_in_its_containers(tmp_path):
@@ -118,7 +119,7 @@ SAVE_FOREVER = textwrap.dedent(
     import sys
     import numpy as np
     from fed_learning import program
-    from fed_learning.program._loops import run_sync
+    from fed_core.framework import run_sync
 
     manager = program.FileProgramStateManager(sys.argv[1], keep_total=3)
     version = 0

@@ -2,6 +2,7 @@
 federated algorithms): the IR's building blocks, intrinsic definitions, the executor and backend
 interfaces, runtime client values, tracing helpers, compiler passes and serialization."""
 
+from fed_core._async import run_sync
 from fed_core._errors import register_internal_package
 from fed_core._lazy import lazy_exports
 from fed_core.compiler import (
@@ -143,6 +144,7 @@ __all__ = [
     "run_map_reduce_form",
     "run_materialize",
     "run_per_member",
+    "run_sync",
     "serialize_computation",
     "set_default_context",
     "simplify_selections",

@@ -10,12 +10,10 @@ computation's argument: one URI per client, each naming a value of `arg_type`.
 from __future__ import annotations
 
 import abc
-import asyncio
-import inspect
-import threading
 from collections.abc import Sequence
 from typing import Any
 
+from fed_core._async import run_sync
 from fed_core.execution.values import ClientValues
 from fed_core.ir import building_blocks as bb
 from fed_types import CLIENTS, FederatedType, Type, to_type
@@ -36,28 +34,7 @@ class DataBackend(abc.ABC):
 
 def run_materialize(backend: Any, data: bb.Data, type_spec: Type) -> Any:
     """Calls `backend.materialize`, running it to completion when it is a coroutine function."""
-    result = backend.materialize(data, type_spec)
-    if not inspect.iscoroutine(result):
-        return result
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(result)
-    # Called from a thread whose event loop is running (a notebook): run the coroutine on its own loop.
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = asyncio.run(result)
-        except BaseException as error:  # re-raised in the caller's thread
-            box["error"] = error
-
-    thread = threading.Thread(target=run, name="fed-materialize")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    return run_sync(backend.materialize(data, type_spec))
 
 
 def uri_scheme(uri: str) -> str:

@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import inspect
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from fed_core.framework import run_sync
 
 ROUND_NUMBER_KEY = "round_number"
 TRAINING_TIME_KEY = "training_time_in_seconds"
 EVALUATION_METRICS_PREFIX = "evaluation/"
 EVALUATION_TIME_KEY = "evaluation_time_in_seconds"
-
-
-def run_sync(result: Any) -> Any:
-    """`result`, or, if it is awaitable (TFF's managers are coroutines), what it gives when run."""
-    if not inspect.isawaitable(result):
-        return result
-
-    async def wait() -> Any:
-        return await result
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(wait())
-    box: dict[str, Any] = {}
-
-    def run() -> None:  # called from a running event loop (a notebook): run on a loop of its own
-        try:
-            box["value"] = asyncio.run(wait())
-        except BaseException as error:
-            box["error"] = error
-
-    thread = threading.Thread(target=run, name="fed-program")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 def _split_output(output: Any) -> tuple[Any, Any]:
