@@ -1,11 +1,13 @@
 """fed's demo: federated averaging of a small Keras model on handwritten digits spread non-IID over clients.
 
-The data is scikit-learn's 1,797 8x8 digit images (they ship inside scikit-learn), dealt to 20 clients with
-Dirichlet label skew. Each round samples 10 clients, trains locally and averages the models. The demo prints
-per-round metrics, writes `out/metrics.csv` and `out/metrics.png`, and evaluates the final model on the
-clients' held-out test data.
+The data is the 1,797 8x8 digit images that ship with fed-datasets, dealt to 20 clients with Dirichlet
+label skew. Each round samples 10 clients, trains locally and averages the models, then evaluates on the
+clients' held-out test data. The loop is `fed.simulation.run_training_process`: it saves the training state
+after every round under `out/checkpoints`, so a run that is stopped, or run again with more rounds, resumes
+where it left off (`--fresh` starts over). Metrics go to `out/metrics.csv` (a row per round) and
+`out/metrics.png`.
 
-    python examples/demo.py [--rounds 30] [--clients-per-round 10] [--out out]
+    python examples/demo.py [--rounds 30] [--clients-per-round 10] [--out out] [--fresh]
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import argparse
 import csv
 import os
 import pathlib
+import shutil
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 import fed  # noqa: E402
 
@@ -51,25 +53,16 @@ def model_fn() -> fed.learning.models.VariableModel:
     )
 
 
-def plot(rows: list[dict[str, float]], path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rounds = [r["round"] for r in rows]
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(rounds, [r["train_loss"] for r in rows], label="train (sampled clients)")
-    loss_axis.set(title="Loss", xlabel="round")
-    accuracy_axis.plot(rounds, [r["train_accuracy"] for r in rows], label="train (sampled clients)")
-    accuracy_axis.plot(rounds, [r["test_accuracy"] for r in rows], label="test (all clients)")
-    accuracy_axis.axhline(0.1, color="grey", linestyle=":", label="chance")
-    accuracy_axis.set(title="Accuracy", xlabel="round", ylim=(0, 1))
-    for axis in (loss_axis, accuracy_axis):
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
+def read_metrics(path: pathlib.Path) -> dict[int, dict[str, float]]:
+    """The rounds' metrics from the CSV file, by round: every run's, resumed ones included."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        int(row["key"]): {
+            name: float(value) for name, value in row.items() if value and name != "key"
+        }
+        for row in rows
+    }
 
 
 def main() -> None:
@@ -79,6 +72,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--clients-per-round", type=int, default=10)
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out"))
+    parser.add_argument("--fresh", action="store_true", help="start over, discarding saved state")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(0)
@@ -101,50 +95,56 @@ def main() -> None:
     evaluation = fed.learning.algorithms.build_fed_eval(model_fn)
     sample = fed.simulation.build_uniform_sampling_fn(train.client_ids, random_seed=0)
 
-    state = process.initialize()
-    rows: list[dict[str, float]] = []
-    start = time.perf_counter()
-    progress = tqdm(range(1, args.rounds + 1), desc="training", unit="round")
-    for round_num in progress:
-        clients = sample(round_num, args.clients_per_round)
-        output = process.next(state, [train.create_tf_dataset_for_client(cid) for cid in clients])
-        state = output.state
-        train_metrics = output.metrics["client_work"]["train"]
+    def evaluate(state, data):
         eval_state = evaluation.set_model_weights(
             evaluation.initialize(), process.get_model_weights(state)
         )
-        test_metrics = evaluation.next(eval_state, test_data).metrics["client_work"]["eval"][
+        return evaluation.next(eval_state, data).metrics["client_work"]["eval"][
             "current_round_metrics"
         ]
-        row = {
-            "round": round_num,
-            "train_loss": float(train_metrics["loss"]),
-            "train_accuracy": float(train_metrics["sparse_categorical_accuracy"]),
-            "test_loss": float(test_metrics["loss"]),
-            "test_accuracy": float(test_metrics["sparse_categorical_accuracy"]),
-            "train_examples": int(train_metrics["num_examples"]),
-        }
-        rows.append(row)
-        progress.set_postfix(
-            loss=f"{row['train_loss']:.3f}", test_accuracy=f"{row['test_accuracy']:.3f}"
-        )
-        tqdm.write(
-            f"round {round_num:3d}  train loss {row['train_loss']:.4f}  train accuracy {row['train_accuracy']:.4f}  "
-            f"test accuracy {row['test_accuracy']:.4f}"
-        )
-    elapsed = time.perf_counter() - start
 
-    csv_path, png_path = args.out / "metrics.csv", args.out / "metrics.png"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    plot(rows, png_path)
-    final = rows[-1]["test_accuracy"]
-    print(f"wrote {csv_path} and {png_path}")
-    print(
-        f"{args.rounds} rounds in {elapsed:.1f} s ({elapsed / args.rounds:.2f} s per round, with evaluation)"
+    checkpoints, csv_path = args.out / "checkpoints", args.out / "metrics.csv"
+    if args.fresh:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    state_manager = fed.program.FileProgramStateManager(checkpoints, keep_total=3)
+    saved = fed.program.run_sync(state_manager.get_versions()) or []
+    done_before = max(saved, default=0)
+    if done_before >= args.rounds:
+        print(f"already trained {done_before} rounds (in {checkpoints}); --fresh starts over")
+    elif done_before:
+        print(f"resuming after round {done_before} (from {checkpoints}); --fresh starts over")
+    else:
+        print("starting fresh")
+    csv_mode = fed.program.CSVSaveMode.APPEND if done_before else fed.program.CSVSaveMode.WRITE
+
+    start = time.perf_counter()
+    state = fed.simulation.run_training_process(
+        process,
+        training_selection_fn=lambda round_num: [
+            train.create_tf_dataset_for_client(cid)
+            for cid in sample(round_num, args.clients_per_round)
+        ],
+        total_rounds=args.rounds,
+        evaluation_fn=evaluate,
+        evaluation_selection_fn=lambda round_num: test_data,
+        program_state_manager=state_manager,
+        metrics_managers=[fed.program.CSVFileReleaseManager(csv_path, save_mode=csv_mode)],
+        progress=True,
     )
+    elapsed = time.perf_counter() - start
+    trained = max(args.rounds - done_before, 0)
+
+    png_path = fed.program.plot_metrics(
+        read_metrics(csv_path),
+        args.out / "metrics.png",
+        names=["client_work/train/loss", "evaluation/sparse_categorical_accuracy"],
+    )
+    final = float(evaluate(state, test_data)["sparse_categorical_accuracy"])
+    print(f"wrote {csv_path} and {png_path}")
+    if trained:
+        print(
+            f"{trained} rounds in {elapsed:.1f} s ({elapsed / trained:.2f} s per round, with evaluation)"
+        )
     print(f"final test accuracy over {len(test.client_ids)} clients: {final:.4f} (chance: 0.1000)")
 
 

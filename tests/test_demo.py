@@ -1,4 +1,5 @@
-"""The README's demo runs end to end (a short run) and writes its metrics and plot."""
+"""The README's demo runs end to end (short runs): it trains, writes its metrics and plot, resumes from its
+saved state when run again, and starts over with --fresh."""
 
 import csv
 import os
@@ -11,19 +12,9 @@ import pytest
 DEMO = pathlib.Path(__file__).resolve().parents[1] / "examples" / "demo.py"
 
 
-@pytest.mark.slow
-def test_demo_trains_and_writes_metrics(tmp_path):
+def _demo(out, *arguments):
     done = subprocess.run(
-        [
-            sys.executable,
-            str(DEMO),
-            "--rounds",
-            "3",
-            "--clients-per-round",
-            "4",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, str(DEMO), "--clients-per-round", "4", "--out", str(out), *arguments],
         capture_output=True,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
@@ -31,9 +22,26 @@ def test_demo_trains_and_writes_metrics(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "final test accuracy over 20 clients" in done.stdout
-    with (tmp_path / "metrics.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    assert [int(r["round"]) for r in rows] == [1, 2, 3]
-    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)
-    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    return done.stdout
+
+
+def _rows(out):
+    with (out / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_demo_trains_resumes_and_starts_over(tmp_path):
+    assert "starting fresh" in _demo(tmp_path, "--rounds", "3")
+    rows = _rows(tmp_path)
+    assert [int(r["key"]) for r in rows] == [0, 1, 2, 3]  # round 0: the initial model's evaluation
+    assert all(0.0 <= float(r["evaluation/sparse_categorical_accuracy"]) <= 1.0 for r in rows)
+    assert float(rows[-1]["client_work/train/loss"]) < float(rows[1]["client_work/train/loss"])
     assert (tmp_path / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert "resuming after round 3" in _demo(tmp_path, "--rounds", "5")
+    assert [int(r["key"]) for r in _rows(tmp_path)] == [0, 1, 2, 3, 4, 5]
+    assert "already trained 5 rounds" in _demo(tmp_path, "--rounds", "5")
+
+    assert "starting fresh" in _demo(tmp_path, "--rounds", "2", "--fresh")
+    assert [int(r["key"]) for r in _rows(tmp_path)] == [0, 1, 2]

@@ -6,6 +6,7 @@ round's metrics to logs, memory, CSV files or TensorBoard. `run_training_process
 `fed.simulation.run_training_process`) is the loop that uses them.
 """
 
+from fed_core.framework import run_sync
 from fed_learning.program._data_source import (
     Capability,
     ClientDataDataSource,
@@ -57,5 +58,6 @@ __all__ = [
     "ReleaseManager",
     "TensorBoardReleaseManager",
     "plot_metrics",
+    "run_sync",
     "run_training_process",
 ]
