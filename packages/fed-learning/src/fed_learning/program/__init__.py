@@ -30,6 +30,7 @@ from fed_learning.program._release import (
     MemoryReleaseManager,
     ReleaseManager,
     TensorBoardReleaseManager,
+    flat_metrics,
 )
 from fed_learning.program._state import (
     FileProgramStateManager,
@@ -57,6 +58,7 @@ __all__ = [
     "ProgramStateStructureError",
     "ReleaseManager",
     "TensorBoardReleaseManager",
+    "flat_metrics",
     "plot_metrics",
     "run_sync",
     "run_training_process",
