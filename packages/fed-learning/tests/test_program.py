@@ -36,11 +36,11 @@ def model_fn():
     )
 
 
-def _client_data(num_clients=6):
+def _client_data(num_clients=6, varied=False):
     rng = np.random.default_rng(0)
     examples = {}
     for k in range(num_clients):
-        x = rng.normal(size=(12, 4)).astype(np.float32)
+        x = rng.normal(size=(4 + 3 * k if varied else 12, 4)).astype(np.float32)
         examples[f"client_{k}"] = collections.OrderedDict(
             x=x, y=np.argmax(x[:, :3], axis=1).astype(np.int32)
         )
@@ -320,3 +320,73 @@ def test_released_metrics_plot_to_a_png(tmp_path):
     assert path.read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="No released metric named 'nope'"):
         program.plot_metrics(memory.values(), tmp_path / "x.png", names=["nope"])
+
+
+# ---- train_model (TFF's program logic)
+
+
+def _train_model_arguments(tmp_path, rounds, metrics):
+    from fed_learning import programs
+
+    client_data = _client_data(varied=True).preprocess(
+        lambda d: d.map(lambda e: (e["x"], e["y"])).batch(4)
+    )
+    process = algorithms.build_weighted_fed_avg(model_fn, optimizers.build_sgdm(0.1))
+    return programs, dict(
+        train_process=process,
+        train_data_source=program.ClientDataDataSource(client_data, seed=5),
+        train_per_round_clients=2,
+        train_total_rounds=rounds,
+        program_state_manager=program.FileProgramStateManager(tmp_path / "state"),
+        model_output_manager=metrics[0],
+        train_metrics_manager=metrics[1],
+    )
+
+
+def test_train_model_trains_releases_and_resumes_where_it_would_have_been(tmp_path):
+    import asyncio
+
+    whole_models, whole_metrics = program.MemoryReleaseManager(), program.MemoryReleaseManager()
+    programs, arguments = _train_model_arguments(
+        tmp_path / "whole", 4, (whole_models, whole_metrics)
+    )
+    asyncio.run(programs.train_model(**arguments))
+    assert list(whole_metrics.values()) == [1, 2, 3, 4]
+    [(key, whole_weights)] = whole_models.values().items()
+    assert key == programs.FINAL_MODEL_KEY
+
+    models_, metrics = program.MemoryReleaseManager(), program.MemoryReleaseManager()
+    programs, arguments = _train_model_arguments(tmp_path / "stopped", 2, (models_, metrics))
+    asyncio.run(programs.train_model(**arguments))
+    _, arguments = _train_model_arguments(tmp_path / "stopped", 4, (models_, metrics))
+    asyncio.run(programs.train_model(**arguments))
+    assert list(metrics.values()) == [1, 2, 3, 4]
+    resumed = models_.values()[programs.FINAL_MODEL_KEY]
+    for a, b in zip(resumed.trainable, whole_weights.trainable):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+    for key in (3, 4):  # the same clients were selected after the resume
+        assert (
+            metrics.values()[key]["client_work"]["train"]["num_examples"]
+            == (whole_metrics.values()[key]["client_work"]["train"]["num_examples"])
+        )
+
+
+def test_train_model_refuses_what_it_does_not_implement(tmp_path):
+    import asyncio
+
+    programs, arguments = _train_model_arguments(
+        tmp_path, 1, (program.MemoryReleaseManager(), None)
+    )
+    with pytest.raises(NotImplementedError, match="EvaluationManager"):
+        asyncio.run(
+            programs.train_model(**arguments, evaluation_manager=object(), evaluation_periodicity=1)
+        )
+    with pytest.raises(ValueError, match="train_total_rounds must be a positive int"):
+        asyncio.run(programs.train_model(**{**arguments, "train_total_rounds": 0}))
+
+
+def test_progress_without_tqdm_prints_a_line_per_round(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if tqdm were not installed
+    program.run_training_process(**_loop_arguments(tmp_path, 2, []), progress=True)
+    err = capsys.readouterr().err
+    assert "training: round 1/2" in err and "training: round 2/2" in err

@@ -1,6 +1,6 @@
 """fed-learning: federated learning on fed (exposed as `fed.learning`)."""
 
-from fed_learning import algorithms, models, optimizers, program, templates
+from fed_learning import algorithms, models, optimizers, program, programs, templates
 from fed_learning.__about__ import __version__
 from fed_learning.algorithms import build_federated_averaging_process, build_federated_evaluation
 from fed_learning.models import ModelWeights, from_compiled_keras_model, from_keras_model
@@ -18,5 +18,6 @@ __all__ = [
     "models",
     "optimizers",
     "program",
+    "programs",
     "templates",
 ]

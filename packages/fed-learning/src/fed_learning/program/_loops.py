@@ -131,9 +131,31 @@ def run_training_process(
 
 
 def _progress_bar(rounds: range, total: int, start: int) -> Any:
-    from tqdm import tqdm
-
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional: a line per round instead
+        return _TextProgress(total, start - 1)
     return tqdm(total=total, initial=start - 1, desc="training", unit="round")
+
+
+class _TextProgress:
+    """A line per round on stderr, where tqdm is not installed."""
+
+    def __init__(self, total: int, done: int):
+        self._total, self._done, self._postfix = total, done, {}
+        self._start = time.perf_counter()
+
+    def update(self, count: int) -> None:
+        self._done += count
+
+    def set_postfix(self, postfix: dict[str, str], refresh: bool = False) -> None:
+        import sys
+
+        shown = "  ".join(f"{k}={v}" for k, v in postfix.items())
+        print(f"training: round {self._done}/{self._total}  {shown}", file=sys.stderr)
+
+    def close(self) -> None:
+        pass
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, str]:
