@@ -371,15 +371,33 @@ def test_train_model_trains_releases_and_resumes_where_it_would_have_been(tmp_pa
         )
 
 
-def test_train_model_refuses_what_it_does_not_implement(tmp_path):
+def test_train_model_evaluates_every_k_rounds_with_an_evaluation_manager(tmp_path):
     import asyncio
 
     programs, arguments = _train_model_arguments(
-        tmp_path, 1, (program.MemoryReleaseManager(), None)
+        tmp_path, 4, (program.MemoryReleaseManager(), None)
     )
-    with pytest.raises(NotImplementedError, match="EvaluationManager"):
+    evaluation_data = program.ClientDataDataSource(
+        arguments["train_data_source"]._client_data, seed=9
+    )
+    evaluated = program.MemoryReleaseManager()
+    own = program.MemoryReleaseManager()
+    manager = programs.EvaluationManager(
+        data_source=evaluation_data,
+        aggregated_metrics_manager=evaluated,
+        create_state_manager_fn=None,
+        create_process_fn=lambda name: (algorithms.build_fed_eval(model_fn), own),
+        cohort_size=3,
+    )
+    asyncio.run(
+        programs.train_model(**arguments, evaluation_manager=manager, evaluation_periodicity=2)
+    )
+    assert list(evaluated.values()) == [0, 2, 4]
+    eval_metrics = evaluated.values()[4]["client_work"]["eval"]["current_round_metrics"]
+    assert eval_metrics["num_examples"] > 0 and np.isfinite(eval_metrics["loss"])
+    with pytest.raises(ValueError, match="evaluation_periodicity must be a positive int"):
         asyncio.run(
-            programs.train_model(**arguments, evaluation_manager=object(), evaluation_periodicity=1)
+            programs.train_model(**arguments, evaluation_manager=manager, evaluation_periodicity=0)
         )
     with pytest.raises(ValueError, match="train_total_rounds must be a positive int"):
         asyncio.run(programs.train_model(**{**arguments, "train_total_rounds": 0}))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import time
 from typing import Any
 
 from fed_core.framework import run_sync
@@ -34,15 +36,26 @@ async def train_model(
     The program state is the training state, the round number and the data iterator's position, so a
     resumed program selects the clients an uninterrupted one would have, and ends with the same model.
     Each round's metrics go to `train_metrics_manager` under the round number; the final model weights go
-    to `model_output_manager` under `FINAL_MODEL_KEY`. A coroutine, as in TFF: `await` it, or run it with
-    `asyncio.run`. Evaluation during training (TFF's `EvaluationManager`) is not implemented: pass
-    `evaluation_manager=None` and evaluate with `fed.simulation.run_training_process`'s `evaluation_fn`.
+    to `model_output_manager` under `FINAL_MODEL_KEY`. With an `evaluation_manager`, the model is
+    evaluated after round 0 and then every `evaluation_periodicity` rounds (an int) or whenever that much
+    time has passed (a `datetime.timedelta`). A coroutine, as in TFF: `await` it, or run it with
+    `asyncio.run`.
     """
-    if evaluation_manager is not None or evaluation_periodicity is not None:
-        raise NotImplementedError(
-            "train_model's evaluation_manager (TFF's EvaluationManager) is not implemented in fed; use "
-            "fed.simulation.run_training_process with evaluation_fn for evaluation during training."
-        )
+    if evaluation_manager is not None:
+        if isinstance(evaluation_periodicity, datetime.timedelta):
+            if evaluation_periodicity.total_seconds() <= 0:
+                raise ValueError(
+                    f"evaluation_periodicity must be positive, got {evaluation_periodicity!r}."
+                )
+        elif (
+            isinstance(evaluation_periodicity, bool)
+            or not isinstance(evaluation_periodicity, int)
+            or evaluation_periodicity < 1
+        ):
+            raise ValueError(
+                "evaluation_periodicity must be a positive int (rounds) or a datetime.timedelta, got "
+                f"{evaluation_periodicity!r}."
+            )
     for name, value in (
         ("train_per_round_clients", train_per_round_clients),
         ("train_total_rounds", train_total_rounds),
@@ -60,9 +73,29 @@ async def train_model(
     iterator = train_data_source.iterator()
     template = (initial_state, 0, iterator.to_bytes())
     saved, _ = await program_state_manager.load_latest(template)
+    last_evaluation = time.monotonic()
+
+    async def evaluate(round_num: int) -> None:
+        nonlocal last_evaluation
+        last_evaluation = time.monotonic()
+        await evaluation_manager.start_evaluation(
+            round_num, int(time.time()), train_process.get_model_weights(state)
+        )
+
+    def evaluation_due(round_num: int) -> bool:
+        if evaluation_manager is None:
+            return False
+        if isinstance(evaluation_periodicity, datetime.timedelta):
+            return time.monotonic() - last_evaluation >= evaluation_periodicity.total_seconds()
+        return round_num % evaluation_periodicity == 0
+
+    if evaluation_manager is not None:
+        await evaluation_manager.resume_from_previous_state()
     if saved is None:
         state, round_num = initial_state, 0
         await program_state_manager.save(template, 0)
+        if evaluation_manager is not None:
+            await evaluate(0)
     else:
         state, round_num, position = saved
         restore = getattr(iterator, "restore", None)
@@ -75,7 +108,11 @@ async def train_model(
         if train_metrics_manager is not None:
             await _resolve(train_metrics_manager.release(output.metrics, round_num))
         await program_state_manager.save((state, round_num, iterator.to_bytes()), round_num)
+        if evaluation_due(round_num):
+            await evaluate(round_num)
 
+    if evaluation_manager is not None:
+        await evaluation_manager.wait_for_evaluations_to_finish()
     await _resolve(
         model_output_manager.release(train_process.get_model_weights(state), FINAL_MODEL_KEY)
     )
