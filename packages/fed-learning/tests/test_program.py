@@ -3,6 +3,7 @@ TensorBoard, grouping, logging), and the training loop with checkpoints, evaluat
 
 import collections
 import csv
+import json
 import logging
 import os
 import signal
@@ -91,6 +92,76 @@ def test_program_state_round_trips_in_its_containers(tmp_path):
     assert loaded.finalizer[1] == 0.25 and loaded.distributor == ()
 
 
+def test_awkward_leaves_and_containers_round_trip(tmp_path):
+    import dataclasses
+
+    import attrs
+    import ml_dtypes
+
+    @dataclasses.dataclass
+    class WithDerived:
+        w: object
+        derived: object = dataclasses.field(init=False, default=0)
+
+    @attrs.define
+    class Private:
+        _p: object
+
+    derived = WithDerived(np.ones(2))
+    derived.derived = np.int32(3)
+    state = {
+        "bytes": b"ab\x00\x00",
+        "text": "end\x00",
+        "none": None,
+        "big": 2**70,
+        "words": tf.constant(["a", "bb\x00"]),
+        "half": np.arange(3, dtype=ml_dtypes.bfloat16),
+        "zero_d": np.asarray(2.5),
+        "scalar": np.float16(1.5),
+        "counts": collections.defaultdict(int, {"x": 2}),
+        "derived": derived,
+        "private": Private(np.arange(2)),
+    }
+    manager = program.FileProgramStateManager(tmp_path)
+    _run(manager.save(state, 1))
+    loaded = _run(manager.load(1, state))
+    assert (
+        loaded["bytes"] == b"ab\x00\x00" and loaded["text"] == "end\x00" and loaded["none"] is None
+    )
+    assert loaded["big"] == 2**70
+    assert [bytes(x) for x in loaded["words"]] == [b"a", b"bb\x00"]
+    assert loaded["half"].dtype == ml_dtypes.bfloat16 and loaded["half"].tolist() == [0, 1, 2]
+    assert isinstance(loaded["zero_d"], np.ndarray) and loaded["zero_d"].ndim == 0
+    assert loaded["scalar"].dtype == np.float16
+    assert isinstance(loaded["counts"], collections.defaultdict) and loaded["counts"]["y"] == 0
+    assert loaded["derived"].derived == 3 and loaded["private"]._p.tolist() == [0, 1]
+
+
+def test_a_save_that_does_not_fit_the_template_raises_and_is_never_skipped(tmp_path):
+    manager = program.FileProgramStateManager(tmp_path)
+    _run(manager.save({"w": np.ones((2, 3), np.float32)}, 3))
+    with pytest.raises(
+        program.ProgramStateStructureError, match=r"float32\[2, 3\], not float32\[5\]"
+    ):
+        _run(manager.load_latest({"w": np.zeros(5, np.float32)}))
+    with pytest.raises(ValueError, match="older than the newest save"):
+        _run(manager.save({"w": np.ones((2, 3), np.float32)}, 1))
+    (tmp_path / "program_state_9.npz").write_bytes(b"not a save")  # a damaged file is skipped
+    state, version = _run(manager.load_latest({"w": np.zeros((2, 3), np.float32)}))
+    assert version == 3 and state["w"].shape == (2, 3)
+
+
+def test_temporary_files_of_killed_saves_are_removed_later(tmp_path, monkeypatch):
+    manager = program.FileProgramStateManager(tmp_path)
+    stale = tmp_path / ".saving-leftover.npz"
+    stale.write_bytes(b"x" * 10)
+    os.utime(stale, (0, 0))
+    fresh = tmp_path / ".saving-in-progress.npz"
+    fresh.write_bytes(b"x")
+    _run(manager.save({"a": 1}, 0))
+    assert not stale.exists() and fresh.exists()
+
+
 def test_only_the_newest_saves_and_the_first_are_kept(tmp_path):
     manager = program.FileProgramStateManager(tmp_path, keep_total=2, keep_first=True)
     for version in range(6):
@@ -133,7 +204,7 @@ SAVE_FOREVER = textwrap.dedent(
 
 
 def test_a_process_killed_while_saving_leaves_the_newest_complete_save_readable(tmp_path):
-    template = {"weights": np.zeros(1, np.float32), "round": 0}
+    template = {"weights": np.zeros(1_500_000, np.float32), "round": 0}
     for attempt in range(3):
         directory = tmp_path / f"run{attempt}"
         saver = subprocess.Popen(
@@ -149,6 +220,10 @@ def test_a_process_killed_while_saving_leaves_the_newest_complete_save_readable(
             saver.send_signal(signal.SIGKILL)
             saver.wait()
         manager = program.FileProgramStateManager(directory, keep_total=3)
+        for listed in _run(
+            manager.get_versions()
+        ):  # every save that has its final name is complete
+            assert _run(manager.load(listed, template))["round"] == listed
         state, version = _run(manager.load_latest(template))
         assert version >= 2 + attempt
         assert state["round"] == version
@@ -187,6 +262,10 @@ def test_a_csv_file_gets_a_row_per_round_and_no_duplicates_after_a_resume(tmp_pa
     assert [r["key"] for r in rows] == ["1", "2", "3", "4"]
     assert list(rows[0]) == ["key", "train/loss", "round", "train/accuracy"]
     assert rows[2]["train/loss"] == "0.3" and rows[0]["train/accuracy"] == ""
+    _run(resumed.release({"weights": np.arange(2000.0)}, 5))
+    assert json.loads(_read_csv(path)[-1]["weights"]) == list(range(2000))  # in full
+    with pytest.raises(ValueError, match="the CSV file's key column"):
+        _run(resumed.release({"key": 99}, 6))
     fresh = program.CSVFileReleaseManager(path, save_mode=program.CSVSaveMode.WRITE)
     _run(fresh.release({"loss": 1.0}, 1))
     assert [r["key"] for r in _read_csv(path)] == ["1"]
@@ -294,10 +373,25 @@ def test_the_training_loop_releases_metrics_evaluates_and_saves(tmp_path):
 
 def test_a_stopped_run_resumes_and_ends_bit_for_bit_where_an_uninterrupted_one_does(tmp_path):
     whole = program.run_training_process(**_loop_arguments(tmp_path / "whole", 5, []))
-    memory = program.MemoryReleaseManager()
-    program.run_training_process(**_loop_arguments(tmp_path / "stopped", 2, [memory]))
-    resumed = program.run_training_process(**_loop_arguments(tmp_path / "stopped", 5, [memory]))
-    assert list(memory.values()) == [0, 1, 2, 3, 4, 5]  # round 0 is not evaluated again
+    program.run_training_process(**_loop_arguments(tmp_path / "stopped", 2, []))
+    after = program.MemoryReleaseManager()
+    arguments = _loop_arguments(tmp_path / "stopped", 5, [after])
+    rounds_run = []
+    process = arguments["training_process"]
+
+    class Counting:
+        initialize = process.initialize
+
+        def next(self, state, data):
+            rounds_run.append(len(rounds_run))
+            return process.next(state, data)
+
+    resumed = program.run_training_process(**{**arguments, "training_process": Counting()})
+    assert len(rounds_run) == 3 and list(after.values()) == [
+        3,
+        4,
+        5,
+    ]  # rounds 0-2 are not run again
     for a, b in zip(resumed.global_model_weights.trainable, whole.global_model_weights.trainable):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 
@@ -306,7 +400,7 @@ def test_the_loop_checks_its_arguments_and_shows_progress(tmp_path, capsys):
     arguments = _loop_arguments(tmp_path, 2, [])
     with pytest.raises(ValueError, match="total_rounds must be a positive int"):
         program.run_training_process(**{**arguments, "total_rounds": 0})
-    with pytest.raises(ValueError, match="given together"):
+    with pytest.warns(UserWarning, match="the one given is ignored"):
         program.run_training_process(**{**arguments, "evaluation_fn": None})
     program.run_training_process(**arguments, progress=True)
     assert "training" in capsys.readouterr().err
@@ -352,23 +446,32 @@ def test_train_model_trains_releases_and_resumes_where_it_would_have_been(tmp_pa
     )
     asyncio.run(programs.train_model(**arguments))
     assert list(whole_metrics.values()) == [1, 2, 3, 4]
-    [(key, whole_weights)] = whole_models.values().items()
-    assert key == programs.FINAL_MODEL_KEY
+    [(key, whole_state)] = whole_models.values().items()  # the state, after the last round
+    assert key == "training_checkpoint_round_4"
+    whole_weights = whole_state.global_model_weights
 
-    models_, metrics = program.MemoryReleaseManager(), program.MemoryReleaseManager()
-    programs, arguments = _train_model_arguments(tmp_path / "stopped", 2, (models_, metrics))
+    models_, first = program.MemoryReleaseManager(), program.MemoryReleaseManager()
+    programs, arguments = _train_model_arguments(tmp_path / "stopped", 2, (models_, first))
     asyncio.run(programs.train_model(**arguments))
-    _, arguments = _train_model_arguments(tmp_path / "stopped", 4, (models_, metrics))
+    after = program.MemoryReleaseManager()
+    _, arguments = _train_model_arguments(tmp_path / "stopped", 4, (models_, after))
     asyncio.run(programs.train_model(**arguments))
-    assert list(metrics.values()) == [1, 2, 3, 4]
-    resumed = models_.values()[programs.FINAL_MODEL_KEY]
+    assert list(first.values()) == [1, 2] and list(after.values()) == [
+        3,
+        4,
+    ]  # 1-2 are not run again
+    resumed = models_.values()["training_checkpoint_round_4"].global_model_weights
+    assert list(models_.values()) == ["training_checkpoint_round_2", "training_checkpoint_round_4"]
     for a, b in zip(resumed.trainable, whole_weights.trainable):
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    for key in (3, 4):  # the same clients were selected after the resume
-        assert (
-            metrics.values()[key]["client_work"]["train"]["num_examples"]
-            == (whole_metrics.values()[key]["client_work"]["train"]["num_examples"])
-        )
+    counts = [
+        m["client_work"]["train"]["num_examples"]
+        for m in [*first.values().values(), *after.values().values()]
+    ]
+    whole_counts = [
+        m["client_work"]["train"]["num_examples"] for m in whole_metrics.values().values()
+    ]
+    assert counts == whole_counts and len(set(counts)) > 1  # the same clients, and not all alike
 
 
 def test_train_model_evaluates_every_k_rounds_with_an_evaluation_manager(tmp_path):
@@ -390,9 +493,9 @@ def test_train_model_evaluates_every_k_rounds_with_an_evaluation_manager(tmp_pat
         cohort_size=3,
     )
     asyncio.run(
-        programs.train_model(**arguments, evaluation_manager=manager, evaluation_periodicity=2)
+        programs.train_model(**arguments, evaluation_manager=manager, evaluation_periodicity=3)
     )
-    assert list(evaluated.values()) == [0, 2, 4]
+    assert list(evaluated.values()) == [3, 4]  # every 3 rounds, and the last
     eval_metrics = evaluated.values()[4]["client_work"]["eval"]["current_round_metrics"]
     assert eval_metrics["num_examples"] > 0 and np.isfinite(eval_metrics["loss"])
     with pytest.raises(ValueError, match="evaluation_periodicity must be a positive int"):

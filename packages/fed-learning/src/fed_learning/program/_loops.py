@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -82,9 +83,13 @@ def run_training_process(
         rounds_per_saving_program_state, "rounds_per_saving_program_state"
     )
     if (evaluation_fn is None) != (evaluation_selection_fn is None):
-        raise ValueError(
-            "evaluation_fn and evaluation_selection_fn are given together, or neither."
+        # As TFF's loop: evaluation runs only with both (and one alone is ignored), with a warning here.
+        warnings.warn(
+            "run_training_process evaluates only when both evaluation_fn and evaluation_selection_fn are "
+            "given; the one given is ignored.",
+            stacklevel=2,
         )
+        evaluation_fn = evaluation_selection_fn = None
     managers = list(metrics_managers or [])
 
     def release(metrics: Any, key: int) -> None:

@@ -6,6 +6,7 @@ import abc
 import collections
 import csv
 import enum
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -101,7 +102,15 @@ class CSVFileReleaseManager(ReleaseManager):
     async def release(self, value: Any, key: Any) -> None:
         row = {self._key: str(key)}
         for name, metric in flat_metrics(value).items():
-            row[name] = np.array2string(metric) if isinstance(metric, np.ndarray) else str(metric)
+            if name == self._key:
+                raise ValueError(
+                    f"A released metric is named {name!r}, the CSV file's key column: pass another "
+                    f"key_fieldname to CSVFileReleaseManager."
+                )
+            # Arrays in full, as JSON lists (numpy's own printing abbreviates large ones).
+            row[name] = (
+                json.dumps(metric.tolist()) if isinstance(metric, np.ndarray) else str(metric)
+            )
         kept = [r for r in self._rows if not _at_or_after(r.get(self._key, ""), key)]
         new_fields = [name for name in row if name not in self._fields]
         rewrite = new_fields or len(kept) != len(self._rows)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,105 @@ import numpy as np
 from fed_learning.program._structure import flatten, pack_like, shape_of, to_array
 
 _META = "__fed_program_state__"
+_TEMPORARY = ".saving-"
+STALE_AFTER_SECONDS = 3600
+"""Temporary files of saves older than this are what killed saves left behind, and are removed."""
+
+
+class _DamagedSave(ValueError):
+    """A save file that cannot be read."""
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[Any]]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(bytes(archive[_META]).decode())
+            arrays = {name: archive[name] for name in archive.files if name != _META}
+        leaves = [_decode(entry, arrays.get(f"leaf_{k}")) for k, entry in enumerate(meta["leaves"])]
+    except (OSError, ValueError, KeyError, EOFError, TypeError, zipfile.BadZipFile) as error:
+        raise _DamagedSave(f"{path} cannot be read: {error}") from None
+    return meta, leaves
+
+
+def _encode(leaf: Any, index: int) -> tuple[dict[str, Any], np.ndarray | None]:
+    """How one leaf is saved: a description, and the array that holds its data (if any)."""
+    if leaf is None:
+        return {"kind": "none"}, None
+    if isinstance(leaf, (bytes, np.bytes_)):
+        return {"kind": "bytes"}, np.frombuffer(bytes(leaf), np.uint8)
+    if isinstance(leaf, (str, np.str_)):
+        return {"kind": "str"}, np.frombuffer(str(leaf).encode(), np.uint8)
+    if isinstance(leaf, int) and not isinstance(leaf, bool) and not -(2**63) <= leaf < 2**63:
+        return {"kind": "int", "value": str(leaf)}, None
+    array = to_array(leaf)
+    if array.dtype.kind in "OSU":  # strings (a string tensor): each element's bytes, by position
+        elements = array.ravel().tolist()
+        if not all(isinstance(x, (bytes, str)) for x in elements):
+            raise TypeError(
+                f"Program state leaf {index} is a {type(leaf).__name__}, which cannot be saved: expected "
+                f"tensors, arrays, numbers, strings, bytes, booleans or None."
+            )
+        items = [x if isinstance(x, bytes) else x.encode() for x in elements]
+        data = np.frombuffer(b"".join(items), np.uint8)
+        return {
+            "kind": "strings",
+            "shape": list(array.shape),
+            "lengths": [len(x) for x in items],
+        }, data
+    if array.dtype.kind == "V" or array.dtype.type.__module__ == "ml_dtypes":
+        return {
+            "kind": "raw",
+            "dtype": array.dtype.name,
+            "shape": list(array.shape),
+        }, np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
+    if array.dtype.kind not in "biufc":
+        raise TypeError(
+            f"Program state leaf {index} is a {type(leaf).__name__} of dtype {array.dtype}, which cannot be "
+            f"saved: expected tensors, arrays, numbers, strings, bytes, booleans or None."
+        )
+    return {"kind": "array"}, array
+
+
+def _decode(entry: dict[str, Any], data: np.ndarray | None) -> Any:
+    kind = entry["kind"]
+    if kind == "none":
+        return None
+    if kind == "int":
+        return int(entry["value"])
+    assert data is not None
+    if kind == "bytes":
+        return data.tobytes()
+    if kind == "str":
+        return data.tobytes().decode()
+    if kind == "strings":
+        raw, items, start = data.tobytes(), [], 0
+        for length in entry["lengths"]:
+            items.append(raw[start : start + length])
+            start += length
+        return np.array(items, dtype=object).reshape(entry["shape"])
+    if kind == "raw":
+        import ml_dtypes  # the dtypes numpy lacks (bfloat16, ...), which TensorFlow and JAX bring
+
+        dtype = np.dtype(getattr(ml_dtypes, entry["dtype"]))
+        return np.frombuffer(data.tobytes(), dtype).reshape(entry["shape"])
+    return data
+
+
+def _mismatch(template: Any, leaf: Any) -> str | None:
+    """What is wrong with a saved leaf where the template has `template`, or None."""
+    if (
+        template is None
+        or isinstance(template, (bytes, str, int, float))
+        and not hasattr(template, "shape")
+    ):
+        return None
+    if not (hasattr(template, "shape") and hasattr(template, "dtype")):
+        return None
+    expected = to_array(template)
+    given = np.asarray(leaf)
+    if given.shape != expected.shape or given.dtype != expected.dtype:
+        return f"is {given.dtype}{list(given.shape)}, not {expected.dtype}{list(expected.shape)}"
+    return None
 
 
 class ProgramStateStructureError(ValueError):
@@ -44,10 +144,8 @@ class ProgramStateManager(abc.ABC):
         for version in reversed(versions or []):
             try:
                 return await self.load(version, structure), version
-            except ProgramStateStructureError:
-                raise
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                continue  # an unreadable save: the one before it
+            except _DamagedSave:
+                continue  # a save that cannot be read (damaged, or not one of ours): the one before
         return None, 0
 
 
@@ -98,36 +196,47 @@ class FileProgramStateManager(ProgramStateManager):
         path = self._path(version)
         if not path.exists():
             raise ValueError(f"No program state of version {version} in {self._root}.")
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(str(archive[_META]))
-            leaves = [archive[f"leaf_{k}"] for k in range(meta["leaves"])]
+        meta, leaves = _read(path)  # a damaged file raises _DamagedSave
         expected = shape_of(structure)
         if meta["structure"] != expected:
             raise ProgramStateStructureError(
                 f"The program state saved as version {version} has the structure {meta['structure']}, "
                 f"not the expected {expected}."
             )
-        return pack_like(structure, [leaf[()] if leaf.ndim == 0 else leaf for leaf in leaves])
+        templates = flatten(structure)
+        for k, (template, leaf) in enumerate(zip(templates, leaves)):
+            problem = _mismatch(template, leaf)
+            if problem is not None:
+                raise ProgramStateStructureError(
+                    f"The program state saved as version {version} does not fit the expected one: leaf {k} "
+                    f"{problem}."
+                )
+        return pack_like(structure, leaves)
 
     async def save(self, program_state: Any, version: int) -> None:
         if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             raise ValueError(f"version must be an int >= 0, got {version!r}.")
-        leaves = [to_array(leaf) for leaf in flatten(program_state)]
+        versions = await self.get_versions() or []
+        if versions and version < versions[-1]:
+            raise ValueError(
+                f"version {version} is older than the newest save in {self._root} ({versions[-1]}): resume "
+                f"from it, or remove the saves to start over."
+            )
+        leaves = flatten(program_state)
+        entries, arrays = [], {}
         for k, leaf in enumerate(leaves):
-            if leaf.dtype.kind == "O":
-                raise TypeError(
-                    f"Program state leaf {k} is a {type(flatten(program_state)[k]).__name__}, which cannot "
-                    f"be saved: expected tensors, arrays, numbers, strings or booleans."
-                )
+            entry, array = _encode(leaf, k)
+            entries.append(entry)
+            if array is not None:
+                arrays[f"leaf_{k}"] = array
         self._root.mkdir(parents=True, exist_ok=True)
         meta = json.dumps(
-            {"version": version, "leaves": len(leaves), "structure": shape_of(program_state)}
+            {"version": version, "structure": shape_of(program_state), "leaves": entries}
         )
-        arrays = {f"leaf_{k}": leaf for k, leaf in enumerate(leaves)}
-        descriptor, temporary = tempfile.mkstemp(dir=self._root, prefix=".saving-", suffix=".npz")
+        descriptor, temporary = tempfile.mkstemp(dir=self._root, prefix=_TEMPORARY, suffix=".npz")
         try:
             with os.fdopen(descriptor, "wb") as f:
-                np.savez(f, **arrays, **{_META: np.asarray(meta)})
+                np.savez(f, **arrays, **{_META: np.frombuffer(meta.encode(), np.uint8)})
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self._path(version))
@@ -135,7 +244,18 @@ class FileProgramStateManager(ProgramStateManager):
             Path(temporary).unlink(missing_ok=True)
             raise
         _fsync_directory(self._root)
+        self._remove_stale_temporaries()
         await self._remove_old()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Removes what saves killed before their rename left behind (not ones a live save may hold)."""
+        cutoff = time.time() - STALE_AFTER_SECONDS
+        for path in self._root.glob(f"{_TEMPORARY}*.npz"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass
 
     async def _remove_old(self) -> None:
         versions = await self.get_versions() or []

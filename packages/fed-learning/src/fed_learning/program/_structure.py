@@ -3,6 +3,7 @@ flat lists of leaves, and back into the containers of a template."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,8 @@ def shape_of(value: Any) -> str:
         return "*"
     pairs, container = items
     inner = ",".join(f"{name}={shape_of(v)}" if name else shape_of(v) for name, v in pairs)
-    return f"{getattr(container, '__name__', 'Struct')}({inner})"
+    label = "Struct" if container is type(None) else getattr(container, "__name__", "container")
+    return f"{label}({inner})"
 
 
 def flatten_with_paths(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -67,16 +69,35 @@ def _pack(template: Any, leaves: Any) -> Any:
         return Struct(zip(names, elements))
     if isinstance(template, tuple) and hasattr(template, "_fields"):
         return type(template)(*elements)
+    if isinstance(template, collections.defaultdict):
+        return collections.defaultdict(template.default_factory, zip(template, elements))
     if isinstance(template, Mapping):
         return type(template)(zip((k for k in template), elements))
     if isinstance(template, (list, tuple)):
         return type(template)(elements)
+    values = dict(zip(names, elements))
     if dataclasses.is_dataclass(template):
-        return dataclasses.replace(template, **dict(zip(names, elements)))
-    return type(template)(**dict(zip(names, elements)))  # an attrs class
+        fields = dataclasses.fields(template)
+        rebuilt = dataclasses.replace(
+            template, **{f.name: values[f.name] for f in fields if f.init}
+        )
+        for f in fields:
+            if not f.init:  # set after construction, as the class itself does
+                object.__setattr__(rebuilt, f.name, values[f.name])
+        return rebuilt
+    attributes = type(template).__attrs_attrs__  # an attrs class: its __init__ takes the aliases
+    return type(template)(
+        **{getattr(a, "alias", a.name.lstrip("_")): values[a.name] for a in attributes}
+    )
 
 
-def _like(template: Any, leaf: np.ndarray) -> Any:
+def _like(template: Any, leaf: Any) -> Any:
+    if template is None or isinstance(template, (bytes, str)) and isinstance(leaf, (bytes, str)):
+        return leaf
+    if isinstance(template, np.ndarray):
+        return np.asarray(leaf)
+    if isinstance(template, np.generic):
+        return np.asarray(leaf)[()]
     if isinstance(template, bool):
         return bool(leaf)
     if isinstance(template, int):

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
-import time
+from collections.abc import Callable
 from typing import Any
 
-from fed_core.framework import run_sync
 from fed_learning.program import FederatedDataSource, ProgramStateManager
 
-FINAL_MODEL_KEY = "final_training_checkpoint"
-"""The key `train_model` releases the final model weights under."""
+CHECKPOINT_KEY = "training_checkpoint_round_{round_num}"
+"""The key `train_model` releases the training state under, every 10 rounds and after the last one."""
 
 
 async def _resolve(result: Any) -> Any:
     return await result if hasattr(result, "__await__") else result
+
+
+def _train_metrics(metrics: Any) -> Any:
+    """The round's `client_work/train` metrics, kept at that path (what TFF releases)."""
+    try:
+        train = metrics["client_work"]["train"]
+    except (KeyError, TypeError):
+        raise KeyError(
+            "train_model needs a learning process whose metrics have client_work/train; got "
+            f"{type(metrics).__name__} metrics without them."
+        ) from None
+    return collections.OrderedDict(client_work=collections.OrderedDict(train=train))
 
 
 async def train_model(
@@ -26,36 +38,24 @@ async def train_model(
     program_state_manager: ProgramStateManager,
     model_output_manager: Any,
     initial_train_state: Any = None,
+    should_retry_round: Callable[[Any], bool] | None = None,
     train_metrics_manager: Any = None,
     evaluation_manager: Any = None,
-    evaluation_periodicity: Any = None,
+    evaluation_periodicity: int | datetime.timedelta | None = None,
 ) -> None:
     """Trains with `train_process` for `train_total_rounds` rounds of `train_per_round_clients` clients
     selected from `train_data_source`, saving after every round and resuming from the newest save.
 
-    The program state is the training state, the round number and the data iterator's position, so a
-    resumed program selects the clients an uninterrupted one would have, and ends with the same model.
-    Each round's metrics go to `train_metrics_manager` under the round number; the final model weights go
-    to `model_output_manager` under `FINAL_MODEL_KEY`. With an `evaluation_manager`, the model is
-    evaluated after round 0 and then every `evaluation_periodicity` rounds (an int) or whenever that much
-    time has passed (a `datetime.timedelta`). A coroutine, as in TFF: `await` it, or run it with
-    `asyncio.run`.
+    As TFF's: the program state is the training state, the round, the time of the next evaluation and
+    the data iterator's position, so a resumed program selects the clients an uninterrupted one would
+    have and ends with the same model; a program whose saved round is the last does nothing. Each round's
+    `client_work/train` metrics go to `train_metrics_manager` under the round number, and the training
+    state to `model_output_manager` under `training_checkpoint_round_N` every 10 rounds and after the
+    last. With an `evaluation_manager`, the model is evaluated every `evaluation_periodicity` rounds (an
+    int) or when that much time has passed (a `datetime.timedelta`), and after the last round. A round
+    for which `should_retry_round(output)` is true is run again from the same data position. A coroutine:
+    `await` it, or run it with `asyncio.run`.
     """
-    if evaluation_manager is not None:
-        if isinstance(evaluation_periodicity, datetime.timedelta):
-            if evaluation_periodicity.total_seconds() <= 0:
-                raise ValueError(
-                    f"evaluation_periodicity must be positive, got {evaluation_periodicity!r}."
-                )
-        elif (
-            isinstance(evaluation_periodicity, bool)
-            or not isinstance(evaluation_periodicity, int)
-            or evaluation_periodicity < 1
-        ):
-            raise ValueError(
-                "evaluation_periodicity must be a positive int (rounds) or a datetime.timedelta, got "
-                f"{evaluation_periodicity!r}."
-            )
     for name, value in (
         ("train_per_round_clients", train_per_round_clients),
         ("train_total_rounds", train_total_rounds),
@@ -66,58 +66,72 @@ async def train_model(
         raise TypeError(
             f"train_data_source must be a FederatedDataSource, got {train_data_source!r}."
         )
-
-    initial_state = (
-        train_process.initialize() if initial_train_state is None else initial_train_state
-    )
-    iterator = train_data_source.iterator()
-    template = (initial_state, 0, iterator.to_bytes())
-    saved, _ = await program_state_manager.load_latest(template)
-    last_evaluation = time.monotonic()
-
-    async def evaluate(round_num: int) -> None:
-        nonlocal last_evaluation
-        last_evaluation = time.monotonic()
-        await evaluation_manager.start_evaluation(
-            round_num, int(time.time()), train_process.get_model_weights(state)
+    if evaluation_manager is not None and not (
+        isinstance(evaluation_periodicity, datetime.timedelta)
+        and evaluation_periodicity.total_seconds() > 0
+        or not isinstance(evaluation_periodicity, bool)
+        and isinstance(evaluation_periodicity, int)
+        and evaluation_periodicity > 0
+    ):
+        raise ValueError(
+            "evaluation_periodicity must be a positive int (rounds) or a positive datetime.timedelta, got "
+            f"{evaluation_periodicity!r}."
         )
-
-    def evaluation_due(round_num: int) -> bool:
-        if evaluation_manager is None:
-            return False
-        if isinstance(evaluation_periodicity, datetime.timedelta):
-            return time.monotonic() - last_evaluation >= evaluation_periodicity.total_seconds()
-        return round_num % evaluation_periodicity == 0
 
     if evaluation_manager is not None:
         await evaluation_manager.resume_from_previous_state()
-    if saved is None:
-        state, round_num = initial_state, 0
-        await program_state_manager.save(template, 0)
-        if evaluation_manager is not None:
-            await evaluate(0)
-    else:
-        state, round_num, position = saved
+    iterator = train_data_source.iterator()
+    state = train_process.initialize() if initial_train_state is None else initial_train_state
+    if state is None:
+        raise ValueError("The initial train state is None.")
+    saved, _ = await program_state_manager.load_latest((state, 0, 0, iterator.to_bytes()))
+    if saved is not None:
+        state, round_num, next_evaluation_seconds, position = saved
         restore = getattr(iterator, "restore", None)
         iterator = restore(position) if callable(restore) else type(iterator).from_bytes(position)
+        if round_num >= train_total_rounds:
+            if evaluation_manager is not None:
+                await evaluation_manager.wait_for_evaluations_to_finish()
+            return
+    else:
+        round_num, next_evaluation_seconds = 0, 0
+        await program_state_manager.save((state, 0, 0, iterator.to_bytes()), 0)
 
-    while round_num < train_total_rounds:
-        round_num += 1
+    def should_evaluate(round_num: int, finished: datetime.datetime) -> bool:
+        nonlocal next_evaluation_seconds
+        if round_num == train_total_rounds:
+            return True
+        if isinstance(evaluation_periodicity, int):
+            return round_num % evaluation_periodicity == 0
+        if not next_evaluation_seconds or next_evaluation_seconds < finished.timestamp():
+            next_evaluation_seconds = int((finished + evaluation_periodicity).timestamp())  # type: ignore[operator]
+            return True
+        return False
+
+    round_num += 1
+    while round_num <= train_total_rounds:
+        position = iterator.to_bytes()
         output = train_process.next(state, iterator.select(train_per_round_clients))
+        if should_retry_round is not None and should_retry_round(output):
+            restore = getattr(iterator, "restore", None)
+            iterator = (
+                restore(position) if callable(restore) else type(iterator).from_bytes(position)
+            )
+            continue
         state = output.state
+        finished = datetime.datetime.now()
+        if evaluation_manager is not None and should_evaluate(round_num, finished):
+            await evaluation_manager.start_evaluation(
+                round_num, int(finished.timestamp()), train_process.get_model_weights(state)
+            )
+        await program_state_manager.save(
+            (state, round_num, next_evaluation_seconds, iterator.to_bytes()), round_num
+        )
         if train_metrics_manager is not None:
-            await _resolve(train_metrics_manager.release(output.metrics, round_num))
-        await program_state_manager.save((state, round_num, iterator.to_bytes()), round_num)
-        if evaluation_due(round_num):
-            await evaluate(round_num)
-
+            await _resolve(train_metrics_manager.release(_train_metrics(output.metrics), round_num))
+        if round_num % 10 == 0 or round_num == train_total_rounds:
+            key = CHECKPOINT_KEY.format(round_num=round_num)
+            await _resolve(model_output_manager.release(state, key))
+        round_num += 1
     if evaluation_manager is not None:
         await evaluation_manager.wait_for_evaluations_to_finish()
-    await _resolve(
-        model_output_manager.release(train_process.get_model_weights(state), FINAL_MODEL_KEY)
-    )
-
-
-def train_model_sync(**arguments: Any) -> None:
-    """`train_model` run to completion from synchronous code."""
-    run_sync(train_model(**arguments))
