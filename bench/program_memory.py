@@ -58,6 +58,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1000)
     args = parser.parse_args()
+    if args.rounds < 200:
+        parser.error(
+            "--rounds must be at least 200: RSS is sampled every 100 rounds, against round 100"
+        )
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     clients = []

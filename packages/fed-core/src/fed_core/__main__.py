@@ -18,7 +18,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     parser = _parser()
     arguments = parser.parse_args(argv)
     run: Callable[[argparse.Namespace, TextIO], int] = arguments.run
-    return run(arguments, sys.stdout if out is None else out)
+    try:
+        return run(arguments, sys.stdout if out is None else out)
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -91,6 +91,8 @@ def load_config(path: pathlib.Path) -> dict[str, Any]:
         raise ConfigError(
             f"{path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {error}"
         ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a table of sections, got {type(config).__name__}")
     for section in ("model", "data", "training"):
         if not isinstance(config.get(section), dict):
             raise ConfigError(
@@ -126,16 +128,48 @@ def _number(table: dict[str, Any], key: str, default: Any, kind: type) -> Any:
 
 
 def _train(arguments: argparse.Namespace) -> int:
+    from fed_learning.program import ProgramStateStructureError
+
+    try:
+        return _train_from(arguments)
+    except ProgramStateStructureError as error:
+        raise ConfigError(
+            f"the saved state does not fit this program ({error}); run with --fresh to start over"
+        ) from None
+
+
+def _train_from(arguments: argparse.Namespace) -> int:
     config = load_config(arguments.config)
     sys.path.insert(0, str(arguments.config.resolve().parent))
     import fed
     from fed_core.plugins import get_registry
 
+    try:
+        setup = _setup(arguments, config, fed, get_registry)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, LookupError, AttributeError) as error:
+        raise ConfigError(f"{arguments.config}: {error}") from None
+    return _run(arguments, fed, *setup)
+
+
+def _setup(
+    arguments: argparse.Namespace, config: dict[str, Any], fed: Any, get_registry: Any
+) -> tuple:
     model, data, training = config["model"], config["data"], config["training"]
     output = config.get("output", {})
+    if not isinstance(output, dict) or not isinstance(output.get("dir", "out"), str):
+        raise ConfigError("[output] dir must be a path (a string)")
     out = arguments.out or pathlib.Path(output.get("dir", "out"))
-    rounds = arguments.rounds or _number(training, "rounds", None, int)
+    rounds = (
+        _number({"rounds": arguments.rounds}, "rounds", None, int)
+        if arguments.rounds is not None
+        else (_number(training, "rounds", None, int))
+    )
+    if not isinstance(data.get("options", {}), dict):
+        raise ConfigError(f"[data] options must be a table, got {data.get('options')!r}")
     per_round = _number(training, "clients_per_round", 10, int)
+    seed = int(training.get("seed", 0))
     model_fn = _python_object(model.get("function"), "[model] function")
 
     datasets = get_registry("datasets")
@@ -160,7 +194,6 @@ def _train(arguments: argparse.Namespace) -> int:
         )
 
     process = _algorithm(fed, training, model_fn)
-    seed = int(training.get("seed", 0))
     sample = fed.simulation.build_uniform_sampling_fn(train.client_ids, random_seed=seed)
     evaluation_fn = evaluation_selection_fn = None
     if test is not None:
@@ -177,16 +210,48 @@ def _train(arguments: argparse.Namespace) -> int:
         def evaluation_selection_fn(round_num: int) -> Any:
             return test_data
 
+    return (
+        out,
+        rounds,
+        per_round,
+        name,
+        train,
+        process,
+        sample,
+        evaluation_fn,
+        evaluation_selection_fn,
+    )
+
+
+def _run(
+    arguments: argparse.Namespace,
+    fed: Any,
+    out: pathlib.Path,
+    rounds: int,
+    per_round: int,
+    name: str,
+    train: Any,
+    process: Any,
+    sample: Any,
+    evaluation_fn: Any,
+    evaluation_selection_fn: Any,
+) -> int:
     checkpoints = out / "checkpoints"
     if arguments.fresh:
         import shutil
 
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        for stale in (checkpoints, out / "tensorboard"):
+            shutil.rmtree(stale, ignore_errors=True)
     manager = fed.program.FileProgramStateManager(checkpoints, keep_total=3)
     done_before = max(fed.program.run_sync(manager.get_versions()) or [0])
+    if done_before >= rounds:
+        status = f"already trained {done_before} rounds; --rounds more to continue, --fresh to start over"
+    elif done_before:
+        status = f"resuming after round {done_before}"
+    else:
+        status = "starting fresh"
     print(
-        f"fed train: {name}, {len(train.client_ids)} clients, {per_round} per round, {rounds} rounds; "
-        + (f"resuming after round {done_before}" if done_before else "starting fresh")
+        f"fed train: {name}, {len(train.client_ids)} clients, {per_round} per round, {rounds} rounds; {status}"
     )
     mode = fed.program.CSVSaveMode.APPEND if done_before else fed.program.CSVSaveMode.WRITE
     memory = fed.program.MemoryReleaseManager()
@@ -224,7 +289,8 @@ def _train(arguments: argparse.Namespace) -> int:
         except (ImportError, ValueError):
             pass  # matplotlib is optional; a run without losses or accuracies has nothing to plot
     print(
-        f"{len(values)} releases in {elapsed:.1f} s; metrics in {out / 'metrics.csv'}, checkpoints in {checkpoints}"
+        f"{len([k for k in values if k])} rounds trained in {elapsed:.1f} s; metrics in "
+        f"{out / 'metrics.csv'}, checkpoints in {checkpoints}"
     )
     return 0
 
