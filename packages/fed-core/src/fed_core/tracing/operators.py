@@ -40,7 +40,7 @@ from fed_core.intrinsics.definitions import (
     is_numeric,
 )
 from fed_core.ir import building_blocks as bb
-from fed_core.ir.build import fresh_name, operands
+from fed_core.ir.build import fresh_name, let, operands
 from fed_core.tracing.computation import PolymorphicComputation
 from fed_core.tracing.tracer import (
     TracingContext,
@@ -383,9 +383,7 @@ def _member_wise(
     inner = TracingContext()
     with context_scope(inner):
         result = apply(bb.Reference(parameter, sequence))
-    body: bb.ComputationBuildingBlock = result.building_block
-    if inner.locals:
-        body = bb.Block(inner.locals, body)
+    body = let(inner.locals, result.building_block)
     return map_block(bb.Lambda(parameter, sequence, body), Value(block), operator)
 
 

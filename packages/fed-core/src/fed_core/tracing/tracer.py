@@ -244,9 +244,7 @@ def trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) -> 
                 f"return a value."
             )
         result_block = to_building_block(result)
-    body: bb.ComputationBuildingBlock = result_block
-    if context.locals:
-        body = bb.Block(context.locals, result_block)
+    body = build.let(context.locals, result_block)
     return Computation(bb.Lambda(parameter_name, parameter_type, body), getattr(fn, "__name__", ""))
 
 
