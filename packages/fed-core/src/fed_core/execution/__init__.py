@@ -2,7 +2,7 @@
 
 A local context exists without any call. Executor plugins register factories of `Executor`s by name through
 the `fed_register_executors` hook ("local" is fed-core's own); `create_context("local", max_concurrency=8)`
-puts one behind a `SyncExecutionContext`, `set_context(...)` makes it the default, and `context_scope(ctx)`
+puts one behind an `ExecutionContext`, `set_context(...)` makes it the default, and `context_scope(ctx)`
 uses a context for a `with` block.
 """
 
