@@ -12,7 +12,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 _ALGORITHMS = ("fed_avg", "unweighted_fed_avg", "fed_prox", "fed_sgd")
 
@@ -150,12 +150,26 @@ def _train_from(arguments: argparse.Namespace) -> int:
         raise
     except (ValueError, TypeError, LookupError, AttributeError) as error:
         raise ConfigError(f"{arguments.config}: {error}") from None
-    return _run(arguments, fed, *setup)
+    return _run(arguments, fed, setup)
+
+
+class _Program(NamedTuple):
+    """A training program as its config describes it, ready to run."""
+
+    out: pathlib.Path
+    rounds: int
+    per_round: int
+    name: str
+    train: Any
+    process: Any
+    sample: Any
+    evaluation_fn: Any
+    evaluation_selection_fn: Any
 
 
 def _setup(
     arguments: argparse.Namespace, config: dict[str, Any], fed: Any, get_registry: Any
-) -> tuple:
+) -> _Program:
     model, data, training = config["model"], config["data"], config["training"]
     output = config.get("output", {})
     if not isinstance(output, dict) or not isinstance(output.get("dir", "out"), str):
@@ -210,32 +224,15 @@ def _setup(
         def evaluation_selection_fn(round_num: int) -> Any:
             return test_data
 
-    return (
-        out,
-        rounds,
-        per_round,
-        name,
-        train,
-        process,
-        sample,
-        evaluation_fn,
-        evaluation_selection_fn,
+    return _Program(
+        out, rounds, per_round, name, train, process, sample, evaluation_fn, evaluation_selection_fn
     )
 
 
-def _run(
-    arguments: argparse.Namespace,
-    fed: Any,
-    out: pathlib.Path,
-    rounds: int,
-    per_round: int,
-    name: str,
-    train: Any,
-    process: Any,
-    sample: Any,
-    evaluation_fn: Any,
-    evaluation_selection_fn: Any,
-) -> int:
+def _run(arguments: argparse.Namespace, fed: Any, program: _Program) -> int:
+    out, rounds, per_round, name, train, process, sample, evaluation_fn, evaluation_selection_fn = (
+        program
+    )
     checkpoints = out / "checkpoints"
     if arguments.fresh:
         import shutil

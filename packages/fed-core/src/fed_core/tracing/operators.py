@@ -14,6 +14,7 @@ import numpy as np
 
 from fed_core._errors import FederatedTypeError
 from fed_core.execution.context import context_scope
+from fed_core.intrinsics import definitions
 from fed_core.intrinsics.definitions import (
     FEDERATED_AGGREGATE,
     FEDERATED_BROADCAST,
@@ -245,10 +246,10 @@ def federated_zip(value: Any) -> Value:
             operator, "a struct of federated values all at the same placement", f"{t}"
         )
     (placement,) = placements
-    member = StructType([(n, e.member) for n, e in t.items()], t.python_container)  # type: ignore[attr-defined]
-    all_equal = all(e.all_equal for e in t)  # type: ignore[attr-defined]
     uri = FEDERATED_ZIP_AT_CLIENTS if placement == CLIENTS else FEDERATED_ZIP_AT_SERVER
-    return call_intrinsic(uri, t, FederatedType(member, placement, all_equal=all_equal), block)
+    result_rule = definitions.BUILTINS[uri].result_rule  # the zip's result type, defined once
+    assert result_rule is not None
+    return call_intrinsic(uri, t, result_rule(t), block)
 
 
 def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, report: Any) -> Value:

@@ -245,7 +245,7 @@ class FileProgramStateManager(ProgramStateManager):
             raise
         _fsync_directory(self._root)
         self._remove_stale_temporaries()
-        await self._remove_old()
+        self._remove_old(sorted({*versions, version}))
 
     def _remove_stale_temporaries(self) -> None:
         """Removes what saves killed before their rename left behind (not ones a live save may hold)."""
@@ -257,8 +257,8 @@ class FileProgramStateManager(ProgramStateManager):
             except OSError:
                 pass
 
-    async def _remove_old(self) -> None:
-        versions = await self.get_versions() or []
+    def _remove_old(self, versions: list[int]) -> None:
+        """Removes the saves beyond the newest `keep_total` (and the first, with `keep_first`)."""
         if not self._keep_total or len(versions) <= self._keep_total:
             return
         keep = set(versions[-self._keep_total :])
