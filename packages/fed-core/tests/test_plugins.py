@@ -374,7 +374,8 @@ def test_register_raises_a_duplicate_naming_the_installed_distribution() -> None
     assert "new_one" not in system.registry("executors")
     # Nothing of the failed plugin is left: its name can be used again.
     assert system.register(ExecutorsPlugin("new_one"), name="shadow") == "shadow"
-    assert system.registry("executors").entries()[-1].plugin == "shadow"
+    (entry,) = [e for e in system.registry("executors").entries() if e.name == "new_one"]
+    assert entry.plugin == "shadow"
 
 
 def test_register_raises_what_a_hook_raised_with_the_hook_named() -> None:

@@ -88,17 +88,25 @@ class ExecutionState(abc.ABC):
 
 
 class FunctionValue:
-    """A function inside an executor: a traced lambda, a loaded compiled leaf, or an intrinsic."""
+    """A function inside an executor: a traced lambda, a loaded compiled leaf, or an intrinsic.
+
+    `block` is the closed building block the function evaluates (a compiled leaf, or a lambda with no free
+    references), when it has one: what a distributed executor ships to its workers to run the function
+    there. A function that closes over values of the executor it was made in has none.
+    """
 
     def __init__(
         self,
         type_signature: Type,
         call: Callable[[Any], Any],
         loaded: LoadedComputation | None = None,
+        *,
+        block: bb.ComputationBuildingBlock | None = None,
     ):
         self.type_signature = type_signature
         self._call = call
         self._loaded = loaded
+        self.block = block
 
     def __call__(self, argument: Any = None) -> Any:
         return self._call(argument)

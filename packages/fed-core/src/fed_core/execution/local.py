@@ -15,7 +15,7 @@ import collections
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,6 +84,17 @@ class _State(ExecutionState):
 
 _Resolved = Callable[[_State], FunctionValue]
 
+
+class _Plan:
+    """A computation's intrinsics and leaves, resolved once, and which of its lambdas are closed."""
+
+    __slots__ = ("resolved", "closed")
+
+    def __init__(self, resolved: dict[int, _Resolved], closed: set[int]):
+        self.resolved = resolved
+        self.closed = closed
+
+
 MAX_PLANS = 1024
 """How many computations' resolved intrinsics and leaves an executor keeps."""
 
@@ -93,7 +104,9 @@ class LocalExecutor(Executor):
 
     `devices` go to the backends that run compiled leaves (for example `["/GPU:0", "/GPU:1"]` for
     TensorFlow), for this executor only; `data_backend` materializes `Data` blocks (else the data backend
-    registered under the URI's scheme).
+    registered under the URI's scheme). `intrinsics` maps URIs to implementations (called as
+    `implementation(state, fn_type, argument)`) that replace the registered ones in this executor: how an
+    executor built on this one, such as a distributed one, runs some intrinsics its own way.
     """
 
     def __init__(
@@ -102,6 +115,7 @@ class LocalExecutor(Executor):
         *,
         devices: Sequence[str] | None = None,
         data_backend: Any = None,
+        intrinsics: Mapping[str, Callable[..., Any]] | None = None,
     ):
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
@@ -130,12 +144,14 @@ class LocalExecutor(Executor):
         self.data_backend = data_backend
         self._backends: dict[str, Backend] = {}
         self._leaves = LeafCache(self._load)
-        self._intrinsics: dict[str, Callable[..., Any]] = {}
+        if intrinsics is not None and not all(callable(f) for f in intrinsics.values()):
+            raise TypeError("intrinsics must map intrinsic URIs to callable implementations.")
+        self._intrinsics: dict[str, Callable[..., Any]] = dict(intrinsics or {})
         # Per computation (by the identity of its root block, kept alive here): its intrinsics and leaves,
         # resolved once rather than at every evaluation. The most recently used plans are kept.
-        self._plans: collections.OrderedDict[
-            int, tuple[bb.ComputationBuildingBlock, dict[int, _Resolved]]
-        ] = collections.OrderedDict()
+        self._plans: collections.OrderedDict[int, tuple[bb.ComputationBuildingBlock, _Plan]] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def execute(
@@ -159,22 +175,25 @@ class LocalExecutor(Executor):
     def _evaluate_root(self, block: bb.ComputationBuildingBlock, state: _State) -> Any:
         return self._evaluate(block, _EMPTY, state, self._plan(block))
 
-    def _plan(self, root: bb.ComputationBuildingBlock) -> dict[int, _Resolved]:
+    def _plan(self, root: bb.ComputationBuildingBlock) -> _Plan:
         with self._lock:
             known = self._plans.get(id(root))
             if known is not None and known[0] is root:
                 self._plans.move_to_end(id(root))
                 return known[1]
-        plan: dict[int, _Resolved] = {}
+        resolved: dict[int, _Resolved] = {}
+        closed: set[int] = set()
         for node in bb.walk(root):
             if isinstance(node, bb.Intrinsic):
-                plan[id(node)] = self._resolve_intrinsic(node)
+                resolved[id(node)] = self._resolve_intrinsic(node)
             elif isinstance(node, bb.CompiledComputation):
                 loaded = self._leaves.get(node)
-                fn_type = node.type_signature
-                plan[id(node)] = lambda state, loaded=loaded, fn_type=fn_type: FunctionValue(
-                    fn_type, loaded, loaded
+                resolved[id(node)] = lambda state, loaded=loaded, node=node: FunctionValue(
+                    node.type_signature, loaded, loaded, block=node
                 )
+            elif isinstance(node, bb.Lambda) and not bb.free_references(node):
+                closed.add(id(node))
+        plan = _Plan(resolved, closed)
         with self._lock:
             self._plans[id(root)] = (root, plan)
             while len(self._plans) > MAX_PLANS:
@@ -237,7 +256,7 @@ class LocalExecutor(Executor):
         block: bb.ComputationBuildingBlock,
         env: _Env,
         state: _State,
-        plan: dict[int, _Resolved],
+        plan: _Plan,
     ) -> Any:
         if isinstance(block, bb.Reference):
             return env.lookup(block.name)
@@ -261,24 +280,23 @@ class LocalExecutor(Executor):
         if isinstance(block, bb.Placement):
             return block.placement
         if isinstance(block, (bb.Intrinsic, bb.CompiledComputation)):
-            resolved = plan.get(id(block))
+            resolved = plan.resolved.get(id(block))
             if resolved is None:  # a node built after planning (never from a traced computation)
-                resolved = self._plan(block)[id(block)]
+                resolved = self._plan(block).resolved[id(block)]
             return resolved(state)
         if isinstance(block, bb.Data):
             return self._materialize(block)
         raise TypeError(f"Unknown building block {type(block).__name__}.")
 
-    def _closure(
-        self, block: bb.Lambda, env: _Env, state: _State, plan: dict[int, _Resolved]
-    ) -> FunctionValue:
+    def _closure(self, block: bb.Lambda, env: _Env, state: _State, plan: _Plan) -> FunctionValue:
         name = block.parameter_name
 
         def call(argument: Any = None) -> Any:
             inner = env if name is None else env.bind(name, argument)
             return self._evaluate(block.result, inner, state, plan)
 
-        return FunctionValue(block.type_signature, call)
+        closed = block if id(block) in plan.closed else None
+        return FunctionValue(block.type_signature, call, block=closed)
 
     def close(self) -> None:
         if self.pool is not None:
