@@ -41,15 +41,10 @@ from typing import Any, NamedTuple
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
-WORKLOAD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "bench"
-sys.path.insert(0, str(WORKLOAD_DIR))
-try:
-    import workload  # noqa: E402
-except ImportError:
-    sys.exit(
-        f"bench/fedavg.py needs the shared FedAvg workload {WORKLOAD_DIR / 'workload.py'} (client_arrays and "
-        f"keras_model), which was not found: check out the shared folder beside the repository."
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shared import workload as load_workload  # noqa: E402
+
+workload = load_workload("workload", "bench/fedavg.py")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

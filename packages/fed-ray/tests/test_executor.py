@@ -3,7 +3,9 @@ workers (each a real process holding TensorFlow), except the last, which starts 
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import pathlib
 import signal
 
 import numpy as np
@@ -58,8 +60,12 @@ def fed_avg():
 def assert_same_model(process, expected_state, state):
     """The trainable weights of two states agree to within 1e-6: the Ray executor adds the workers'
     partial sums in another order than the local executor, which may change the last bits of float32."""
-    expected = process.get_model_weights(expected_state).trainable
-    for a, b in zip(expected, process.get_model_weights(state).trainable):
+
+    def weights(state):  # TFF's older processes keep the model in `state.model`
+        model = getattr(state, "model", None)
+        return (model if model is not None else process.get_model_weights(state)).trainable
+
+    for a, b in zip(weights(expected_state), weights(state)):
         np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
 
 
@@ -71,8 +77,9 @@ def train(process, context, data, rounds: int, state=None):
         history = []
         for _ in range(rounds):
             output = process.next(state, data)
-            state = output.state
-            history.append(output.metrics)
+            # A learning process's output, or (state, metrics) from TFF's older processes.
+            state, metrics = (output.state, output.metrics) if hasattr(output, "state") else output
+            history.append(metrics)
     return state, history
 
 
@@ -238,6 +245,183 @@ def test_other_algorithms_and_evaluation_run_unchanged(ray_context, local_contex
     ray_eval = results[1]["client_work"]["eval"]["current_round_metrics"]
     assert local_eval["num_examples"] == ray_eval["num_examples"] == 48
     np.testing.assert_allclose(ray_eval["loss"], local_eval["loss"], rtol=1e-5)
+
+
+def test_every_learning_algorithm_runs_unchanged(ray_context, local_context):
+    data = client_datasets(4, seed=4)
+    sgdm = tff.learning.optimizers.build_sgdm
+    processes = {
+        "fed_sgd": tff.learning.algorithms.build_fed_sgd(model_fn, server_optimizer_fn=sgdm(0.5)),
+        "unweighted_fed_prox": tff.learning.algorithms.build_unweighted_fed_prox(
+            model_fn, proximal_strength=0.1, client_optimizer_fn=sgdm(0.1)
+        ),
+        # TFF's older name, with Keras optimizers made inside the computation.
+        "federated_averaging_process": tff.learning.build_federated_averaging_process(
+            model_fn, client_optimizer_fn=lambda: tf.keras.optimizers.SGD(learning_rate=0.1)
+        ),
+    }
+    for name, process in processes.items():
+        local_state, _ = train(process, local_context, data, rounds=2)
+        ray_state, _ = train(process, ray_context, data, rounds=2)
+        try:
+            assert_same_model(process, local_state, ray_state)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from None
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize(
+    "tutorial",
+    ["test_tutorial_custom_algorithms_1.py", "test_tutorial_custom_algorithms_2.py"],
+)
+def test_the_custom_algorithm_tutorials_run_unchanged_on_ray(ray_context, tutorial):
+    """The tutorials' own tests (the flows as TFF writes them), with the Ray context in force."""
+    spec = importlib.util.spec_from_file_location(f"ray_{tutorial[:-3]}", ROOT / "tests" / tutorial)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tests = [f for name, f in vars(module).items() if name.startswith("test_")]
+    assert len(tests) >= 3
+    executor = ray_context.executor
+    before = executor.stats["bytes_returned"]
+    with context_scope(ray_context):
+        for test in tests:
+            test()
+    assert executor.stats["bytes_returned"] > before  # their client work ran on the workers
+
+
+def test_the_loading_remote_data_flow_materializes_on_the_workers(cluster, tmp_path):
+    """TFF's "loading remote data" tutorial on Ray: the user's DataBackend is pickled to the workers, and
+    each URI is materialized there (once per worker: the dataset it returns is cached)."""
+    marks = tmp_path / "materialized"
+    marks.mkdir()
+    example = client_datasets(1)[0]
+
+    class MyDataBackend(tff.framework.DataBackend):
+        async def materialize(self, data, type_spec):
+            index = int(data.uri.rsplit("/", 1)[-1])
+            (marks / f"{os.getpid()}-{index}").touch()
+            return client_datasets(3, seed=20)[index]
+
+    context = create_context(
+        "ray", num_actors=2, num_cpus_per_actor=0.5, data_backend=MyDataBackend()
+    )
+    try:
+        process = fed_avg()
+        descriptor = tff.framework.CreateDataDescriptor(
+            [f"uri://{i}" for i in range(3)], tff.types.SequenceType(example.element_spec)
+        )
+        _, history = train(process, context, descriptor, rounds=3)
+        expected_state, _ = train(process, context, client_datasets(3, seed=20), rounds=3)
+        state, _ = train(process, context, descriptor, rounds=3)
+        assert_same_model(process, expected_state, state)
+        assert history[0]["client_work"]["train"]["num_examples"] == 36
+        made = os.listdir(marks)
+        pids = {int(name.split("-")[0]) for name in made}
+        assert os.getpid() not in pids and pids <= set(context.executor.worker_pids())
+        assert sorted({name.split("-")[1] for name in made}) == ["0", "1", "2"]
+        assert len(made) == 3  # cached on the workers: not materialized again in later rounds
+    finally:
+        context.close()
+
+
+def test_a_training_program_resumes_from_its_checkpoint_on_ray(ray_context, tmp_path):
+    process = fed_avg()
+    data = client_datasets(4, seed=6)
+    manager = tff.program.FileProgramStateManager(tmp_path / "state")
+    with context_scope(ray_context):
+        tf.keras.utils.set_random_seed(1)
+        uninterrupted = tff.simulation.run_training_process(process, lambda _: data, total_rounds=3)
+
+        rounds_run = []
+
+        def stop_after_two(round_num):
+            if round_num == 3:
+                raise KeyboardInterrupt  # the driver is stopped in the third round
+            rounds_run.append(round_num)
+            return data
+
+        tf.keras.utils.set_random_seed(1)
+        with pytest.raises(KeyboardInterrupt):
+            tff.simulation.run_training_process(
+                process, stop_after_two, total_rounds=3, program_state_manager=manager
+            )
+        resumed = tff.simulation.run_training_process(
+            process,
+            lambda r: rounds_run.append(r) or data,
+            total_rounds=3,
+            program_state_manager=manager,
+        )
+    assert rounds_run == [1, 2, 3]  # the resumed run trained only the round that was lost
+    assert_same_model(process, uninterrupted, resumed)
+
+
+def test_the_kubernetes_tutorial_flow_runs_on_ray(ray_context):
+    """TFF's "high-performance simulation with Kubernetes": channels to remote workers become Ray actors."""
+    import collections
+    import time
+
+    import grpc
+
+    from fed_core.execution import set_local_execution_context
+
+    emnist_train = tff.simulation.datasets.emnist.get_synthetic()
+
+    def preprocess(dataset):
+        def map_fn(element):
+            return collections.OrderedDict(
+                x=tf.reshape(element["pixels"], [-1, 784]), y=tf.reshape(element["label"], [-1, 1])
+            )
+
+        return dataset.repeat(2).batch(5).map(map_fn)
+
+    train_data = [
+        preprocess(emnist_train.create_tf_dataset_for_client(c))
+        for c in emnist_train.client_ids[:4]
+    ]
+    input_spec = train_data[0].element_spec
+
+    def model_fn():
+        model = tf.keras.models.Sequential(
+            [
+                tf.keras.layers.InputLayer(input_shape=(784,)),
+                tf.keras.layers.Dense(units=10, kernel_initializer="zeros"),
+                tf.keras.layers.Softmax(),
+            ]
+        )
+        return tff.learning.from_keras_model(
+            model,
+            input_spec=input_spec,
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[tf.keras.metrics.SparseCategoricalAccuracy()],
+        )
+
+    trainer = tff.learning.build_federated_averaging_process(
+        model_fn, client_optimizer_fn=lambda: tf.keras.optimizers.SGD(0.02)
+    )
+
+    ip_address, port = "0.0.0.0", 80
+    channels = [grpc.insecure_channel(f"{ip_address}:{port}") for _ in range(2)]
+    context = tff.backends.native.set_remote_python_execution_context(channels)
+    try:
+        assert isinstance(context.executor, fed_ray.RayExecutor)
+        assert context.executor.num_actors == 2
+        state = trainer.initialize()
+        losses = []
+        for _ in range(3):
+            t1 = time.time()
+            state, metrics = trainer.next(state, train_data)
+            t2 = time.time()
+            losses.append(float(metrics["train"]["loss"]))
+            assert t2 > t1
+        assert losses[-1] < losses[0]
+        assert context.executor.stats["bytes_returned"] > 0
+    finally:
+        context.close()
+        set_local_execution_context()
+        for channel in channels:
+            channel.close()
 
 
 # -- what moves ---------------------------------------------------------------------------------------

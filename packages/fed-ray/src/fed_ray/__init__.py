@@ -13,6 +13,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "RayExecutor": "_executor",
         "init": "_cluster",
+        "free_cpus": "_cluster",
         "shutdown": "_cluster",
         "DEFAULT_OBJECT_STORE_BYTES": "_cluster",
         "UnshippableDatasetError": "_transport",
@@ -24,6 +25,7 @@ __all__ = [
     "RayExecutor",
     "UnshippableDatasetError",
     "__version__",
+    "free_cpus",
     "init",
     "shutdown",
 ]

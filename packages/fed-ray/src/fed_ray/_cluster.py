@@ -19,10 +19,11 @@ def _memory_bytes() -> int:
 def init(address: str | None = None, **options: Any) -> bool:
     """Starts a local Ray cluster, or joins the one at `address`, unless Ray is initialized already.
 
-    A cluster fed starts has no dashboard, sends no usage statistics, listens on the loopback address
-    only, bounds its object store (`DEFAULT_OBJECT_STORE_BYTES`) and keeps TensorFlow's logs quiet on its
-    workers; `options` go to `ray.init` and override these. Returns True if this call started or joined
-    the cluster, False if Ray was initialized already.
+    A cluster fed starts has no dashboard, sends no usage statistics, gives its node the loopback
+    address (Ray's servers still listen on every interface: firewall them on a shared network), bounds
+    its object store (`DEFAULT_OBJECT_STORE_BYTES`) and keeps TensorFlow's logs quiet on its workers;
+    `options` go to `ray.init` and override these. Returns True if this call started or joined the
+    cluster, False if Ray was initialized already.
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
@@ -79,6 +80,13 @@ def check_fits(num_actors: int, num_cpus: float, num_gpus: float) -> None:
                 f"{num_actors} actors of {each} {name}s need {num_actors * each:g} {name}s; the Ray "
                 f"cluster has {total.get(name, 0):g}. Ask for fewer actors or smaller ones."
             )
+
+
+def free_cpus() -> float:
+    """The CPUs of the Ray cluster this process joined that no actor or task holds now."""
+    import ray
+
+    return float(ray.available_resources().get("CPU", 0))
 
 
 def free_resources() -> dict[str, float]:

@@ -39,6 +39,9 @@ from fed_types import FederatedType, FunctionType, Struct, StructType, Type
 
 Event = Callable[[str, dict[str, Any]], None]
 
+MAX_HOMES = 1_000_000
+"""How many clients' last slots the executor remembers (the most recent)."""
+
 MAX_ATTEMPTS = 4
 """How many times a worker's share of one step is submitted before the step fails."""
 
@@ -125,7 +128,8 @@ class RayExecutor(Executor):
         self._function_keys: collections.OrderedDict[int, tuple[Any, str]] = (
             collections.OrderedDict()
         )
-        self._home: dict[tuple[str, ...], int] = {}
+        # Where each client's data was sent last (by the digests of its datasets), most recent last.
+        self._home: collections.OrderedDict[tuple[str, ...], int] = collections.OrderedDict()
         self._packer = _transport.DatasetPacker()
         self._lock = threading.RLock()
         self._run: _Run | None = None
@@ -349,9 +353,18 @@ class RayExecutor(Executor):
         def stored() -> None:
             value.epochs[slot] = self._epochs[slot]
             self._known_functions[slot].add(key)
-            self._known_datasets[slot].update(digests)
+            self._held(slot, digests)
 
         return _Pending(ref, stored)
+
+    def _held(self, slot: int, digests: list[str]) -> None:
+        """Records that `slot`'s worker holds these datasets. The record is a hint: forgotten when it grows
+        past what a worker keeps (the worker is then sent some graphs again), and corrected when a worker
+        reports a dataset it no longer has."""
+        known = self._known_datasets[slot]
+        known.update(digests)
+        if len(known) > 2 * _worker_module().MAX_DATASETS:
+            known.clear()
 
     def _ensure(self, value: RemoteValue, slot: int) -> None:
         """Computes a value's members on `slot` again (from its lineage) if that slot's worker lost them."""
@@ -421,7 +434,7 @@ class RayExecutor(Executor):
                 extra = (key, send, zero)
 
             def after() -> None:
-                self._known_datasets[slot].update(digests)
+                self._held(slot, digests)
                 if key is not None:
                     self._known_functions[slot].add(key)
 
@@ -497,6 +510,9 @@ class RayExecutor(Executor):
         for k, key in enumerate(keys):
             if key is not None:
                 self._home[key] = layout[k]
+                self._home.move_to_end(key)
+        while len(self._home) > MAX_HOMES:
+            self._home.popitem(last=False)
         return layout
 
     def _packed(self, column: Local) -> list[Any]:
@@ -541,6 +557,7 @@ class RayExecutor(Executor):
 
         def start(slot: int) -> None:
             attempts[slot] += 1
+            self.stats["calls"] += 1
             self._emit("submit", {"what": what, "slot": slot, "attempt": attempts[slot]})
             submitted = submit(slot)
             pending[slot] = (

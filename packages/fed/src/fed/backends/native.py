@@ -47,11 +47,51 @@ def set_sync_local_cpp_execution_context(
     )
 
 
+def set_remote_python_execution_context(
+    channels: Any,
+    thread_pool_executor: Any = None,
+    dispose_batch_size: int = 20,
+    max_fanout: int = 100,
+    default_num_clients: int = 0,
+) -> ExecutionContext:
+    """TFF's context on remote workers (its Kubernetes tutorial), on fed's Ray executor.
+
+    TFF's `channels` lead to its gRPC worker services; fed's workers are Ray actors, so the channels set
+    how many there are (one per channel, sharing the cluster's free CPUs when there are more channels
+    than free CPUs), and the cluster is the one this process joined, else the one `RAY_ADDRESS` names, else a new
+    local one. `thread_pool_executor`, `dispose_batch_size` and `max_fanout` tune TFF's remote stack and
+    have no counterpart here. Needs fed-ray (`pip install 'fed[ray]'`).
+    """
+    from fed.backends import ray as ray_backend
+
+    ray_backend._check_installed()
+    try:
+        count = len(channels)
+    except TypeError:
+        raise TypeError(
+            f"channels must be a list of channels (one per remote worker), got {channels!r}."
+        ) from None
+    if count < 1:
+        raise ValueError("set_remote_python_execution_context needs at least one channel.")
+    import fed_ray
+
+    fed_ray.init()
+    cpus = fed_ray.free_cpus()
+    options: dict[str, Any] = {
+        "num_actors": count,
+        "num_cpus_per_actor": min(1.0, cpus / count) if cpus else 1.0,
+    }
+    if default_num_clients:
+        options["default_num_clients"] = default_num_clients
+    return set_context("ray", **options)
+
+
 set_local_python_execution_context = set_sync_local_execution_context
 
 __all__ = [
     "create_sync_local_execution_context",
     "set_local_python_execution_context",
+    "set_remote_python_execution_context",
     "set_sync_local_cpp_execution_context",
     "set_sync_local_execution_context",
 ]
