@@ -75,6 +75,7 @@ _LAZY = {
     "tf_computation": "_tensorflow:computation",
     "experimental": "_experimental:",
     "program": "_program:",
+    "analytics": "_analytics:",
 }
 # Names of optional parts, present when their package is installed (fed-jax: `pip install fed[jax]`);
 # without it they are missing attributes, with a message saying what to install.

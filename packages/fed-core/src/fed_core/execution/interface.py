@@ -269,8 +269,11 @@ def to_python(value: Any, t: Type) -> Any:
     if isinstance(t, TensorType):
         array = np.asarray(value)
         if array.dtype.kind in "SO" and t.dtype.kind == "U":
+            # Bytes that are not UTF-8 (a string cut inside a character) keep their bytes as surrogates:
+            # `s.encode("utf-8", "surrogateescape")` gives them back.
             array = np.vectorize(
-                lambda b: b.decode() if isinstance(b, bytes) else str(b), otypes=[str]
+                lambda b: b.decode("utf-8", "surrogateescape") if isinstance(b, bytes) else str(b),
+                otypes=[str],
             )(array)
         return array[()] if array.ndim == 0 else array
     if isinstance(t, StructType):
