@@ -427,6 +427,28 @@ def test_the_kubernetes_tutorial_flow_runs_on_ray(ray_context):
             channel.close()
 
 
+def test_heavy_hitters_run_on_ray_as_locally(ray_context, local_context):
+    """A computation from another package (fed-analytics), with secure sums (run on the driver) and
+    datasets of strings shipped to the workers."""
+    words = [["hello", "hi", "hi"], ["hello", "pumpkin"], ["hi", "hello"], ["way"], ["hello"]]
+    data = [tf.data.Dataset.from_tensor_slices(w).batch(2) for w in words]
+    computation = tff.analytics.heavy_hitters.iblt.build_iblt_computation(
+        capacity=20, string_max_bytes=10, secure_sum_bitwidth=16
+    )
+    results = []
+    returned = ray_context.executor.stats["bytes_returned"]
+    for context in (local_context, ray_context):
+        with context_scope(context):
+            output = computation(data)
+        results.append(
+            dict(zip(output.heavy_hitters.tolist(), output.heavy_hitters_counts.tolist()))
+        )
+    assert results[0] == results[1] == {b"hello": 4, b"hi": 3, b"pumpkin": 1, b"way": 1}
+    # The secure sums run on the driver: every client's sketch came back to it.
+    sketch_bytes = 3 * tff.analytics.heavy_hitters.iblt.table_size(20) * (4 + 2) * 8
+    assert ray_context.executor.stats["bytes_returned"] - returned >= len(words) * sketch_bytes
+
+
 # -- what moves ---------------------------------------------------------------------------------------
 
 

@@ -677,6 +677,8 @@ def _cast(value: Any, t: Type) -> Any:
 def _nbytes(value: Any) -> int:
     if isinstance(value, np.ndarray | np.generic):
         return int(value.nbytes)
+    if hasattr(value, "dtype") and hasattr(value, "shape") and hasattr(value, "numpy"):
+        return int(np.asarray(value).nbytes)  # a TensorFlow tensor
     if isinstance(value, Struct | list | tuple):
         return sum(_nbytes(v) for v in value)
     if isinstance(value, float | int):
