@@ -464,6 +464,7 @@ def test_the_bytes_returned_per_round_do_not_grow_with_the_number_of_clients(ray
         returned[num_clients] = executor.stats["bytes_returned"] - before
     assert returned[4] > 0
     assert returned[32] == returned[4], returned
+    assert executor.held_values() == [0, 0]  # each round released what its clients computed
 
 
 def test_client_data_is_sent_once_and_clients_stay_on_their_worker(ray_context):

@@ -177,6 +177,11 @@ class RayExecutor(Executor):
         """Each slot's worker: its process id (`pid`), Ray node (`node_id`), `host` and `versions`."""
         return [dict(info) for info in self._infos]
 
+    def held_values(self) -> list[int]:
+        """How many client values each slot's worker holds (none between calls: each call releases what
+        it stored)."""
+        return self._ray.get([actor.holds.remote() for actor in self._actors])
+
     def worker_pids(self) -> list[int]:
         """The process id of each slot's worker (for monitoring, and for tests that kill one)."""
         return [info["pid"] for info in self._infos]
@@ -190,10 +195,8 @@ class RayExecutor(Executor):
             try:
                 self._infos[slot] = self._check_workers_one(slot)
                 break
-            except ray.exceptions.ActorDiedError:
-                self._actors[slot] = (
-                    self._new_actor()
-                )  # out of restarts: a new actor takes the slot
+            except ray.exceptions.ActorDiedError:  # out of restarts: a new actor takes the slot
+                self._actors[slot] = self._new_actor()
             except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
                 if time.monotonic() > deadline:
                     self._actors[slot] = self._new_actor()
