@@ -7,6 +7,7 @@ import importlib.util
 import os
 import pathlib
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -175,8 +176,15 @@ def test_federated_aggregate_accumulates_on_the_workers_and_merges_on_the_driver
         squares = tff.federated_map(square, values)
         return tff.federated_aggregate(squares, np.float32(0.0), accumulate, merge, report)
 
+    @tff.federated_computation(CLIENT_FLOATS)
+    def one_function_two_uses(values):
+        # `merge` maps over the clients and also accumulates: a worker keeps one form per use.
+        doubled = tff.federated_map(merge, tff.federated_zip((values, values)))
+        return tff.federated_aggregate(doubled, np.float32(0.0), merge, merge, report)
+
     with context_scope(ray_context):
         assert aggregate([1.0, 2.0, 3.0]) == pytest.approx(140.0)
+        assert one_function_two_uses([1.0, 2.0, 3.0]) == pytest.approx(120.0)
 
 
 def test_federated_eval_and_a_driver_fallback(ray_context):
@@ -525,21 +533,31 @@ def test_data_descriptors_are_materialized_on_the_workers(ray_context):
 # -- faults -------------------------------------------------------------------------------------------
 
 
-def _killer(executor, when):
-    """An event hook that kills the worker process of the first slot submitted `when`, once."""
+def _killer(executor, when, wait_for_restart):
+    """An event hook that kills the worker process of the first slot submitted `when`, once; with
+    `wait_for_restart`, it returns only when Ray has restarted it, so the driver sees no error at all."""
     done = []
 
     def on_event(name, info):
         if name == "submit" and info["what"] == when and not done:
             done.append(info["slot"])
             os.kill(executor.worker_pids()[info["slot"]], signal.SIGKILL)
+            while wait_for_restart:
+                try:
+                    ray.get(executor._actors[info["slot"]].ping.remote(), timeout=10)
+                    break
+                except ray.exceptions.RayActorError:
+                    time.sleep(0.2)
 
     return on_event, done
 
 
-@pytest.mark.parametrize("when", ["run", "reduce:weighted_mean"])
+@pytest.mark.parametrize(
+    "when, wait_for_restart",
+    [("run", False), ("reduce:weighted_mean", False), ("reduce:weighted_mean", True)],
+)
 def test_a_worker_killed_mid_round_is_recovered_and_the_round_is_unchanged(
-    ray_context, cluster, when
+    ray_context, cluster, when, wait_for_restart
 ):
     process = fed_avg()
     data = client_datasets(6, seed=5)
@@ -547,7 +565,7 @@ def test_a_worker_killed_mid_round_is_recovered_and_the_round_is_unchanged(
     context = create_context("ray", num_actors=2, num_cpus_per_actor=0.5, max_restarts=2)
     try:
         executor = context.executor
-        executor._on_event, killed = _killer(executor, when)
+        executor._on_event, killed = _killer(executor, when, wait_for_restart)
         state, _ = train(process, context, data, rounds=1)
         assert killed, "the hook never fired"
         assert executor.stats["recoveries"] == 1

@@ -42,6 +42,9 @@ Event = Callable[[str, dict[str, Any]], None]
 MAX_HOMES = 1_000_000
 """How many clients' last slots the executor remembers (the most recent)."""
 
+MAX_REPLACEMENTS = 3
+"""How many new actors the executor starts for a slot whose worker is out of restarts, per failure."""
+
 MAX_ATTEMPTS = 4
 """How many times a worker's share of one step is submitted before the step fails."""
 
@@ -114,9 +117,11 @@ class RayExecutor(Executor):
         self._actors = [self._new_actor() for _ in range(self.num_actors)]
         try:
             self._infos = self._check_workers(list(range(self.num_actors)))
+        except RuntimeError:
+            self._kill_all()
+            raise
         except ray.exceptions.GetTimeoutError:
-            for actor in self._actors:
-                ray.kill(actor)
+            self._kill_all()
             raise RuntimeError(
                 f"The Ray cluster did not start {self.num_actors} actors of {num_cpus_per_actor} CPUs and "
                 f"{num_gpus_per_actor} GPUs within {startup_timeout} s; its free resources are "
@@ -134,7 +139,9 @@ class RayExecutor(Executor):
         self._lock = threading.RLock()
         self._run: _Run | None = None
         self.stats = collections.Counter()
-        self._driver = LocalExecutor(max_concurrency, intrinsics=self._intrinsics())
+        self._driver = LocalExecutor(
+            max_concurrency, data_backend=data_backend, intrinsics=self._intrinsics()
+        )
         self._closed = False
 
     # -- the pool -------------------------------------------------------------------------------------
@@ -187,25 +194,52 @@ class RayExecutor(Executor):
         return [info["pid"] for info in self._infos]
 
     def _recover(self, slot: int, error: BaseException) -> None:
-        """Waits for a dead slot's worker to be restarted by Ray (or replaces it) and forgets what it held."""
+        """Waits for a dead slot's worker to be restarted by Ray, or replaces it (up to
+        `MAX_REPLACEMENTS` times, within `startup_timeout` each), and forgets what it held."""
         ray = self._ray
         self._emit("recover", {"slot": slot, "error": repr(error)})
-        deadline = time.monotonic() + 120
+        exceptions = ray.exceptions
+        failures = (
+            exceptions.ActorDiedError,
+            exceptions.ActorUnavailableError,
+            exceptions.GetTimeoutError,
+        )
+        replacements = 0
+        deadline = time.monotonic() + self.startup_timeout
         while True:
             try:
                 self._infos[slot] = self._check_workers_one(slot)
                 break
-            except ray.exceptions.ActorDiedError:  # out of restarts: a new actor takes the slot
+            except failures as e:
+                restarting = not isinstance(e, ray.exceptions.ActorDiedError)
+                if restarting and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                if replacements >= MAX_REPLACEMENTS:
+                    raise RuntimeError(
+                        f"The Ray worker in slot {slot} died and {replacements} replacements did not "
+                        f"start (free resources: {_cluster.free_resources()}): {e}"
+                    ) from error
+                # Out of restarts (or not back in time): a new actor takes the slot.
+                replacements += 1
+                ray.kill(self._actors[slot])
                 self._actors[slot] = self._new_actor()
-            except (ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError):
-                if time.monotonic() > deadline:
-                    self._actors[slot] = self._new_actor()
-                    deadline = time.monotonic() + 120
-                time.sleep(0.1)
+                deadline = time.monotonic() + self.startup_timeout
+        self._forget(slot)
+        self.stats["recoveries"] += 1
+
+    def _forget(self, slot: int) -> None:
+        """A new incarnation of the slot's worker holds nothing: values it held are computed again."""
         self._epochs[slot] += 1
         self._known_functions[slot].clear()
         self._known_datasets[slot].clear()
-        self.stats["recoveries"] += 1
+
+    def _kill_all(self) -> None:
+        for actor in self._actors:
+            try:
+                self._ray.kill(actor)
+            except Exception:  # noqa: BLE001 (the cluster may already be gone)
+                pass
 
     def _check_workers_one(self, slot: int) -> dict[str, Any]:
         info = self._ray.get(self._actors[slot].ping.remote(), timeout=30)
@@ -265,11 +299,7 @@ class RayExecutor(Executor):
             return
         self._closed = True
         self._driver.close()
-        for actor in self._actors:
-            try:
-                self._ray.kill(actor)
-            except Exception:  # noqa: BLE001 (the cluster may already be gone)
-                pass
+        self._kill_all()
 
     # -- Source: members for the driver ----------------------------------------------------------------
 
@@ -285,7 +315,7 @@ class RayExecutor(Executor):
 
     def _submit_fetch(self, value: RemoteValue, slot: int) -> Any:
         self._ensure(value, slot)
-        return self._actors[slot].fetch.remote(value.id, value.clients_of(slot))
+        return self._actors[slot].fetch.remote(value.id, value.clients_of(slot))  # ("ok", members)
 
     def local(self, members: list[Any]) -> list[Any]:
         return [_materialize_here(m, self.data_backend) for m in members]
@@ -349,13 +379,13 @@ class RayExecutor(Executor):
         mode, block, structure = value.lineage
         clients = value.clients_of(slot)
         spec, digests = (None, []) if structure is None else self._spec(structure, clients, slot)
-        key = self._function_key(block)
+        key = f"{self._function_key(block)}:{mode}"  # a worker keeps the block wrapped for its mode
         send = block if key not in self._known_functions[slot] else None
         ref = self._actors[slot].run.remote(mode, key, send, spec, clients, value.id)
 
         def stored() -> None:
             value.epochs[slot] = self._epochs[slot]
-            self._known_functions[slot].add(key)
+            self._function_held(slot, key)
             self._held(slot, digests)
 
         return _Pending(ref, stored)
@@ -366,8 +396,14 @@ class RayExecutor(Executor):
         reports a dataset it no longer has."""
         known = self._known_datasets[slot]
         known.update(digests)
-        if len(known) > 2 * _worker_module().MAX_DATASETS:
+        if len(known) > _worker_module().MAX_DATASETS:
             known.clear()
+
+    def _function_held(self, slot: int, key: str) -> None:
+        known = self._known_functions[slot]
+        known.add(key)
+        if len(known) > _worker_module().MAX_FUNCTIONS:
+            known.clear()  # a hint, like the datasets': the worker asks for what it dropped
 
     def _ensure(self, value: RemoteValue, slot: int) -> None:
         """Computes a value's members on `slot` again (from its lineage) if that slot's worker lost them."""
@@ -415,7 +451,7 @@ class RayExecutor(Executor):
         if accumulate.block is None or not _has_remote(structure) or len(clients) == 0:
             return self._on_driver("federated_aggregate", state, fn_type, arg)
         structure = self._aligned(structure)
-        key = self._function_key(accumulate.block)
+        key = f"{self._function_key(accumulate.block)}:accumulate"
         partials = self._partials("aggregate", structure, len(clients), (key, accumulate, zero))
         total = partials[0]
         for partial in partials[1:]:
@@ -439,7 +475,7 @@ class RayExecutor(Executor):
             def after() -> None:
                 self._held(slot, digests)
                 if key is not None:
-                    self._known_functions[slot].add(key)
+                    self._function_held(slot, key)
 
             return _Pending(self._actors[slot].reduce.remote(kind, spec, clients, extra), after)
 
@@ -470,6 +506,7 @@ class RayExecutor(Executor):
 
         def align(column: Any) -> Any:
             if isinstance(column, Remote) and column.value.layout != layout:
+                self.stats["realigned"] += 1  # through the driver: its bytes count as returned
                 return Local(self.fetch(column.value))
             return column
 
@@ -584,11 +621,19 @@ class RayExecutor(Executor):
                 self._recover(slot, error)
                 start(slot)
                 continue
-            if isinstance(reply, tuple) and reply and reply[0] in ("missing", "need_function"):
-                if reply[0] == "missing":
-                    self._known_datasets[slot].difference_update(reply[1])
-                else:
+            if (
+                isinstance(reply, tuple)
+                and reply
+                and reply[0] in ("missing", "need_function", "lost")
+            ):
+                if reply[0] == "missing":  # evicted from the worker's cache: send every graph again
+                    self._known_datasets[slot].clear()
+                elif reply[0] == "need_function":
                     self._known_functions[slot].clear()
+                else:  # restarted without an error reaching us: compute its values again
+                    self.stats["recoveries"] += 1
+                    self._emit("recover", {"slot": slot, "error": "values lost"})
+                    self._forget(slot)
                 if attempts[slot] >= MAX_ATTEMPTS:
                     raise RuntimeError(f"The Ray worker in slot {slot} kept asking for {reply[0]}.")
                 start(slot)

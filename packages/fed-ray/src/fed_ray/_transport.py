@@ -22,7 +22,8 @@ _PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
 class DatasetRecipe:
     """A `tf.data.Dataset` as its serialized graph: `digest` names it, `graph` (None when the worker is
-    known to hold it already) rebuilds it, `element_spec` types it, `size` weighs it for load balancing."""
+    known to hold it already) rebuilds it, `element_spec` types it, `size` weighs it for load balancing
+    (its number of elements, when TensorFlow knows it; else 1)."""
 
     __slots__ = ("digest", "graph", "element_spec", "size")
 
@@ -104,7 +105,7 @@ def _serialize(dataset: Any) -> DatasetRecipe:
             del node.attr["metadata"]
     canonical = graph_def.SerializeToString(deterministic=True)
     cardinality = int(dataset.cardinality().numpy())
-    size = float(cardinality) if cardinality > 0 else float(len(canonical))
+    size = float(cardinality) if cardinality > 0 else 1.0  # unknown (files, SQL, filters): neutral
     return DatasetRecipe(
         hashlib.sha256(canonical).hexdigest(), canonical, dataset.element_spec, size
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import platform
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -55,11 +56,17 @@ def versions() -> dict[str, str]:
 
     from fed_core.__about__ import __version__ as fed_core_version
 
-    return {
+    found = {
         "ray": ray.__version__,
         "python": platform.python_version_tuple()[0] + "." + platform.python_version_tuple()[1],
         "fed-core": fed_core_version,
     }
+    for distribution in ("fed-ray", "fed-tensorflow", "tensorflow"):
+        try:
+            found[distribution] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            found[distribution] = "not installed"
+    return found
 
 
 class Worker:
@@ -105,13 +112,17 @@ class Worker:
         """How many values this worker holds (for tests of the release protocol)."""
         return len(self.values)
 
-    def fetch(self, value_id: str, clients: list[int]) -> list[Any]:
-        return [_transport.pack(m, _PACKER) for m in self._members_of(value_id, clients)]
+    def fetch(self, value_id: str, clients: list[int]) -> tuple[str, Any]:
+        try:
+            members = self._members_of(value_id, clients)
+        except _Lost as e:
+            return ("lost", [e.value_id])
+        return ("ok", [_transport.pack(m, _PACKER) for m in members])
 
     def _members_of(self, value_id: str, clients: list[int]) -> list[Any]:
         held = self.values.get(value_id)
-        if held is None:
-            raise LookupError(f"This worker holds no value {value_id}: it was released or lost.")
+        if held is None:  # this incarnation never computed it: the worker was restarted
+            raise _Lost(value_id)
         order, values = held
         if order == clients:
             return values.members()
@@ -134,7 +145,7 @@ class Worker:
         `spec`; mode "eval": with no argument) and stores the results as `out_id`. Returns ("ok", count),
         ("need_function", None) when `block` is needed, or ("missing", digests) when datasets are."""
         if block is not None:
-            self.functions[key] = self._entry(mode, block)
+            self.functions[key] = self._entry(mode, block)  # keys name the block and the mode
         entry = self.functions.get(key)
         if entry is None:
             return ("need_function", None)
@@ -145,6 +156,8 @@ class Worker:
                 argument = self._assemble(spec, clients)
             except _transport.MissingDatasets as e:
                 return ("missing", e.digests)
+            except _Lost as e:
+                return ("lost", [e.value_id])
             result = self.executor.execute(entry, argument, len(clients))
         self.values[out_id] = (list(clients), result)
         return ("ok", len(clients))
@@ -227,6 +240,8 @@ class Worker:
             values = self._assemble(spec, clients)
         except _transport.MissingDatasets as e:
             return ("missing", e.digests)
+        except _Lost as e:
+            return ("lost", [e.value_id])
         if kind == "aggregate":
             key, block, zero = extra
             if block is not None:
@@ -262,6 +277,14 @@ class Worker:
 
 
 _PACKER = _transport.DatasetPacker()
+
+
+class _Lost(Exception):
+    """A value the driver expects this worker to hold is not here (the worker was restarted)."""
+
+    def __init__(self, value_id: str):
+        super().__init__(value_id)
+        self.value_id = value_id
 
 
 def _resolve(payload: Any) -> Any:
