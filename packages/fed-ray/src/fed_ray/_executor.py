@@ -633,9 +633,17 @@ class RayExecutor(Executor):
                 else:  # restarted without an error reaching us: compute its values again
                     self.stats["recoveries"] += 1
                     self._emit("recover", {"slot": slot, "error": "values lost"})
+                    self._infos[slot] = self._check_workers_one(slot)  # its new process
                     self._forget(slot)
                 if attempts[slot] >= MAX_ATTEMPTS:
-                    raise RuntimeError(f"The Ray worker in slot {slot} kept asking for {reply[0]}.")
+                    wanted = {
+                        "missing": "datasets it had dropped",
+                        "need_function": "functions it had dropped",
+                        "lost": "values it had lost (it keeps restarting)",
+                    }[reply[0]]
+                    raise RuntimeError(
+                        f"The Ray worker in slot {slot} kept asking for {wanted} ({what}); giving up."
+                    )
                 start(slot)
                 continue
             if job.after is not None:
