@@ -89,7 +89,8 @@ def build_iblt_computation(
     _check_optional("k_anonymity", k_anonymity, 1)
     _check_optional("secure_sum_bitwidth", secure_sum_bitwidth, 1, 62)
     _check_optional("batch_size", batch_size, 1)
-    _check_optional("seed", seed, 0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}.")
     if k_anonymity is None:
         raise ValueError("k_anonymity must be an int >= 1, got None.")
     if not isinstance(multi_contribution, bool):
