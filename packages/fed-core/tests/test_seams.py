@@ -677,3 +677,49 @@ def test_data_descriptors_nested_in_a_struct_argument_are_materialized():
 
     descriptor = CreateDataDescriptor(["example://range/3"], SequenceType(np.int32))
     assert offset_total(7, descriptor) == (7, 3)
+
+
+def test_an_executor_built_on_the_local_one_replaces_intrinsics_and_sees_what_it_can_ship():
+    """`LocalExecutor(intrinsics=...)` is how a distributed executor runs some intrinsics its own way; the
+    function values it receives carry the closed block a worker would run (`FunctionValue.block`)."""
+    from fed_core.execution import ExecutionContext
+    from fed_core.execution.local import LocalExecutor
+    from fed_core.intrinsics import local as local_intrinsics
+
+    seen = []
+
+    def federated_map(state, fn_type, arg):
+        seen.append(arg[0].block)
+        return local_intrinsics.federated_map(state, fn_type, arg)
+
+    @fc.federated_computation(F32)
+    def plus_one(x):  # a lambda with no free references: closed
+        return shift((np.float32(1.0), x))
+
+    @fc.federated_computation(FederatedType(np.float32, CLIENTS))
+    def mapped(readings):
+        return fc.federated_map(
+            plus_one, fc.federated_map(shift, fc.federated_zip((readings, readings)))
+        )
+
+    context = ExecutionContext(LocalExecutor(1, intrinsics={"federated_map": federated_map}))
+    with context_scope(context):
+        assert mapped([1.0, 2.0]) == [3.0, 5.0]
+    leaf, lam = seen
+    assert isinstance(leaf, framework.CompiledComputation) and leaf.name.endswith("shift")
+    assert isinstance(lam, framework.Lambda)
+    # The replacement is this executor's alone.
+    with context_scope(LocalExecutionContext(1)):
+        assert mapped([1.0]) == [3.0]
+    assert len(seen) == 2
+    with pytest.raises(TypeError, match="intrinsics must map intrinsic URIs to callable"):
+        LocalExecutor(intrinsics={"federated_map": "not a function"})
+
+
+def test_strings_that_are_not_utf8_come_back_with_their_bytes_kept():
+    from fed_core.execution import to_python
+
+    cut = "泡".encode()[:2]  # a string cut inside a character
+    value = to_python(np.array([b"ok", cut], dtype=object), TensorType(np.str_, [2]))
+    assert value[0] == "ok"
+    assert value[1].encode("utf-8", "surrogateescape") == cut
