@@ -542,11 +542,12 @@ def _killer(executor, when, wait_for_restart):
         if name == "submit" and info["what"] == when and not done:
             done.append(info["slot"])
             os.kill(executor.worker_pids()[info["slot"]], signal.SIGKILL)
-            while wait_for_restart:
+            deadline = time.monotonic() + 60
+            while wait_for_restart and time.monotonic() < deadline:
                 try:
                     ray.get(executor._actors[info["slot"]].ping.remote(), timeout=10)
                     break
-                except ray.exceptions.RayActorError:
+                except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                     time.sleep(0.2)
 
     return on_event, done
