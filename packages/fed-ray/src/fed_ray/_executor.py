@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fed_core import plugins
-from fed_core.execution.data import run_materialize, uri_scheme
+from fed_core.execution.data import materialize
 from fed_core.execution.interface import ExecutionState, Executor, FunctionValue
 from fed_core.execution.local import LocalExecutor
 from fed_core.execution.values import NO_ARGUMENT, ClientValues, map_structure
@@ -694,20 +694,17 @@ def _holds_data(value: Any) -> bool:
 
 
 def _materialize_here(value: Any, backend: Any) -> Any:
-    if isinstance(value, bb.Data):
-        if backend is not None:
-            return run_materialize(backend, value, value.type_signature)
-        registry = plugins.get_registry("data_backends")
-        scheme = uri_scheme(value.uri)
-        if scheme not in registry:
-            raise LookupError(
-                f"No data backend can materialize {value.uri!r} on the driver (registered: "
-                f"{list(registry.names())})."
-            )
-        return run_materialize(registry.build(scheme), value, value.type_signature)
-    if isinstance(value, Struct):
-        return Struct((name, _materialize_here(v, backend)) for name, v in value.items())
-    return value
+    def leaf(item: Any) -> Any:
+        if not isinstance(item, bb.Data):
+            return item
+        return materialize(
+            item,
+            backend,
+            where=" on the driver",
+            advice="give the Ray executor a data_backend, or register one for the scheme {scheme!r}",
+        )
+
+    return map_structure(leaf, value)
 
 
 def _fold(op: Any, values: list[Any]) -> Any:

@@ -118,38 +118,37 @@ def _all_nodes(graph_def: Any) -> list[Any]:
     return nodes
 
 
-def pack(value: Any, packer: DatasetPacker) -> Any:
-    """`value` with every dataset among its leaves made a recipe (Structs, lists and tuples searched)."""
-    if _is_dataset(value):
-        return packer.recipe(value)
+def _map_leaves(fn: Any, value: Any) -> Any:
+    """`value` with `fn` applied to each leaf, searching Structs, lists and tuples (not subclasses, such as
+    named tuples, which are leaves)."""
     if isinstance(value, Struct):
-        return Struct((name, pack(v, packer)) for name, v in value.items())
-    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
-        return type(value)(pack(v, packer) for v in value)
-    return value
+        return Struct((name, _map_leaves(fn, v)) for name, v in value.items())
+    if type(value) in (list, tuple):
+        return type(value)(_map_leaves(fn, v) for v in value)
+    return fn(value)
+
+
+def pack(value: Any, packer: DatasetPacker) -> Any:
+    """`value` with every dataset among its leaves made a recipe."""
+    return _map_leaves(lambda leaf: packer.recipe(leaf) if _is_dataset(leaf) else leaf, value)
 
 
 def recipes(value: Any) -> list[DatasetRecipe]:
     """The dataset recipes among the leaves of a packed value."""
-    if isinstance(value, DatasetRecipe):
-        return [value]
-    if isinstance(value, (Struct, list, tuple)):
-        found: list[DatasetRecipe] = []
-        for v in value:
-            found.extend(recipes(v))
-        return found
-    return []
+    found: list[DatasetRecipe] = []
+    _map_leaves(lambda leaf: found.append(leaf) if isinstance(leaf, DatasetRecipe) else None, value)
+    return found
 
 
 def strip_graphs(value: Any, known: set[str]) -> Any:
     """A packed value whose recipes drop their graphs where the digest is in `known`."""
-    if isinstance(value, DatasetRecipe):
-        return value.without_graph() if value.digest in known else value
-    if isinstance(value, Struct):
-        return Struct((name, strip_graphs(v, known)) for name, v in value.items())
-    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
-        return type(value)(strip_graphs(v, known) for v in value)
-    return value
+
+    def strip(leaf: Any) -> Any:
+        if isinstance(leaf, DatasetRecipe) and leaf.digest in known:
+            return leaf.without_graph()
+        return leaf
+
+    return _map_leaves(strip, value)
 
 
 class MissingDatasets(Exception):
@@ -165,27 +164,23 @@ def unpack(value: Any, cache: Any) -> Any:
     dataset, or built from their graphs and added to it). Raises `MissingDatasets` naming every recipe
     sent by digest that the cache does not hold."""
     missing: list[str] = []
-    result = _unpack(value, cache, missing)
+
+    def rebuild(leaf: Any) -> Any:
+        if not isinstance(leaf, DatasetRecipe):
+            return leaf
+        dataset = cache.get(leaf.digest)
+        if dataset is None:
+            if leaf.graph is None:
+                missing.append(leaf.digest)
+                return None
+            dataset = _deserialize(leaf)
+            cache[leaf.digest] = dataset
+        return dataset
+
+    result = _map_leaves(rebuild, value)
     if missing:
         raise MissingDatasets(missing)
     return result
-
-
-def _unpack(value: Any, cache: Any, missing: list[str]) -> Any:
-    if isinstance(value, DatasetRecipe):
-        dataset = cache.get(value.digest)
-        if dataset is None:
-            if value.graph is None:
-                missing.append(value.digest)
-                return None
-            dataset = _deserialize(value)
-            cache[value.digest] = dataset
-        return dataset
-    if isinstance(value, Struct):
-        return Struct((name, _unpack(v, cache, missing)) for name, v in value.items())
-    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
-        return type(value)(_unpack(v, cache, missing) for v in value)
-    return value
 
 
 def _deserialize(recipe: DatasetRecipe) -> Any:

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from fed_core import plugins
 from fed_core.execution import data as data_module
 from fed_core.execution.local import LocalExecutor
 from fed_core.execution.values import NO_ARGUMENT, ClientValues, map_structure
@@ -115,8 +114,8 @@ class Worker:
     def fetch(self, value_id: str, clients: list[int]) -> tuple[str, Any]:
         try:
             members = self._members_of(value_id, clients)
-        except _Lost as e:
-            return ("lost", [e.value_id])
+        except _REFUSALS as e:
+            return _refusal(e)
         return ("ok", [_transport.pack(m, _PACKER) for m in members])
 
     def _members_of(self, value_id: str, clients: list[int]) -> list[Any]:
@@ -154,10 +153,8 @@ class Worker:
         else:
             try:
                 argument = self._assemble(spec, clients)
-            except _transport.MissingDatasets as e:
-                return ("missing", e.digests)
-            except _Lost as e:
-                return ("lost", [e.value_id])
+            except _REFUSALS as e:
+                return _refusal(e)
             result = self.executor.execute(entry, argument, len(clients))
         self.values[out_id] = (list(clients), result)
         return ("ok", len(clients))
@@ -207,30 +204,24 @@ class Worker:
         return ClientValues([row(expanded, k) for k in range(size)])
 
     def _materialize(self, item: Any) -> Any:
-        """Data blocks among a member's leaves, made values by the data backend registered here."""
-        if isinstance(item, bb.Data):
-            cache_key = (item.uri, str(item.type_signature))
-            value = self.data.get(cache_key)
-            if value is None and self.data_backend is not None:
-                value = data_module.run_materialize(self.data_backend, item, item.type_signature)
-                self.data[cache_key] = value
-            if value is None:
-                scheme = data_module.uri_scheme(item.uri)
-                registry = plugins.get_registry("data_backends")
-                if scheme not in registry:
-                    raise LookupError(
-                        f"No data backend can materialize {item.uri!r} on this Ray worker: register one for "
-                        f"the scheme {scheme!r} in a package installed on every worker (registered: "
-                        f"{list(registry.names())})."
-                    )
-                value = data_module.run_materialize(
-                    registry.build(scheme), item, item.type_signature
-                )
-                self.data[cache_key] = value
-            return value
-        if isinstance(item, Struct):
-            return Struct((name, self._materialize(v)) for name, v in item.items())
-        return item
+        """Data blocks among a member's leaves, made values here (once per URI: they are cached)."""
+        return map_structure(self._materialize_leaf, item)
+
+    def _materialize_leaf(self, leaf: Any) -> Any:
+        if not isinstance(leaf, bb.Data):
+            return leaf
+        cache_key = (leaf.uri, str(leaf.type_signature))
+        value = self.data.get(cache_key)
+        if value is None:
+            value = data_module.materialize(
+                leaf,
+                self.data_backend,
+                where=" on this Ray worker",
+                advice="register one for the scheme {scheme!r} in a package installed on every "
+                "worker, or give the executor a data_backend",
+            )
+            self.data[cache_key] = value
+        return value
 
     # -- aggregation ----------------------------------------------------------------------------------
 
@@ -238,10 +229,8 @@ class Worker:
         """A partial aggregate of this worker's clients' members (see `combine` for how they merge)."""
         try:
             values = self._assemble(spec, clients)
-        except _transport.MissingDatasets as e:
-            return ("missing", e.digests)
-        except _Lost as e:
-            return ("lost", [e.value_id])
+        except _REFUSALS as e:
+            return _refusal(e)
         if kind == "aggregate":
             key, block, zero = extra
             if block is not None:
@@ -285,6 +274,17 @@ class _Lost(Exception):
     def __init__(self, value_id: str):
         super().__init__(value_id)
         self.value_id = value_id
+
+
+_REFUSALS = (_Lost, _transport.MissingDatasets)
+
+
+def _refusal(error: Exception) -> tuple[str, list[str]]:
+    """The reply that tells the driver what this worker lacks: values it lost, or datasets."""
+    if isinstance(error, _Lost):
+        return ("lost", [error.value_id])
+    assert isinstance(error, _transport.MissingDatasets)
+    return ("missing", error.digests)
 
 
 def _resolve(payload: Any) -> Any:

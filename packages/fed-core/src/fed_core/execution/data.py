@@ -13,6 +13,7 @@ import abc
 from collections.abc import Sequence
 from typing import Any
 
+from fed_core import plugins
 from fed_core._async import run_sync
 from fed_core.execution.values import ClientValues
 from fed_core.ir import building_blocks as bb
@@ -35,6 +36,28 @@ class DataBackend(abc.ABC):
 def run_materialize(backend: Any, data: bb.Data, type_spec: Type) -> Any:
     """Calls `backend.materialize`, running it to completion when it is a coroutine function."""
     return run_sync(backend.materialize(data, type_spec))
+
+
+def materialize(
+    data: bb.Data,
+    backend: Any = None,
+    *,
+    where: str = "",
+    advice: str = "give the context a data_backend, or register one for the scheme {scheme!r}",
+) -> Any:
+    """The value `data` names, made by `backend`, else by the data backend registered under the URI's
+    scheme. Without either, raises LookupError naming the URI, `where` it was to be made and `advice`
+    (formatted with the `scheme`)."""
+    if backend is None:
+        scheme = uri_scheme(data.uri)
+        registry = plugins.get_registry("data_backends")
+        if scheme not in registry:
+            raise LookupError(
+                f"No data backend can materialize {data.uri!r}{where}: {advice.format(scheme=scheme)} "
+                f"(registered: {list(registry.names())})."
+            )
+        backend = registry.build(scheme)
+    return run_materialize(backend, data, data.type_signature)
 
 
 def uri_scheme(uri: str) -> str:

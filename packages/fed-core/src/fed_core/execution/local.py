@@ -21,7 +21,7 @@ from typing import Any
 
 from fed_core import plugins
 from fed_core.execution.backends import Backend, LeafCache, LoadedComputation
-from fed_core.execution.data import run_materialize, uri_scheme
+from fed_core.execution.data import materialize
 from fed_core.execution.interface import (
     ExecutionContext,
     ExecutionState,
@@ -239,17 +239,7 @@ class LocalExecutor(Executor):
         return self._backend(leaf.frontend).load(leaf)
 
     def _materialize(self, data: bb.Data) -> Any:
-        backend = self.data_backend
-        if backend is None:
-            scheme = uri_scheme(data.uri)
-            registry = plugins.get_registry("data_backends")
-            if scheme not in registry:
-                raise LookupError(
-                    f"No data backend can materialize {data.uri!r}: give the context a data_backend, or "
-                    f"register one for the scheme {scheme!r} (registered: {list(registry.names())})."
-                )
-            backend = registry.build(scheme)
-        return run_materialize(backend, data, data.type_signature)
+        return materialize(data, self.data_backend)
 
     def _evaluate(
         self,

@@ -107,7 +107,7 @@ def build_iblt_computation(
         "repetitions": repetitions,
         "seed": seed,
     }
-    decode_fn = decode_iblt_fn or _decode
+    decode_fn = decode_iblt_fn or _sketch.decode
 
     @ftf.computation(SequenceType(TensorType(np.str_, [None])))
     def client_sketch(dataset):
@@ -177,18 +177,6 @@ def build_iblt_computation(
         return fc.federated_map(decode, fc.federated_zip((total_sketch, total_values, clients)))
 
     return _BytesOut(heavy_hitters)
-
-
-def _decode(*, iblt, iblt_values, capacity, string_max_bytes, repetitions, seed):
-    strings, unique_counts, values, not_decoded = _sketch.decode(
-        iblt,
-        iblt_values,
-        capacity=capacity,
-        string_max_bytes=string_max_bytes,
-        repetitions=repetitions,
-        seed=seed,
-    )
-    return strings, unique_counts, values, not_decoded
 
 
 class _BytesOut:

@@ -141,43 +141,65 @@ def encode(
     size = table_size(capacity, repetitions)
     strings = tf.convert_to_tensor(strings, tf.string)
     values = tf.cast(values, tf.int64)
+    ones = tf.ones_like(values)
+    cells, updates, value_updates = _contributions(
+        strings, ones, values, string_max_bytes, size, repetitions, seed
+    )
+    width = num_chunks(string_max_bytes) + 2
+    sketch = tf.scatter_nd(cells, updates, [repetitions, size, width])
+    value_table = tf.scatter_nd(cells, value_updates, [repetitions, size, 1])
+    return tf.math.floormod(sketch, FIELD_SIZE), value_table
+
+
+def _contributions(
+    strings: tf.Tensor,
+    counts: tf.Tensor,
+    values: tf.Tensor,
+    string_max_bytes: int,
+    size: int,
+    repetitions: int,
+    seed: int,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Where each string goes in the table and what it adds there, `counts` times: the cells
+    (`[repetitions * n, 2]`, repetition-major), the sketch's rows (chunks, count, check; modulo the
+    field) and the value table's rows."""
     trimmed, chunks = to_chunks(strings, string_max_bytes)
     n = tf.shape(strings, out_type=tf.int64)[0]
     indices = cell_indices(trimmed, size, repetitions, seed)  # [R, n]
     rows = tf.repeat(tf.range(repetitions, dtype=tf.int64)[:, None], n, axis=1)
     cells = tf.reshape(tf.stack([rows, indices], axis=-1), [-1, 2])
     entries = tf.concat(
-        [chunks, tf.ones([n, 1], tf.int64), check_hash(trimmed, seed)[:, None]], axis=1
+        [
+            _mulmod(chunks, counts[:, None]),
+            counts[:, None],
+            _mulmod(check_hash(trimmed, seed), counts)[:, None],
+        ],
+        axis=1,
     )
-    updates = tf.tile(entries, [repetitions, 1])  # rows of `cells` are repetition-major
-    width = num_chunks(string_max_bytes) + 2
-    sketch = tf.scatter_nd(cells, updates, [repetitions, size, width])
-    value_table = tf.scatter_nd(
-        cells, tf.tile(values[:, None], [repetitions, 1]), [repetitions, size, 1]
-    )
-    return tf.math.floormod(sketch, FIELD_SIZE), value_table
+    return cells, tf.tile(entries, [repetitions, 1]), tf.tile(values[:, None], [repetitions, 1])
 
 
 # -- decoding -----------------------------------------------------------------------------------------
 
 
 def decode(
-    sketch: tf.Tensor,
-    value_table: tf.Tensor,
+    iblt: tf.Tensor,
+    iblt_values: tf.Tensor,
     *,
     capacity: int,
     string_max_bytes: int,
     repetitions: int = DEFAULT_REPETITIONS,
     seed: int = 0,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Peels a (summed) sketch: the strings it holds, how many times each was added (its unique count),
-    its summed value, and how many additions could not be decoded (the count left in the table, per
-    repetition). Strings come out in decode order."""
+    """Peels a (summed) sketch `iblt` with its value table `iblt_values` (TFF's names): the strings it
+    holds, how many times each was added (its unique count), its summed value, and how many additions
+    could not be decoded (the count left in the table, per repetition). Strings come out in decode order.
+    """
     check_parameters(capacity, string_max_bytes, repetitions)
     size = table_size(capacity, repetitions)
     chunks_per_string = num_chunks(string_max_bytes)
-    sketch = tf.math.floormod(tf.cast(sketch, tf.int64), FIELD_SIZE)
-    value_table = tf.cast(value_table, tf.int64)
+    sketch = tf.math.floormod(tf.cast(iblt, tf.int64), FIELD_SIZE)
+    value_table = tf.cast(iblt_values, tf.int64)
     count_column = chunks_per_string
 
     def pure_cells(table: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -202,25 +224,11 @@ def decode(
         first = tf.math.unsorted_segment_min(where, position, tf.size(found))
         found_counts = tf.gather(counts, first)
         found_values = tf.gather(tf.reshape(values, [-1]), first)
-        trimmed, chunks = to_chunks(found, string_max_bytes)
-        k = tf.shape(found, out_type=tf.int64)[0]
-        indices = cell_indices(trimmed, size, repetitions, seed)
-        rows = tf.repeat(tf.range(repetitions, dtype=tf.int64)[:, None], k, axis=1)
-        cells = tf.reshape(tf.stack([rows, indices], axis=-1), [-1, 2])
-        entries = tf.concat(
-            [
-                _mulmod(chunks, found_counts[:, None]),
-                found_counts[:, None],
-                _mulmod(check_hash(trimmed, seed), found_counts)[:, None],
-            ],
-            axis=1,
+        cells, updates, value_updates = _contributions(
+            found, found_counts, found_values, string_max_bytes, size, repetitions, seed
         )
-        table = tf.math.floormod(
-            tf.tensor_scatter_nd_sub(table, cells, tf.tile(entries, [repetitions, 1])), FIELD_SIZE
-        )
-        values = tf.tensor_scatter_nd_sub(
-            values, cells, tf.tile(found_values[:, None], [repetitions, 1])
-        )
+        table = tf.math.floormod(tf.tensor_scatter_nd_sub(table, cells, updates), FIELD_SIZE)
+        values = tf.tensor_scatter_nd_sub(values, cells, value_updates)
         return (
             table,
             values,
