@@ -231,6 +231,17 @@ def test_secure_modular_sum_wraps():
     assert modular([-1, 2]) == ((-1) % 5 + 2) % 5
 
 
+def test_secure_modular_sum_with_a_huge_modulus_does_not_wrap_int64():
+    modulus = 2**62 + 3
+    I64 = TensorType(np.int64)
+
+    @fc.federated_computation(clients(I64))
+    def modular(values):
+        return fc.federated_secure_modular_sum(values, np.int64(modulus))
+
+    assert modular([modulus - 1] * 3) == (3 * (modulus - 1)) % modulus
+
+
 def test_secure_sum_with_per_element_bounds_on_structs():
     member = StructType([I32, I32])
 

@@ -330,3 +330,11 @@ def test_struct_types_without_names_or_containers():
         return pair[0] / pair[1]
 
     assert ratio((1.0, 4.0)) == 0.25
+
+
+def test_a_private_function_becomes_a_computation_that_runs():
+    def _add_one(x):
+        return x + 1.0
+
+    computation = ftf.computation(_add_one, np.float32)
+    assert computation(np.float32(1.0)) == 2.0

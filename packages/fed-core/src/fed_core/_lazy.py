@@ -10,12 +10,14 @@ from typing import Any
 
 def import_attribute(target: str) -> Any:
     """The object `"module:attribute"` names (importing the module), or the module itself for
-    `"module:"`."""
+    `"module:"`; the attribute may be dotted (`"module:Class.method"`)."""
     module_name, separator, attribute = target.partition(":")
     if not module_name or not separator:
         raise ValueError(f"Expected a target of the form 'module:attribute', got {target!r}.")
-    module = importlib.import_module(module_name)
-    return getattr(module, attribute) if attribute else module
+    found: Any = importlib.import_module(module_name)
+    for part in attribute.split(".") if attribute else ():
+        found = getattr(found, part)
+    return found
 
 
 def lazy_exports(

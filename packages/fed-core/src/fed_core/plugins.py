@@ -704,4 +704,5 @@ def deferred(target: str) -> Callable[..., Any]:
     build.__name__ = build.__qualname__ = attribute
     build.__module__ = module_name
     build.__doc__ = f"Calls {target} (imported on first use)."
+    build.fed_target = target  # type: ignore[attr-defined]
     return build

@@ -38,6 +38,13 @@ _STRATEGIES: tuple[str, ...] = get_args(MapStrategy)
 _VARIANT_SPEC = tf.TensorSpec([], tf.variant)
 
 
+def _scope_name(name: str) -> str:
+    """`name` as a root name scope, which TensorFlow wants to start with a letter, digit or dot: a
+    private function's leading underscores are dropped."""
+    stripped = name.lstrip("_")
+    return stripped if stripped.isidentifier() else "computation"
+
+
 class TensorFlowBackend(Backend):
     """Runs TensorFlow leaves on `devices` (default: all GPUs, else all logical CPUs), several
     clients per device at once. `map_strategy` chooses how a map over clients with tensor inputs
@@ -155,7 +162,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
             self._graph.graph_def,
             input_map=dict(zip(self._graph.inputs, inputs, strict=True)),
             return_elements=list(self._graph.outputs),
-            name=self._name if self._name.isidentifier() else "computation",
+            name=_scope_name(self._name),
         )
 
     def __call__(self, argument: Any = None) -> Any:

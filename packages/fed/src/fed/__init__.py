@@ -73,6 +73,7 @@ _LAZY = {
     "learning": "_learning:",
     "aggregators": "_aggregators:",
     "tf_computation": "_tensorflow:computation",
+    "tensorflow_computation": "_tensorflow:computation",
     "experimental": "_experimental:",
     "program": "_program:",
     "analytics": "_analytics:",

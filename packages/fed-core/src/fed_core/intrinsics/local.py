@@ -224,10 +224,21 @@ def _secure_sum(
         return zeros(_result_member(fn_type))
     stacked = clients.stacked()
     sums = iter(
-        finish(np.asarray(leaf).astype(np.int64).sum(axis=0), bound).astype(np.asarray(leaf).dtype)
+        np.asarray(finish(_exact_sum(np.asarray(leaf)), bound)).astype(np.asarray(leaf).dtype)
         for leaf, bound in zip(leaves(stacked), bounds)
     )
     return map_structure(lambda _: next(sums), stacked)
+
+
+def _exact_sum(stacked: np.ndarray) -> np.ndarray:
+    """The sum over the client axis without wrapping: in int64 where it cannot overflow, else in
+    Python integers (a large modulus or bitwidth times many clients)."""
+    if stacked.size == 0:
+        return stacked.astype(np.int64).sum(axis=0)
+    largest = max(abs(int(stacked.max())), abs(int(stacked.min())))
+    if largest * stacked.shape[0] < 2**63:
+        return stacked.astype(np.int64).sum(axis=0)
+    return stacked.astype(object).sum(axis=0)
 
 
 def federated_secure_sum(state: ExecutionState, fn_type: FunctionType, arg: Struct) -> Any:
@@ -252,7 +263,7 @@ def federated_secure_sum_bitwidth(state: ExecutionState, fn_type: FunctionType, 
         _bounds(bitwidth, _result_member(fn_type)),
         lambda a, b: (a >= 0) & (a < (1 << b)),
         lambda b: f"[0, 2**{b})",
-        lambda total, b: np.mod(total, 1 << b),
+        lambda total, b: total % (1 << b),
     )
 
 
@@ -271,7 +282,7 @@ def federated_secure_modular_sum(state: ExecutionState, fn_type: FunctionType, a
         bounds,
         lambda a, b: np.ones(a.shape, dtype=bool),
         lambda b: f"[0, {b})",
-        lambda total, b: np.mod(total, b),
+        lambda total, b: total % b,
     )
 
 

@@ -1,11 +1,18 @@
-"""Templates of stateful federated processes: `IterativeProcess`, `MeasuredProcess` and
-`AggregationProcess`, each checking its computations' types when built."""
+"""Templates of stateful federated processes: `IterativeProcess`, `MeasuredProcess`,
+`AggregationProcess` and `EstimationProcess`, each checking its computations' types when built."""
 
 from fed_core.templates.processes import (
     AggregationProcess,
+    EstimationProcess,
     IterativeProcess,
     MeasuredProcess,
     MeasuredProcessOutput,
 )
 
-__all__ = ["AggregationProcess", "IterativeProcess", "MeasuredProcess", "MeasuredProcessOutput"]
+__all__ = [
+    "AggregationProcess",
+    "EstimationProcess",
+    "IterativeProcess",
+    "MeasuredProcess",
+    "MeasuredProcessOutput",
+]

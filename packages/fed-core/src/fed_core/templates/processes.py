@@ -221,3 +221,56 @@ class AggregationProcess(MeasuredProcess):
         """True if `next` takes a third argument, the weight of each client's value."""
         parameter = self.next.type_signature.parameter
         return isinstance(parameter, StructType) and len(parameter) == 3
+
+
+class EstimationProcess(IterativeProcess):
+    """An `IterativeProcess` that also reports an estimate from its state:
+    `report: (S -> E)`. Aggregators adapt their parameters with one (a clipping norm that follows a
+    quantile of the clients' norms, the bounds of a secure sum).
+
+    `map(fn)` gives the process whose report is `fn` applied to this one's estimate.
+    """
+
+    def __init__(
+        self,
+        initialize_fn: Computation,
+        next_fn: Computation,
+        report_fn: Computation,
+        next_is_multi_arg: bool | None = None,
+    ):
+        super().__init__(initialize_fn, next_fn, next_is_multi_arg)
+        process = type(self).__name__
+        report_fn = _check_computation(report_fn, "report_fn", process)
+        parameter = report_fn.type_signature.parameter
+        if parameter is None or not parameter.is_assignable_from(self.state_type):
+            raise TypeError(
+                f"{process}: report_fn must take the state, {self.state_type}; it takes "
+                f"{'no argument' if parameter is None else parameter}."
+            )
+        self._report_fn = report_fn
+
+    @property
+    def report(self) -> Computation:
+        """The computation that reads the current estimate from the state."""
+        return self._report_fn
+
+    def map(self, map_fn: Computation) -> EstimationProcess:
+        """The same process, whose report is `map_fn` applied to this process's report."""
+        from fed_core.tracing.tracer import federated_computation
+
+        map_fn = _check_computation(map_fn, "map_fn", type(self).__name__)
+        estimate = self._report_fn.type_signature.result
+        if map_fn.type_signature.parameter is None or not (
+            map_fn.type_signature.parameter.is_assignable_from(estimate)
+        ):
+            raise TypeError(
+                f"{type(self).__name__}.map: map_fn must take the estimate, {estimate}; it has type "
+                f"{map_fn.type_signature}."
+            )
+        report_fn = self._report_fn
+
+        @federated_computation(self.state_type)
+        def mapped_report(state):
+            return map_fn(report_fn(state))
+
+        return EstimationProcess(self._initialize_fn, self._next_fn, mapped_report)
