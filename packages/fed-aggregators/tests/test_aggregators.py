@@ -186,3 +186,58 @@ def test_a_registered_aggregator_that_builds_the_wrong_thing_is_refused_naming_i
     fed_default_plugin_system.register(Wrong(), name="wrong_aggregators")
     with pytest.raises(PluginInterfaceError, match="plugin 'wrong_aggregators'.*create"):
         factory_from_config("not_a_factory")
+
+
+def test_a_chain_string_builds_nested_factories_outermost_first():
+    factory = factory_from_config(
+        "zeroing(zeroing_norm=10.0) -> clipping(clipping_norm={'quantile': {'initial_estimate': 1.0, "
+        "'target_quantile': 0.8, 'learning_rate': 0.2}}) -> mean"
+    )
+    process = factory.create(VECTOR, TensorType(np.float32))
+    output = process.next(
+        process.initialize(), _vectors([30, 40], [0.3, 0.4], [0.6, 0.8]), [1, 1, 2]
+    )
+    # [30, 40] is zeroed (inf-norm 40 > 10) but keeps its weight; the others are inside the clip 1.0.
+    np.testing.assert_allclose(output.result, [(0.3 + 1.2) / 4, (0.4 + 1.6) / 4], rtol=1e-6)
+    assert output.measurements["zeroed_count"] == 1
+    assert output.measurements["zeroing"]["clipping_norm"] == pytest.approx(1.0)
+
+
+def test_a_chain_as_a_list_of_steps_equals_the_nested_dict():
+    as_list = factory_from_config(
+        [{"name": "clipping", "clipping_norm": 2.0}, {"name": "unweighted_mean"}]
+    )
+    as_dict = factory_from_config(
+        {"name": "clipping", "clipping_norm": 2.0, "inner_agg_factory": {"name": "unweighted_mean"}}
+    )
+    values = _vectors([3, 4], [0, 1])
+    results = []
+    for factory in (as_list, as_dict):
+        process = factory.create(VECTOR)
+        results.append(process.next(process.initialize(), values).result)
+    np.testing.assert_allclose(results[0], [0.6, 1.3], rtol=1e-6)
+    np.testing.assert_allclose(results[1], results[0])
+
+
+@pytest.mark.parametrize(
+    "config, error, message",
+    [
+        ("clipping(clipping_norm=__import__('os')) -> mean", ValueError, "must be a literal"),
+        ("clipping(1.0) -> mean", ValueError, "expected a step 'name' or 'name\\(keyword=literal"),
+        ("zeroing(zeroing_norm=1.0) -> -> mean", ValueError, "An empty step"),
+        ("sum -> mean", TypeError, "'sum' takes no inner factory"),
+        (
+            [
+                {"name": "clipping", "clipping_norm": 1.0, "inner_agg_factory": {"name": "sum"}},
+                "sum",
+            ],
+            ValueError,
+            "given its inner_agg_factory twice",
+        ),
+        ("sum -> no_such_factory", KeyError, "no_such_factory"),
+        ([], TypeError, "Expected an aggregator configuration"),
+    ],
+)
+def test_bad_configurations_are_refused_before_anything_is_built(config, error, message):
+    with pytest.raises(error, match=message):
+        factory_from_config(config)

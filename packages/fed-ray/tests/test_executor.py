@@ -285,11 +285,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 @pytest.mark.parametrize(
     "tutorial",
-    ["test_tutorial_custom_algorithms_1.py", "test_tutorial_custom_algorithms_2.py"],
+    ["test_custom_algorithms_1.py", "test_custom_algorithms_2.py"],
 )
 def test_the_custom_algorithm_tutorials_run_unchanged_on_ray(ray_context, tutorial):
     """The tutorials' own tests (the flows as TFF writes them), with the Ray context in force."""
-    spec = importlib.util.spec_from_file_location(f"ray_{tutorial[:-3]}", ROOT / "tests" / tutorial)
+    spec = importlib.util.spec_from_file_location(
+        f"ray_{tutorial[:-3]}", ROOT / "tests" / "tutorials" / tutorial
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     tests = [f for name, f in vars(module).items() if name.startswith("test_")]
@@ -455,6 +457,31 @@ def test_heavy_hitters_run_on_ray_as_locally(ray_context, local_context):
     # The secure sums run on the driver: every client's sketch came back to it.
     sketch_bytes = 3 * tff.analytics.heavy_hitters.iblt.table_size(20) * (4 + 2) * 8
     assert ray_context.executor.stats["bytes_returned"] - returned >= len(words) * sketch_bytes
+
+
+def test_aggregators_run_on_ray_as_locally(ray_context, local_context):
+    """Factories built on plugin intrinsics (the robust rules' gather), secure sums and seeded DP noise
+    give the local executor's numbers."""
+    value_type = tff.TensorType(np.float32, [3])
+    values = [np.array([1, 2, 3], np.float32), np.array([2, 3, 4], np.float32)]
+    values.append(np.array([100, -100, 5], np.float32))
+    factories = [
+        tff.aggregators.CoordinateMedianFactory(),
+        tff.aggregators.KrumFactory(num_byzantine=0),
+        tff.aggregators.SecureSumFactory(10.0),
+        tff.learning.robust_aggregator(weighted=False),
+    ]
+    if importlib.util.find_spec("tensorflow_privacy") is not None:
+        factories.append(
+            tff.aggregators.DifferentiallyPrivateFactory.gaussian_fixed(1.0, 3, 1.0, noise_seed=5)
+        )
+    for factory in factories:
+        process = factory.create(value_type)
+        outputs = []
+        for context in (local_context, ray_context):
+            with context_scope(context):
+                outputs.append(process.next(process.initialize(), values).result)
+        np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-6, err_msg=repr(factory))
 
 
 # -- what moves ---------------------------------------------------------------------------------------

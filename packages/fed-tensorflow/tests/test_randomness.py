@@ -2,6 +2,7 @@
 calls, stateless ops with a broadcast seed are reproducible, generator state flows through
 parameters."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -92,9 +93,47 @@ def test_generator_state_carried_through_process_state():
     np.testing.assert_array_equal(state, reference.state.numpy())
 
 
-def test_a_generator_seeded_inside_is_refused():
-    with pytest.raises(ValueError, match="from_state"):
+def test_a_generator_seeded_inside_draws_the_same_values_every_call():
+    @ftf.computation
+    def fixed_noise():
+        return tf.random.Generator.from_seed(1).normal([])
 
-        @ftf.computation
-        def fixed_noise():
-            return tf.random.Generator.from_seed(1).normal([])
+    assert fixed_noise() == fixed_noise() == tf.random.Generator.from_seed(1).normal([]).numpy()
+
+
+@pytest.mark.parametrize("strategy", ["auto", "looped", "per_client"])
+def test_non_deterministic_generators_and_keras_initializers_differ_across_clients_and_calls(
+    strategy, map_strategy
+):
+    map_strategy(strategy)
+
+    @ftf.computation(np.float32)
+    def generator_noise(x):
+        return x + tf.random.Generator.from_non_deterministic_state().normal([])
+
+    @ftf.computation(np.float32)
+    def initial_weight(x):
+        layer = keras.layers.Dense(1)
+        layer.build((None, 1))
+        return x + tf.reshape(layer.kernel, [])
+
+    def mapped(computation):
+        @fc.federated_computation(FederatedType(np.float32, CLIENTS))
+        def on_clients(values):
+            return fc.federated_map(computation, values)
+
+        return on_clients
+
+    for computation in (generator_noise, initial_weight):
+        on_clients = mapped(computation)
+        first, second = on_clients([0.0] * 4), on_clients([0.0] * 4)
+        assert len(set(first)) == 4, computation
+        assert set(first).isdisjoint(second), computation
+
+
+def test_a_keras_initializer_with_a_seed_is_reproducible():
+    @ftf.computation
+    def seeded():
+        return keras.initializers.GlorotUniform(seed=3)((2, 2))
+
+    np.testing.assert_array_equal(seeded(), seeded())

@@ -62,7 +62,7 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
             parameter_dataset(x, t.element) if isinstance(t, SequenceType) else x
             for x, t in zip(flat_inputs, inputs, strict=True)
         )
-        with call_local_variables(flat_inputs, name), context_scope(_NestedCallContext()):
+        with call_local_variables(), context_scope(_NestedCallContext()):
             if parameter_type is None:
                 result = fn()
             elif spread:

@@ -1,16 +1,23 @@
-"""Variables inside TensorFlow computations: allowed only as call-local state made from parameters.
+"""State inside TensorFlow computations: variables that live for one call, as in TensorFlow Federated.
 
-A computation is a function: it cannot keep state between calls. A variable created in its body from
-the computation's parameters (`tf.random.Generator.from_state(state)`, a `tf.Variable(weights)` to
-train for a few steps) lives for one call: each call creates a fresh variable, so concurrent calls
-share nothing. A variable initialized from anything else (a Keras layer's initializer, a constant, a
-seed fixed at tracing) is refused: its "fresh" value would be frozen into the graph at tracing.
+A computation may create variables (a Keras model built by `model_fn()`, a Keras optimizer, a
+`tf.random.Generator`, a `tf.Variable`), use them and return tensors. Each call creates fresh variables
+and initializes them from their initializers, in the graph: concurrent calls, and the clients of a
+`federated_map`, share nothing, and nothing outlives the call. Variables created outside the computation
+may be read (their values are frozen into the graph) but not changed.
+
+Random initial values are drawn afresh on every call unless seeded. Keras 3 gives an unseeded
+initializer or seed generator a Python-side seed when it is constructed, which would make every call of a
+computation that builds a model draw the same "random" weights; while a computation is traced, such
+unseeded Keras randomness is drawn from an in-graph seed instead, new on every call.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import random
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -20,10 +27,9 @@ from tensorflow.python.ops import gen_resource_variable_ops, resource_variable_o
 
 @contextlib.contextmanager
 @tf.autograph.experimental.do_not_convert
-def call_local_variables(parameters: Sequence[tf.Tensor], computation: str) -> Iterator[None]:
-    """Within the block (while a computation's graph is traced), variables created from
-    `parameters` are call-local; creating any other variable raises ValueError."""
-    sources = {p.op for p in parameters}
+def call_local_variables() -> Iterator[None]:
+    """Within the block (while a computation's graph is traced), every variable created is call-local:
+    each execution of the graph creates and initializes its own, freed when the call ends."""
 
     def create(next_creator: Any, **kwargs: Any) -> tf.Variable:
         initial = kwargs.get("initial_value")
@@ -31,16 +37,6 @@ def call_local_variables(parameters: Sequence[tf.Tensor], computation: str) -> I
             initial = initial()
         initial = tf.convert_to_tensor(initial, dtype=kwargs.get("dtype"))
         name = kwargs.get("name") or "Variable"
-        if not _depends_on(initial, sources):
-            raise ValueError(
-                f"The TensorFlow computation {computation} creates the variable {name!r} from "
-                f"values that do not come from its parameters. Computations are functional: a "
-                f"variable may only be made from a parameter (it then lives for one call), and "
-                f"state that outlives a call flows in through parameters and out through results. "
-                f"Build models and optimizers outside the computation and pass their weights in; "
-                f"for randomness, pass a seed or generator state in and use tf.random.stateless_* "
-                f"or tf.random.Generator.from_state."
-            )
         shape = initial.shape if kwargs.get("shape") is None else tf.TensorShape(kwargs["shape"])
         # The anonymous shared name makes each execution of the op create its own, reference-counted
         # variable, freed when the call ends.
@@ -61,29 +57,65 @@ def call_local_variables(parameters: Sequence[tf.Tensor], computation: str) -> I
             graph_element=None,
         )
 
-    with tf.variable_creator_scope(create):
+    with tf.variable_creator_scope(create), _fresh_keras_seeds():
         yield
 
 
-def _depends_on(tensor: tf.Tensor, sources: set[tf.Operation]) -> bool:
-    """Whether `tensor` is computed from one of the ops in `sources` (following captures out of
-    nested function graphs)."""
-    seen: set[tf.Operation] = set()
-    stack = [tensor.op]
-    while stack:
-        op = stack.pop()
-        if op in sources:
-            return True
-        if op in seen:
-            continue
-        seen.add(op)
-        stack.extend(t.op for t in op.inputs)
-        stack.extend(op.control_inputs)
-        if op.type == "Placeholder":
-            captured = {
-                id(internal): external for external, internal in getattr(op.graph, "captures", ())
-            }
-            external = captured.get(id(op.outputs[0]))
-            if external is not None and hasattr(external, "op"):  # eager tensors have no op
-                stack.append(external.op)
-    return False
+class _TraceSeed(int):
+    """A seed Keras chose for unseeded randomness while a computation was traced: drawn in the graph
+    instead, afresh on every call."""
+
+
+_patch_lock = threading.Lock()
+_patch_depth = 0
+_originals: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def _fresh_keras_seeds() -> Iterator[None]:
+    """Keras's default seeds become `_TraceSeed`s, which its TensorFlow backend's `draw_seed` turns into
+    an in-graph random seed. Nothing is patched if Keras's internals are not as expected."""
+    global _patch_depth
+    try:
+        from keras.src.backend.tensorflow import random as keras_tf_random
+        from keras.src.random import seed_generator
+    except ImportError:
+        yield
+        return
+    if not all(
+        callable(getattr(module, name, None))
+        for module, name in (
+            (keras_tf_random, "draw_seed"),
+            (keras_tf_random, "make_default_seed"),
+            (seed_generator, "make_default_seed"),
+        )
+    ):
+        yield
+        return
+    with _patch_lock:
+        if _patch_depth == 0:
+            _originals["draw_seed"] = keras_tf_random.draw_seed
+            _originals["make_default_seed"] = seed_generator.make_default_seed
+            draw_seed = _originals["draw_seed"]
+
+            def make_default_seed() -> int:
+                return _TraceSeed(random.randint(1, int(1e9)))
+
+            def fresh_draw_seed(seed: Any) -> Any:
+                if isinstance(seed, _TraceSeed) and tf.inside_function():
+                    return tf.random.uniform([2], 0, tf.int32.max - 1, dtype=tf.int32)
+                return draw_seed(seed)
+
+            keras_tf_random.draw_seed = fresh_draw_seed
+            keras_tf_random.make_default_seed = make_default_seed
+            seed_generator.make_default_seed = make_default_seed
+        _patch_depth += 1
+    try:
+        yield
+    finally:
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                keras_tf_random.draw_seed = _originals["draw_seed"]
+                keras_tf_random.make_default_seed = _originals["make_default_seed"]
+                seed_generator.make_default_seed = _originals["make_default_seed"]

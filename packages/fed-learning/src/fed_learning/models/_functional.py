@@ -19,16 +19,18 @@ class ModelWeights(NamedTuple):
 
     @classmethod
     def from_model(cls, model: Any) -> ModelWeights:
-        """The current weights of a Keras model or VariableModel, as numpy arrays."""
+        """The current weights of a Keras model or VariableModel: numpy arrays, or tensors read from
+        its variables when called inside a TensorFlow computation."""
+        if tf.inside_function():
+            read = tf.convert_to_tensor
+        else:
+
+            def read(v: Any) -> np.ndarray:
+                return np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+
         return cls(
-            [
-                np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-                for v in model.trainable_variables
-            ],
-            [
-                np.asarray(v.numpy() if hasattr(v, "numpy") else v)
-                for v in model.non_trainable_variables
-            ],
+            [read(v) for v in model.trainable_variables],
+            [read(v) for v in model.non_trainable_variables],
         )
 
     def assign_weights_to(self, model: Any) -> None:

@@ -169,3 +169,17 @@ def test_mean_without_aggregator_changes_is_the_baseline():
     zeroed, _ = _train(tff.learning.robust_aggregator(clipping=False))
     # Zeroing with a norm far above these updates' leaves training as the plain mean trains.
     np.testing.assert_allclose(zeroed, baseline, rtol=1e-5)
+
+
+def test_dp_aggregator_preset_trains_without_noise_and_stays_finite_with_it():
+    clients = len(CLIENT_DATA)
+    quiet, measurements = _train(
+        tff.learning.dp_aggregator(noise_multiplier=0.0, clients_per_round=clients), weighted=False
+    )
+    assert quiet[-1] < quiet[0]
+    clip = measurements[0]["zeroing"]["dp_query_metrics"]["clip"]
+    assert clip > 0.1  # the adaptive clip grows from 0.1 toward the updates' median norm
+    noisy, _ = _train(
+        tff.learning.dp_aggregator(noise_multiplier=0.1, clients_per_round=clients), weighted=False
+    )
+    assert np.isfinite(noisy).all()
