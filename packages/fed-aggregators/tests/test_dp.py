@@ -187,3 +187,37 @@ def test_dp_pipeline_from_config():
     )
     np.testing.assert_allclose(output.result, [0.3, 0.4], rtol=1e-6)
     assert output.measurements["zeroed_count"] == 1
+
+
+def test_a_round_run_twice_from_one_state_gets_independent_noise_unless_seeded():
+    value_type = TensorType(np.float32, [64])
+    values = [np.zeros(64, np.float32)]
+    fresh = DifferentiallyPrivateFactory.gaussian_fixed(1.0, 1, 1.0).create(value_type)
+    state = fresh.initialize()
+    first, again = fresh.next(state, values).result, fresh.next(state, values).result
+    # Equal noise would let the difference of two releases cancel it.
+    assert not np.allclose(first, again)
+    seeded = DifferentiallyPrivateFactory.gaussian_fixed(1.0, 1, 1.0, noise_seed=2).create(
+        value_type
+    )
+    state = seeded.initialize()
+    np.testing.assert_array_equal(
+        seeded.next(state, values).result, seeded.next(state, values).result
+    )
+
+
+def test_gaussians_nested_in_a_nested_query_draw_seeded_noise():
+    gaussian = import_dp_query("gaussian_query")
+    nested = import_dp_query("nested_query")
+    query = nested.NestedSumQuery(
+        [gaussian.GaussianSumQuery(1.0, 1.0), gaussian.GaussianSumQuery(1.0, 2.0)]
+    )
+    value_type = StructType([TensorType(np.float32, [2000]), TensorType(np.float32, [2000])])
+    factory = DifferentiallyPrivateFactory(query, noise_seed=1)
+    assert all(type(q).__name__ == "SeededGaussianSumQuery" for q in factory.query._queries)
+    process = factory.create(value_type)
+    zeros = (np.zeros(2000, np.float32), np.zeros(2000, np.float32))
+    result = process.next(process.initialize(), [zeros]).result
+    assert np.std(result[0]) == pytest.approx(1.0, rel=0.1)
+    assert np.std(result[1]) == pytest.approx(2.0, rel=0.1)
+    np.testing.assert_array_equal(result[0], process.next(process.initialize(), [zeros]).result[0])

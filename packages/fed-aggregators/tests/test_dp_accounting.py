@@ -88,3 +88,28 @@ def test_a_missing_tensorflow_privacy_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_privacy", None)
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'fed-aggregators\[dp\]'"):
         import_dp_query("gaussian_query")
+
+
+def test_a_process_without_metrics_is_refused_before_any_round():
+    import numpy as np
+
+    import fed_core as fc
+    from fed_core.templates import IterativeProcess
+    from fed_types import SERVER, FederatedType
+
+    @fc.federated_computation
+    def init():
+        return fc.federated_value(np.int32(0), SERVER)
+
+    @fc.federated_computation(FederatedType(np.int32, SERVER))
+    def step(state):
+        return state
+
+    with pytest.raises(TypeError, match="must return state and metrics"):
+        dp.PrivacyAccountedProcess(
+            IterativeProcess(init, step),
+            noise_multiplier=1.0,
+            clients_per_round=1,
+            population=10,
+            target_delta=1e-5,
+        )

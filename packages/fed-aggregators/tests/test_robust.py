@@ -449,3 +449,14 @@ def test_negative_weights_are_refused_when_the_rule_runs():
         match="TrimmedMeanFactory: client weights must be non-negative",
     ):
         _run(TrimmedMeanFactory(0.1), [np.float32(1.0), np.float32(2.0)], [1.0, -1.0], SCALAR)
+
+
+def test_a_client_sending_nan_is_treated_as_an_extreme_value():
+    values = [np.array([1.0, 5.0], np.float32), np.array([np.nan, np.nan], np.float32)]
+    values.append(np.array([2.0, 6.0], np.float32))
+    median = CoordinateMedianFactory().create(TensorType(np.float32, [2]))
+    np.testing.assert_allclose(median.next(median.initialize(), values).result, [2.0, 6.0])
+    more = values + [np.array([3.0, 7.0], np.float32), np.array([4.0, 8.0], np.float32)]
+    trimmed = TrimmedMeanFactory(beta=0.2).create(TensorType(np.float32, [2]))
+    # Five clients, one trimmed at each end: the NaN client and the lowest.
+    np.testing.assert_allclose(trimmed.next(trimmed.initialize(), more).result, [3.0, 7.0])

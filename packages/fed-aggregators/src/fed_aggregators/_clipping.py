@@ -290,11 +290,12 @@ def zeroing_factory(
     value keeps its weight.
 
     `zeroing_norm` is a positive number or an `EstimationProcess` over the clients' norms.
-    Measurements: `zeroing` (the inner aggregation's), `zeroing_norm`, `zeroed_count`.
+    Measurements: `zeroing` (the inner aggregation's), `zeroing_norm`, `zeroed_count`. An infinite
+    order of either sign is the max norm, as TensorFlow Federated takes it.
     """
     if isinstance(norm_order, bool) or not isinstance(norm_order, int | float):
         raise TypeError(f"zeroing_factory: norm_order must be 1.0, 2.0 or inf, got {norm_order!r}.")
-    if not (norm_order in (1.0, 2.0) or math.isinf(norm_order) and norm_order > 0):
+    if not (norm_order in (1.0, 2.0) or math.isinf(norm_order)):
         raise ValueError(f"zeroing_factory: norm_order must be 1.0, 2.0 or inf, got {norm_order}.")
     order = float(norm_order)
     return _wrap(

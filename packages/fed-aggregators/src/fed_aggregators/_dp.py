@@ -2,8 +2,9 @@
 
 Clients preprocess (clip) their values with the query's sample parameters, an inner factory sums the
 records, and the server adds the query's noise and updates its state. Gaussian noise is drawn with
-stateless random ops from a seed carried in the process state (a given `noise_seed` reproduces a run;
-without one, `initialize` draws a fresh seed), so it never comes from a seed baked into a graph.
+stateless random ops from a seed carried in the process state, so it never comes from a seed baked into
+a graph: a given `noise_seed` reproduces a run; without one, `initialize` draws a fresh seed and each
+call also mixes in fresh entropy, so that a round run twice from one state gets independent noise.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ def import_dp_query(module: str) -> Any:
     import importlib
 
     try:
+        # GaussianSumQuery.get_noised_result reads `distutils.version` without importing it.
+        import distutils.version  # noqa: F401
+
         return importlib.import_module(f"tensorflow_privacy.privacy.dp_query.{module}")
     except ModuleNotFoundError as error:
         if error.name and error.name.split(".")[0] in ("tensorflow_privacy", "tf_keras"):
@@ -92,7 +96,7 @@ def _seeded_gaussian_class(base: type) -> type:
     """A subclass of tensorflow-privacy's GaussianSumQuery whose noise comes from the active seed
     stream (the same distribution, N(0, stddev) per coordinate, and the same DP event)."""
     if base not in _SEEDED_CLASSES:
-        dp_event = sys.modules[base.__module__].dp_event
+        dp_event = import_dp_query("gaussian_query").dp_event
 
         class SeededGaussianSumQuery(base):  # type: ignore[misc, valid-type]
             def get_noised_result(self, sample_state, global_state):
@@ -117,21 +121,31 @@ def _seeded_gaussian_class(base: type) -> type:
 
 def _with_seeded_noise(query: Any) -> Any:
     """A copy of `query` in which every GaussianSumQuery (at any depth: a NormalizedQuery's numerator,
-    an adaptive-clip query's sum and count queries) draws its noise from the active seed stream."""
+    an adaptive-clip query's sum and count queries, the members of a NestedQuery; subclasses too, unless
+    they draw their noise themselves) draws its noise from the active seed stream. Other mechanisms
+    draw their noise as their query does."""
     gaussian = import_dp_query("gaussian_query").GaussianSumQuery
     dp_query_base = import_dp_query("dp_query").DPQuery
     query = copy.deepcopy(query)
     seen: set[int] = set()
 
     def visit(obj: Any) -> None:
-        if id(obj) in seen:
+        if isinstance(obj, list | tuple):
+            for item in obj:
+                visit(item)
+            return
+        if isinstance(obj, dict):
+            for item in obj.values():
+                visit(item)
+            return
+        if not isinstance(obj, dp_query_base) or id(obj) in seen:
             return
         seen.add(id(obj))
-        if type(obj) is gaussian:
-            obj.__class__ = _seeded_gaussian_class(gaussian)
-        for value in getattr(obj, "__dict__", {}).values():
-            if isinstance(value, dp_query_base):
-                visit(value)
+        cls = type(obj)
+        if isinstance(obj, gaussian) and cls.get_noised_result is gaussian.get_noised_result:
+            obj.__class__ = _seeded_gaussian_class(cls)
+        for value in vars(obj).values() if hasattr(obj, "__dict__") else ():
+            visit(value)
 
     visit(query)
     return query
@@ -262,8 +276,10 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
     `extract_dp_event_from_state`) and the noise seed. Measurements: `dp_query_metrics` (the query's
     metrics, e.g. the adaptive `clip`) and `dp` (the record aggregation's).
 
-    `noise_seed` fixes the Gaussian noise's seed, so that a run can be reproduced; by default
-    `initialize` draws a fresh one.
+    `noise_seed` fixes the Gaussian noise's seed, so that a run can be reproduced: the noise is then a
+    function of the seed and the state, and anyone who knows the seed can remove it (for tests and
+    reproducible experiments, not for a release). By default `initialize` draws a fresh seed and every
+    call mixes in fresh entropy, so that running a round again from the same state adds new noise.
     """
 
     @classmethod
@@ -464,10 +480,18 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
 
         initial_seed = seed_initializer(self._noise_seed)
 
+        fresh = self._noise_seed is None
+
         def noised(sample, query_state, noise_seed):
             next_seed, round_seed = tf.unstack(
                 tf.random.experimental.stateless_split(noise_seed, 2)
             )
+            if fresh:
+                # Without a given seed, every call also mixes in fresh entropy: a round run again from
+                # the same state (a retry, a restart from a checkpoint) must not add the same noise,
+                # or the difference of the two releases would be noiseless.
+                entropy = tf.random.uniform([], tf.int64.min, tf.int64.max, dtype=tf.int64)
+                round_seed = tf.random.experimental.stateless_fold_in(round_seed, entropy)
             with _seeded_noise(round_seed):
                 result, new_query_state, event = query.get_noised_result(sample, query_state)
             return result, new_query_state, _event_to_struct(event), next_seed

@@ -197,8 +197,11 @@ class _GatheringFactory(_RobustFactory):
 
 
 def _sorted_columns(rows: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Each coordinate's values in ascending order with their weights: two `[d, n]` matrices."""
+    """Each coordinate's values in ascending order with their weights: two `[d, n]` matrices. A NaN
+    sorts as +inf (argsort would leave it wherever it stands), so it lands in the tail a rule trims or
+    passes over, as any other extreme value does."""
     columns = tf.transpose(rows)
+    columns = tf.where(tf.math.is_nan(columns), _f64(np.inf), columns)
     order = tf.argsort(columns, axis=1, stable=True)
     return tf.gather(columns, order, batch_dims=1), tf.gather(weights, order)
 

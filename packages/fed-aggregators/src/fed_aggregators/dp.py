@@ -127,7 +127,7 @@ def noise_multiplier_for_epsilon(
     accountant: str = "rdp",
 ) -> float:
     """The smallest noise multiplier with which `rounds` rounds spend at most `target_epsilon` at
-    `target_delta` (dp-accounting's calibration, to a relative tolerance of about 1e-3)."""
+    `target_delta` (dp-accounting's calibration, within 1e-3 of the smallest)."""
     owner = "noise_multiplier_for_epsilon"
     dp_accounting = import_dp_accounting()
     target_epsilon = _positive(target_epsilon, "target_epsilon", owner)
@@ -184,6 +184,13 @@ class PrivacyAccountedProcess:
         owner = "PrivacyAccountedProcess"
         if not callable(getattr(process, "next", None)):
             raise TypeError(f"{owner}: expected an iterative process, got {process!r}.")
+        signature = getattr(process.next, "type_signature", None)
+        result = getattr(signature, "result", None)
+        if signature is not None and "metrics" not in getattr(result, "names", lambda: ())():
+            raise TypeError(
+                f"{owner}: the process's next must return state and metrics (as a LearningProcess "
+                f"does); it returns {result}."
+            )
         self._process = process
         self._event = round_event(noise_multiplier, clients_per_round, population)
         self._delta = _check_delta(target_delta, owner)
@@ -193,6 +200,7 @@ class PrivacyAccountedProcess:
         _accountant(accountant, owner)
         self._accountant_name = accountant
         self._rounds = _check_rounds(rounds_done, owner)
+        self._epsilons: dict[int, float] = {0: 0.0}
 
     @property
     def rounds(self) -> int:
@@ -201,11 +209,11 @@ class PrivacyAccountedProcess:
 
     def epsilon_after(self, rounds: int) -> float:
         """The epsilon that `rounds` rounds in all spend."""
-        if rounds == 0:
-            return 0.0
-        ledger = _accountant(self._accountant_name, "PrivacyAccountedProcess")
-        ledger.compose(self._event, rounds)
-        return float(ledger.get_epsilon(self._delta))
+        if rounds not in self._epsilons:
+            ledger = _accountant(self._accountant_name, "PrivacyAccountedProcess")
+            ledger.compose(self._event, rounds)
+            self._epsilons[rounds] = float(ledger.get_epsilon(self._delta))
+        return self._epsilons[rounds]
 
     @property
     def epsilon_spent(self) -> float:

@@ -61,6 +61,18 @@ def _mean(weighted: bool, value_sum_factory=None) -> AggregationFactory:
     return UnweightedMeanFactory(value_sum_factory)
 
 
+def _debug(fn, factory: AggregationFactory, weighted: bool, preset: str) -> AggregationFactory:
+    """`fn(factory)`, which must keep the factory's weightedness."""
+    wrapped = fn(factory)
+    expected = WeightedAggregationFactory if weighted else UnweightedAggregationFactory
+    if not isinstance(wrapped, expected):
+        raise TypeError(
+            f"{preset}: debug_measurements_fn must return a {expected.__name__} "
+            f"(weighted={weighted}), got {wrapped!r}."
+        )
+    return wrapped
+
+
 def robust_aggregator(
     *,
     zeroing: bool = True,
@@ -76,13 +88,7 @@ def robust_aggregator(
     """
     factory = _mean(weighted)
     if debug_measurements_fn is not None:
-        factory = debug_measurements_fn(factory)
-        expected = WeightedAggregationFactory if weighted else UnweightedAggregationFactory
-        if not isinstance(factory, expected):
-            raise TypeError(
-                f"robust_aggregator: debug_measurements_fn must return a {expected.__name__} "
-                f"(weighted={weighted}), got {factory!r}."
-            )
+        factory = _debug(debug_measurements_fn, factory, weighted, "robust_aggregator")
     if clipping:
         factory = _clipping(factory)
     if zeroing:
@@ -115,7 +121,7 @@ def compression_aggregator(
         weighted, EncodedSumFactory.quantize_above_threshold(quantization_bits=8, threshold=20000)
     )
     if debug_measurements_fn is not None:
-        factory = debug_measurements_fn(factory)
+        factory = _debug(debug_measurements_fn, factory, weighted, "compression_aggregator")
     if clipping:
         factory = _clipping(factory)
     if zeroing:
