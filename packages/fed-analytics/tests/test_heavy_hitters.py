@@ -293,15 +293,26 @@ def test_the_private_heavy_hitters_tutorial_flow():
         multi_contribution=False,
         batch_size=batch_size,
     )
-    clients, result = run_simulation(iblt_computation, dataset)
-    assert result == {w: n for w, n in expected.items()}
+    output = iblt_computation(dataset)
+    result = {w.decode(): int(n) for w, n in zip(output.heavy_hitters, output.heavy_hitters_counts)}
+    assert result == dict(expected)
     eps, delta = 20, 0.01
+    private = tff.analytics.heavy_hitters.private_heavy_hitters(
+        output, max_words_per_user=max_words_per_user, epsilon=eps, delta=delta, seed=5
+    )
+    # The tutorial's own loop, with the same random draws, keeps the same words.
     scale = max_words_per_user / eps
     tau = 1 + (max_words_per_user / eps) * np.log(max_words_per_user / (2 * delta))
+    rng = np.random.default_rng(5)
     noisy = {}
-    for word, count in result.items():
-        noised = count + np.random.laplace(scale=scale)
+    for word, count in zip(output.heavy_hitters, output.heavy_hitters_counts):
+        noised = count + rng.laplace(scale=scale)
         if noised >= tau:
-            noisy[word] = int(noised)
-    assert set(noisy) <= set(result) and noisy
+            noisy[word.decode("utf-8", "ignore")] = round(noised)
+    result_with_dp = {
+        word.decode("utf-8", "ignore"): int(count)
+        for word, count in zip(private.heavy_hitters, private.heavy_hitters_counts)
+    }
+    assert result_with_dp == noisy and noisy
+    assert set(noisy) <= set(result)
     assert all(expected[w] >= 2 for w in noisy)  # words held by one client are (almost surely) gone

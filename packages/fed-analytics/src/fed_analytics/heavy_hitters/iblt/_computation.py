@@ -16,6 +16,7 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
+from fed_analytics._data import all_elements
 from fed_analytics.heavy_hitters.iblt import _sketch
 from fed_types import CLIENTS, FederatedType, SequenceType, TensorType
 
@@ -113,9 +114,7 @@ def build_iblt_computation(
     def client_sketch(dataset):
         if max_words_per_user is not None and multi_contribution:
             dataset = dataset.take(max_words_per_user // batch_size)
-        words = dataset.reduce(
-            tf.constant([], tf.string), lambda words, batch: tf.concat([words, batch], 0)
-        )
+        words = all_elements(dataset, tf.string)
         words = tf.strings.substr(words, 0, string_max_bytes, unit="BYTE")
         distinct, _, counts = tf.unique_with_counts(words, out_idx=tf.int64)
         if not multi_contribution:
