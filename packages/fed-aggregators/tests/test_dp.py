@@ -131,8 +131,8 @@ def test_gaussian_adaptive_refuses_what_tff_refuses():
         DifferentiallyPrivateFactory.gaussian_adaptive(0.1, 10, target_unclipped_quantile=2.0)
     with pytest.raises(TypeError, match="expected a tensorflow-privacy SumAggregationDPQuery"):
         DifferentiallyPrivateFactory("gaussian")
-    with pytest.raises(TypeError, match="expected a floating-point tensor"):
-        DifferentiallyPrivateFactory.gaussian_fixed(1.0, 2, 1.0).create(TensorType(np.int32, [2]))
+    with pytest.raises(TypeError, match="expected a numeric tensor or a struct of them, got str"):
+        DifferentiallyPrivateFactory.gaussian_fixed(1.0, 2, 1.0).create(TensorType(np.str_))
 
 
 def test_any_dp_query_and_record_aggregation_factory():
@@ -221,3 +221,25 @@ def test_gaussians_nested_in_a_nested_query_draw_seeded_noise():
     assert np.std(result[0]) == pytest.approx(1.0, rel=0.1)
     assert np.std(result[1]) == pytest.approx(2.0, rel=0.1)
     np.testing.assert_array_equal(result[0], process.next(process.initialize(), [zeros]).result[0])
+
+
+def test_a_tree_range_query_gives_its_ragged_result_as_flat_values_and_row_splits():
+    tree_range = import_dp_query("tree_range_query")
+    query = tree_range.TreeRangeSumQuery.build_central_gaussian_query(100.0, 0.0)
+    process = DifferentiallyPrivateFactory(query).create(TensorType(np.float32, [4]))
+    output = process.next(
+        process.initialize(),
+        [np.array([1, 2, 3, 4], np.float32), np.array([0, 1, 0, 1], np.float32)],
+    )
+    # The binary tree over 4 leaves: the total, the two halves, the leaves.
+    np.testing.assert_allclose(output.result["flat_values"], [12, 4, 8, 1, 3, 3, 5], rtol=1e-6)
+    np.testing.assert_array_equal(output.result["nested_row_splits"][0], [0, 1, 3, 7])
+
+
+def test_integer_values_with_a_no_privacy_query():
+    no_privacy = import_dp_query("no_privacy_query")
+    process = DifferentiallyPrivateFactory(no_privacy.NoPrivacySumQuery()).create(
+        TensorType(np.int32, [2])
+    )
+    output = process.next(process.initialize(), [np.array([1, 2], np.int32)] * 3)
+    np.testing.assert_array_equal(output.result, [3, 6])

@@ -376,3 +376,12 @@ def test_a_private_function_becomes_a_computation_that_runs():
 
     computation = ftf.computation(_add_one, np.float32)
     assert computation(np.float32(1.0)) == 2.0
+
+
+def test_a_computation_may_return_nothing():
+    @ftf.computation(np.float32)
+    def nothing(x):
+        return ()
+
+    assert str(nothing.type_signature) == "(float32 -> <>)"
+    assert nothing(np.float32(1.0)) == ()

@@ -458,9 +458,7 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
         return self._query
 
     def create(self, value_type: Any) -> AggregationProcess:
-        value_type = check_value_type(
-            value_type, "DifferentiallyPrivateFactory", "f", "floating-point"
-        )
+        value_type = check_value_type(value_type, "DifferentiallyPrivateFactory", "fiu", "numeric")
         query = self._query
         specs = ftf.to_tf_spec(value_type)
         if self._record_specs is not None and not _same_specs(self._record_specs, specs):
@@ -470,13 +468,22 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
             )
         initial_query_state = ftf.computation(query.initial_global_state)
         query_state_type = initial_query_state.type_signature.result
-        empty_sample = ftf.computation(lambda: query.initial_sample_state(specs))
         derive_params = ftf.computation(query.derive_sample_params, query_state_type)
         to_record = ftf.computation(
             query.preprocess_record, derive_params.type_signature.result, value_type
         )
         record_process = self._record_aggregation_factory.create(to_record.type_signature.result)
         sum_type = record_process.next.type_signature.result.result.member
+        sum_specs = ftf.to_tf_spec(sum_type)
+        # The placeholder event of `initialize` comes from noising an empty sum of the records (which
+        # some queries, such as a tree of ranges, shape unlike the values).
+        empty_sample = ftf.computation(
+            lambda: (
+                tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), sum_specs)
+                if all(s.shape.is_fully_defined() for s in tf.nest.flatten(sum_specs))
+                else query.initial_sample_state(specs)
+            )
+        )
 
         initial_seed = seed_initializer(self._noise_seed)
 
@@ -494,6 +501,11 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
                 round_seed = tf.random.experimental.stateless_fold_in(round_seed, entropy)
             with _seeded_noise(round_seed):
                 result, new_query_state, event = query.get_noised_result(sample, query_state)
+            if isinstance(result, tf.RaggedTensor):
+                # As TensorFlow Federated passes a ragged result (a tree of range sums) on.
+                result = collections.OrderedDict(
+                    flat_values=result.flat_values, nested_row_splits=result.nested_row_splits
+                )
             return result, new_query_state, _event_to_struct(event), next_seed
 
         seed_type = initial_seed.type_signature.result

@@ -170,6 +170,12 @@ def _freeze(concrete: Any, name: str, num_inputs: int) -> bytes:
     """The payload of the traced function: its graph, the variables it reads frozen into
     constants."""
     _check_outer_variables_are_read_only(concrete, name)
+    if not concrete.outputs:
+        # Nothing to compute (a computation returning `()`): freezing has nothing to keep, and
+        # TensorFlow's freezing fails on a function without outputs.
+        graph_def = concrete.graph.as_graph_def()
+        inputs = tuple(t.name for t in concrete.inputs[:num_inputs])
+        return GraphPayload(graph_def, inputs, ()).encode()
     try:
         # Keep control flow as functional ops: lowering it breaks loops over dataset iterators.
         frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
