@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import fed as tff
 from fed_analytics import hierarchical_histogram as hh
-from fed_analytics.hierarchical_histogram import _clipping, _tree
+from fed_analytics.hierarchical_histogram import _clipping, _factory, _tree
 from fed_types import TensorType
 
 needs_tensorflow_privacy = pytest.mark.skipif(
@@ -323,9 +323,17 @@ def test_the_process_returns_a_fresh_histogram_each_round_and_takes_its_state_ba
             "bits=5 is too small",
         ),
         (
-            {"dp_mechanism": "distributed-discrete-gaussian", "noise_multiplier": 0.1},
-            NotImplementedError,
-            "DistributedDiscreteGaussianSumQuery adds its noise to int32 records",
+            # TensorFlow Federated's case: log2(4 * sqrt(8) * 4 * 1 + 8 * 1 + 1) + 1 = 6.76 bits needed.
+            {
+                "num_bins": 1,
+                "max_records_per_user": 1,
+                "dp_mechanism": "distributed-discrete-gaussian",
+                "noise_multiplier": 4.0,
+                "expected_clients_per_round": 8,
+                "bits": 4,
+            },
+            ValueError,
+            r"bits=4 is too small .* at least 6.76 bits",
         ),
     ],
 )
@@ -387,6 +395,126 @@ def test_central_gaussian_without_noise_is_the_exact_tree_in_floats():
     histogram = computation(datasets(CLIENTS)).aggregated_hierarchical_histogram
     expected = _tree.build_tree_numpy(numpy_histogram(CLIENTS, 0.0, 10.0, 5), 2)
     assert histogram.flat_values.numpy() == pytest.approx(np.concatenate(expected))
+
+
+DDG = "distributed-discrete-gaussian"
+
+
+def ddg_factory(num_bins, **options):
+    return hh.create_hierarchical_histogram_aggregation_factory(
+        num_bins, dp_mechanism=DDG, **options
+    )
+
+
+@needs_tensorflow_privacy
+def test_distributed_discrete_gaussian_has_the_types_tensorflow_federated_gives():
+    process = ddg_factory(5, arity=3, noise_multiplier=1.0).create(TensorType(np.int32, [5]))
+    query_state = "<arity=int32,inner_query_state=<l2_norm_bound=float32,local_stddev=float32>>"
+    signature = str(process.next.type_signature)
+    assert f"query_state={query_state}" in signature
+    assert "result=<flat_values=int32[13],nested_row_splits=<int64[4]>>@SERVER" in signature
+    assert "measurements=<dp_query_metrics=<>,dp=<>>@SERVER" in signature
+
+
+@needs_tensorflow_privacy
+@pytest.mark.parametrize("clip_mechanism", ["sub-sampling", "distinct"])
+def test_distributed_discrete_gaussian_without_noise_is_the_exact_integer_tree(clip_mechanism):
+    options = dict(
+        clip_mechanism=clip_mechanism,
+        dp_mechanism=DDG,
+        noise_multiplier=0.0,
+        max_records_per_user=10,
+    )
+    computation = hh.build_hierarchical_histogram_computation(0.0, 10.0, 5, **options)
+    assert "flat_values=int32[15]" in str(computation.type_signature)
+    # No client holds more than 10 records; 'distinct' counts each client's bins once.
+    histograms = [numpy_histogram([c], 0.0, 10.0, 5) for c in CLIENTS]
+    if clip_mechanism == "distinct":
+        histograms = [np.minimum(h, 1) for h in histograms]
+    expected = _tree.build_tree_numpy(np.sum(histograms, axis=0), 2)
+    histogram = computation(datasets(CLIENTS)).aggregated_hierarchical_histogram
+    assert histogram.dtype == tf.int32 and histogram.to_list() == expected
+    process = hh.build_hierarchical_histogram_process(0.0, 10.0, 5, **options)
+    state = process.initialize()
+    assert state.aggregated_hierarchical_histogram.flat_values.dtype == tf.int32
+    for _ in range(2):
+        state, _ = process.next(state, datasets(CLIENTS))
+        assert state.aggregated_hierarchical_histogram.to_list() == expected
+
+
+@needs_tensorflow_privacy
+@pytest.mark.parametrize("num_clients", [9, 1])
+def test_distributed_discrete_gaussian_noise_is_the_clients_local_noise_summed(num_clients):
+    # 256 bins: depth 9, so a sub-sampled client's tree has L2 norm at most 3 * sqrt(9) = 9. Each
+    # client adds discrete Gaussian noise of stddev 1.0 * 9 / sqrt(9) = 3 to each of the 511 nodes;
+    # the server's sum carries sqrt(num_clients) * 3 (9 = noise_multiplier * l2_norm_bound when the
+    # expected 9 clients take part).
+    num_bins, max_records, noise_multiplier, expected_clients = 256, 3, 1.0, 9
+    bound = _factory.l2_norm_bound(num_bins, 2, "sub-sampling", max_records)
+    local = _factory.local_stddev(noise_multiplier, bound, expected_clients)
+    assert (bound, local) == (9.0, 3.0)
+    process = hh.build_hierarchical_histogram_process(
+        0.0,
+        256.0,
+        num_bins,
+        max_records_per_user=max_records,
+        dp_mechanism=DDG,
+        noise_multiplier=noise_multiplier,
+        expected_clients_per_round=expected_clients,
+        seed=3,
+    )
+    clients = [[7.0 * i, 7.0 * i + 0.5, 200.0 + i] for i in range(num_clients)]
+    exact = np.concatenate(_tree.build_tree_numpy(numpy_histogram(clients, 0, 256, num_bins), 2))
+    state = process.initialize()
+    noise = []
+    for _ in range(8):
+        state, _ = process.next(state, datasets(clients))
+        flat_values = state.aggregated_hierarchical_histogram.flat_values
+        assert flat_values.dtype == tf.int32
+        noise.append(flat_values.numpy() - exact)
+    noise = np.concatenate(noise)  # 8 rounds of 511 nodes
+    sigma = math.sqrt(num_clients) * local
+    # 4088 draws: the sample standard deviation is within 6% (5.4 of its standard deviations) and
+    # the mean within 4 sigma / sqrt(n). Nodes whose count is 0 come out negative too: the secure sum
+    # runs over a symmetric range.
+    assert np.std(noise) == pytest.approx(sigma, rel=0.06)
+    assert abs(np.mean(noise)) < 4 * sigma / math.sqrt(noise.size)
+    assert noise.min() < -sigma
+    # A seed fixes the clients' sampling, not this noise (tensorflow-privacy draws it afresh).
+    first, _ = process.next(process.initialize(), datasets(clients))
+    again, _ = process.next(process.initialize(), datasets(clients))
+    assert not np.array_equal(
+        first.aggregated_hierarchical_histogram.flat_values,
+        again.aggregated_hierarchical_histogram.flat_values,
+    )
+
+
+@needs_tensorflow_privacy
+def test_the_modular_sum_holds_the_expected_clients_at_their_bound():
+    # 3 expected clients of at most 5 records: log2(3 * 5 + 1) + 1 = 5 bits needed, so bits=5 gives
+    # the modulus 16 and the symmetric range [-15, 15]. The root of 3 full clients is 15.
+    assert _factory.min_bits(0.0, 5.0, 3, 5) == pytest.approx(math.log2(16) + 1)
+    # A sum of exactly the modulus would wrap: 4 clients of 4 records need more than 5 bits.
+    with pytest.raises(ValueError, match="bits=5 is too small"):
+        ddg_factory(1, max_records_per_user=4, expected_clients_per_round=4, bits=5)
+    with pytest.raises(ValueError, match="bits=4 is too small"):
+        ddg_factory(2, max_records_per_user=5, expected_clients_per_round=3, bits=4)
+    factory = ddg_factory(2, max_records_per_user=5, expected_clients_per_round=3, bits=5)
+    process = factory.create(TensorType(np.int32, [2]))
+    full = [np.array([5, 0], np.int32), np.array([2, 3], np.int32), np.array([0, 9], np.int32)]
+    result = process.next(process.initialize(), full).result
+    assert result["flat_values"].tolist() == [15, 7, 8]
+    # A client more than expected can wrap the sum around (20 is -11 modulo 31), as TensorFlow
+    # Federated warns: choose bits for the largest round.
+    result = process.next(process.initialize(), [*full, np.array([5, 0], np.int32)]).result
+    assert result["flat_values"].tolist() == [20 - 31, 12, 8]
+
+
+def test_the_distributed_mechanism_is_refused_without_a_secure_sum():
+    with pytest.raises(ValueError, match="needs enable_secure_sum=True"):
+        ddg_factory(4, enable_secure_sum=False)
+    with pytest.raises(ValueError, match=r"bits must be an int in \[1, 22\], got 23"):
+        ddg_factory(4, bits=23)
 
 
 # -- registration -------------------------------------------------------------------------------------

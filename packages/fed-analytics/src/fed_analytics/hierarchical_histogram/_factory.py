@@ -2,10 +2,12 @@
 it, sum the trees (securely, when asked) and add DP noise to every node (when asked).
 
 The factories nest as TensorFlow Federated's do, outermost first: `HistogramClippingSumFactory` (bounds
-each client's records), then the tree sum, then the record sum (`SecureSumFactory` or `SumFactory`).
-With 'central-gaussian', the tree sum is a `fed_aggregators.DifferentiallyPrivateFactory` of
-tensorflow-privacy's `TreeRangeSumQuery` with a Gaussian inner query (the `dp` extra); with 'no-noise'
-it is a plain tree sum that needs no tensorflow-privacy.
+each client's records), then the tree sum, then the record sum (`SecureSumFactory`,
+`SecureModularSumFactory` or `SumFactory`). With a DP mechanism, the tree sum is a
+`fed_aggregators.DifferentiallyPrivateFactory` of tensorflow-privacy's `TreeRangeSumQuery` (the `dp`
+extra) whose inner query adds the noise: a `GaussianSumQuery` on the server ('central-gaussian') or a
+`DistributedDiscreteGaussianSumQuery` on every client ('distributed-discrete-gaussian'); with
+'no-noise' it is a plain tree sum that needs no tensorflow-privacy.
 
 The sum comes out as TensorFlow Federated's struct of a ragged tensor,
 `<flat_values=T[nodes],nested_row_splits=<int64[depth + 1]>>`: the tree's nodes layer after layer
@@ -23,7 +25,12 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_aggregators import SecureSumFactory, SumFactory, UnweightedAggregationFactory
+from fed_aggregators import (
+    SecureModularSumFactory,
+    SecureSumFactory,
+    SumFactory,
+    UnweightedAggregationFactory,
+)
 from fed_analytics.hierarchical_histogram import _tree
 from fed_analytics.hierarchical_histogram._clipping import (
     CLIP_MECHANISMS,
@@ -39,9 +46,7 @@ NO_NOISE_MECHANISMS = ["no-noise"]
 CENTRAL_DP_MECHANISMS = ["central-gaussian"]
 DISTRIBUTED_DP_MECHANISMS = ["distributed-discrete-gaussian"]
 DP_MECHANISMS = CENTRAL_DP_MECHANISMS + DISTRIBUTED_DP_MECHANISMS + NO_NOISE_MECHANISMS
-"""The DP mechanisms the hierarchical histogram takes (TensorFlow Federated's list);
-'distributed-discrete-gaussian' raises NotImplementedError (see
-`create_hierarchical_histogram_aggregation_factory`)."""
+"""The DP mechanisms the hierarchical histogram takes (TensorFlow Federated's list)."""
 
 
 def tree_as_struct(flat_values: tf.Tensor, depth: int, arity: int) -> collections.OrderedDict:
@@ -196,6 +201,41 @@ def check_hierarchical_histogram_parameters(
         )
 
 
+def local_stddev(
+    noise_multiplier: float, l2_norm_bound: float, expected_clients_per_round: int
+) -> float:
+    """The standard deviation of the discrete Gaussian noise each client adds with
+    'distributed-discrete-gaussian', `noise_multiplier * l2_norm_bound /
+    sqrt(expected_clients_per_round)`: the noise of `expected_clients_per_round` clients sums to the
+    central mechanism's `noise_multiplier * l2_norm_bound` (TensorFlow Federated's split).
+    tensorflow-privacy's sampler rounds it up to an integer, so the summed noise of `n` clients has
+    standard deviation `sqrt(n) * ceil(local_stddev)`."""
+    return noise_multiplier * l2_norm_bound / math.sqrt(expected_clients_per_round)
+
+
+def min_bits(
+    noise_multiplier: float,
+    l2_norm_bound: float,
+    expected_clients_per_round: int,
+    max_records_per_user: int,
+) -> float:
+    """The fewest `bits` that 'distributed-discrete-gaussian' allows: the modular sum (modulus
+    `2 ** (bits - 1)`, results in `[-(modulus - 1), modulus - 1]`) must hold the clipped counts of
+    `expected_clients_per_round` clients plus four standard deviations of their summed noise,
+    `X = 4 * sqrt(clients) * noise_multiplier * l2_norm_bound + clients * max_records_per_user`:
+    `log2(X + 1) + 1`. TensorFlow Federated's bound, `log2(X) + 1`, lets a sum of exactly the modulus
+    through, which wraps to a negative count."""
+    clients = expected_clients_per_round
+    return (
+        math.log2(
+            4 * math.sqrt(clients) * noise_multiplier * l2_norm_bound
+            + clients * max_records_per_user
+            + 1
+        )
+        + 1
+    )
+
+
 def create_hierarchical_histogram_aggregation_factory(
     num_bins: int,
     arity: int = 2,
@@ -214,18 +254,33 @@ def create_hierarchical_histogram_aggregation_factory(
 
     Each client clips its histogram with `clip_mechanism` to `max_records_per_user` records (see
     `HistogramClippingSumFactory`) and builds the `arity`-ary tree over it; the trees are summed with
-    a secure sum bounded by `max_records_per_user` (`enable_secure_sum`) or a plain sum. The result is
-    the summed tree as `<flat_values, nested_row_splits>` (int32 counts without noise, float32 with).
+    a secure sum (`enable_secure_sum`) or a plain sum. The result is the summed tree as
+    `<flat_values, nested_row_splits>`: int32 counts, except float32 with 'central-gaussian'.
 
-    `dp_mechanism`: 'no-noise', or 'central-gaussian': the server adds Gaussian noise of standard
-    deviation `noise_multiplier * l2_norm_bound` to every node, where `l2_norm_bound` bounds a clipped
-    client's tree (`max_records_per_user * sqrt(depth)` for 'sub-sampling'). That needs the `dp` extra
-    (tensorflow-privacy). 'distributed-discrete-gaussian' (with `expected_clients_per_round` and
-    `bits`) is checked as TensorFlow Federated checks it, then raises NotImplementedError: see the
-    message.
+    `dp_mechanism`:
 
-    `seed` (a fed addition) seeds the clients' sampling and the noise, for a reproducible run; by
-    default each process's `initialize` draws fresh seeds.
+    - 'no-noise': the exact tree; the secure sum is bounded by `max_records_per_user`.
+    - 'central-gaussian': the server adds Gaussian noise of standard deviation
+      `noise_multiplier * l2_norm_bound` to every node, where `l2_norm_bound` bounds a clipped
+      client's tree (`max_records_per_user * sqrt(depth)` for 'sub-sampling').
+    - 'distributed-discrete-gaussian' (Kairouz, Liu and Steinke 2021): every client adds discrete
+      Gaussian noise of standard deviation `noise_multiplier * l2_norm_bound /
+      sqrt(expected_clients_per_round)` (rounded up to an integer) to its integer tree, and the trees
+      are summed with a secure modular sum of modulus `2 ** (bits - 1)` over the symmetric range
+      `[-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1]`; the server sees only the noised sum, whose noise
+      has standard deviation `noise_multiplier * l2_norm_bound` when `expected_clients_per_round`
+      clients take part. Needs `enable_secure_sum=True`, and `bits` at least `log2(4 *
+      sqrt(expected_clients_per_round) * noise_multiplier * l2_norm_bound +
+      expected_clients_per_round * max_records_per_user) + 1`, so that the sum rarely wraps around;
+      more clients than `expected_clients_per_round` may still make it wrap, so choose `bits` for the
+      largest round.
+
+    The DP mechanisms need the `dp` extra (tensorflow-privacy).
+
+    `seed` (a fed addition) seeds the clients' sampling and the central noise, for a reproducible
+    run; by default each process's `initialize` draws fresh seeds. The distributed discrete Gaussian
+    noise is drawn by tensorflow-privacy's samplers from fresh randomness at every call, whatever
+    `seed` says: a run with that mechanism is never reproducible.
     """
     owner = "create_hierarchical_histogram_aggregation_factory"
     check_hierarchical_histogram_parameters(
@@ -243,13 +298,7 @@ def create_hierarchical_histogram_aggregation_factory(
     seed = check_seed(seed, owner)
     bound = l2_norm_bound(num_bins, arity, clip_mechanism, max_records_per_user)
     if dp_mechanism in DISTRIBUTED_DP_MECHANISMS:
-        needed = (
-            math.log2(
-                4 * math.sqrt(expected_clients_per_round) * noise_multiplier * bound
-                + expected_clients_per_round * max_records_per_user
-            )
-            + 1
-        )
+        needed = min_bits(noise_multiplier, bound, expected_clients_per_round, max_records_per_user)
         if bits < needed:
             raise ValueError(
                 f"{owner}: bits={bits} is too small for expected_clients_per_round="
@@ -257,38 +306,45 @@ def create_hierarchical_histogram_aggregation_factory(
                 f"noise_multiplier={noise_multiplier}: the modular sum would wrap often (it needs "
                 f"at least {needed:.2f} bits). Increase bits or lower the others."
             )
-        raise NotImplementedError(
-            f"{owner}: dp_mechanism='distributed-discrete-gaussian' is not available in fed. "
-            "tensorflow-privacy's DistributedDiscreteGaussianSumQuery adds its noise to int32 "
-            "records on the clients, and fed_aggregators.DifferentiallyPrivateFactory aggregates "
-            "floating-point values only; the query also draws its noise with tensorflow-probability's "
-            "unseeded samplers, where fed draws all randomness from seeds in the process state. Use "
-            "'central-gaussian' (with enable_secure_sum=True the clients' trees are still summed "
-            "securely) or 'no-noise'."
+    if dp_mechanism == "no-noise":
+        record_sum = SecureSumFactory(max_records_per_user) if enable_secure_sum else SumFactory()
+        return HistogramClippingSumFactory(
+            clip_mechanism=clip_mechanism,
+            max_records_per_user=max_records_per_user,
+            inner_agg_factory=_TreeSumFactory(arity, record_sum),
+            cast_to_float=False,
+            seed=seed,
         )
-    if dp_mechanism == "central-gaussian":
-        from fed_aggregators import DifferentiallyPrivateFactory
 
+    from fed_aggregators import DifferentiallyPrivateFactory
+
+    if dp_mechanism == "central-gaussian":
         record_sum = (
             SecureSumFactory(float(max_records_per_user)) if enable_secure_sum else SumFactory()
         )
-        gaussian = _import_dp_query("gaussian_query").GaussianSumQuery(
+        inner_query = _import_dp_query("gaussian_query").GaussianSumQuery(
             l2_norm_clip=bound, stddev=noise_multiplier * bound
         )
-        tree_sum: UnweightedAggregationFactory = DifferentiallyPrivateFactory(
-            tree_range_sum_query(gaussian, arity, num_bins),
-            record_aggregation_factory=record_sum,
-            noise_seed=seed,
-        )
-        cast_to_float = True
     else:
-        record_sum = SecureSumFactory(max_records_per_user) if enable_secure_sum else SumFactory()
-        tree_sum = _TreeSumFactory(arity, record_sum)
-        cast_to_float = False
+        # The clients' noised trees may be negative: the symmetric range sums them modulo
+        # 2 ** bits - 1 and maps the sum back into [-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1].
+        record_sum = SecureModularSumFactory(modulus=2 ** (bits - 1), symmetric_range=True)
+        inner_query = _import_dp_query(
+            "distributed_discrete_gaussian_query"
+        ).DistributedDiscreteGaussianSumQuery(
+            l2_norm_bound=bound,
+            local_stddev=local_stddev(noise_multiplier, bound, expected_clients_per_round),
+        )
+    tree_sum = DifferentiallyPrivateFactory(
+        tree_range_sum_query(inner_query, arity, num_bins),
+        record_aggregation_factory=record_sum,
+        noise_seed=seed,
+    )
     return HistogramClippingSumFactory(
         clip_mechanism=clip_mechanism,
         max_records_per_user=max_records_per_user,
         inner_agg_factory=tree_sum,
-        cast_to_float=cast_to_float,
+        # The Gaussian query adds float noise; the discrete one takes and keeps int32 records.
+        cast_to_float=dp_mechanism in CENTRAL_DP_MECHANISMS,
         seed=seed,
     )

@@ -161,15 +161,19 @@ def build_hierarchical_histogram_computation(
     outside are dropped), clips its histogram with `clip_mechanism` to `max_records_per_user` records
     ('sub-sampling': a uniform sample of its records; 'distinct': a uniform sample of the bins it has
     records in, each counted once), and builds the `arity`-ary tree over it. The server sums the trees
-    (with secure sums when `enable_secure_sum`) and, with `dp_mechanism='central-gaussian'`, adds
-    Gaussian noise of standard deviation `noise_multiplier` times the tree's L2 sensitivity to every
-    node (the `dp` extra). See `create_hierarchical_histogram_aggregation_factory` for the mechanisms,
+    (with secure sums when `enable_secure_sum`). With `dp_mechanism='central-gaussian'` the server
+    adds Gaussian noise of standard deviation `noise_multiplier` times the tree's L2 sensitivity to
+    every node; with 'distributed-discrete-gaussian' each client adds integer noise to its tree
+    before a secure modular sum of `bits` bits, so that the server sees only the noised sum (noise
+    of the same standard deviation in all, when `expected_clients_per_round` clients take part). Both
+    need the `dp` extra; see `create_hierarchical_histogram_aggregation_factory` for the mechanisms,
     `expected_clients_per_round` and `bits`.
 
     Called from Python it returns a `ServerOutput` whose histogram is a `tf.RaggedTensor` (one row per
     layer, root first); decode it with `HierarchicalHistogramDecoder`. `seed` (a fed addition) fixes
-    the sampling and the noise: the same seed gives the same noise at every call, so use it for tests
-    and reproducible experiments, never for releases about the same people.
+    the sampling and the central noise: the same seed gives the same noise at every call, so use it
+    for tests and reproducible experiments, never for releases about the same people. The distributed
+    discrete Gaussian noise is fresh at every call whatever `seed` says.
     """
     _, process, one_round = _build(
         "build_hierarchical_histogram_computation",
@@ -217,7 +221,8 @@ def build_hierarchical_histogram_process(
 
     From Python, histograms come and go as `tf.RaggedTensor`s. Each round's sampling and noise seeds
     are drawn afresh, or, with `seed`, derived from `seed` and the histogram in the state: a run is
-    reproducible, and rounds do not repeat their noise.
+    reproducible, and rounds do not repeat their noise. (With 'distributed-discrete-gaussian' only the
+    sampling is: that noise is drawn afresh at every call.)
     """
     _, process, one_round = _build(
         "build_hierarchical_histogram_process",
@@ -264,6 +269,7 @@ def build_hierarchical_histogram_process(
             return fc.federated_map(fold_in, fc.federated_zip((previous, seed)))
 
         inner = state.inner_state
+        # The distributed discrete Gaussian query draws its noise without the state's seed.
         if dp_mechanism in _factory.CENTRAL_DP_MECHANISMS:
             inner = fc.federated_zip(
                 DPAggregatorState(
