@@ -204,10 +204,10 @@ def test_set_model_weights_and_training_reduces_the_loss():
         np.testing.assert_array_equal(a, b)
 
 
-def test_compiled_models_are_refused_with_directions():
+def test_compiled_models_are_accepted_with_a_warning():
     keras_model = _keras_model()
     keras_model.compile(loss="sparse_categorical_crossentropy")
-    with pytest.raises(ValueError, match="uncompiled model with loss= and metrics="):
+    with pytest.warns(UserWarning, match="its optimizer, loss and metrics are ignored"):
         models.from_keras_model(
             keras_model, keras.losses.SparseCategoricalCrossentropy(), INPUT_SPEC
         )
@@ -217,31 +217,17 @@ def test_compiled_models_are_refused_with_directions():
     assert wrapped.input_spec[0].shape.as_list() == [None, 4]
 
 
-def test_non_keras_variable_models_are_refused_clearly():
-    class Custom(models.VariableModel):
-        trainable_variables = non_trainable_variables = input_spec = None
-
-        def forward_pass(self, batch_input, training=True): ...
-        def predict_on_batch(self, x, training=True): ...
-        def report_local_unfinalized_metrics(self): ...
-        def metric_finalizers(self): ...
-        def reset_metrics(self): ...
-
-    with pytest.raises(NotImplementedError, match="no functional form"):
-        algorithms.build_weighted_fed_avg(Custom, optimizers.build_sgdm(0.1))
-
-
 def test_variable_model_forward_pass_accumulates_metrics():
     model = model_fn()
     x, y = _arrays(6, seed=80)
     model.forward_pass((x, y))
     model.forward_pass((x[:2], y[:2]))
     state = model.report_local_unfinalized_metrics()
-    assert state["num_examples"] == [8]
-    assert state["num_batches"] == [2]
+    assert [int(v) for v in state["num_examples"]] == [8]
+    assert [int(v) for v in state["num_batches"]] == [2]
     finalized = collections.OrderedDict(
         (k, fn(state[k])) for k, fn in model.metric_finalizers().items()
     )
     assert 0.0 <= float(finalized["sparse_categorical_accuracy"]) <= 1.0
     model.reset_metrics()
-    assert model.report_local_unfinalized_metrics()["num_examples"] == [0]
+    assert int(model.report_local_unfinalized_metrics()["num_examples"][0]) == 0

@@ -656,6 +656,12 @@ def test_state_for_other_weights_or_another_optimizer_is_rejected(sgdm_setup: An
         ([np.zeros(2)], TypeError, r"specs at \[0\] must be a tf.TensorSpec, got float64 value"),
         ({"w": tf.TensorSpec([2], tf.int32)}, TypeError, r"specs at \['w'\] have dtype int32"),
         ([tf.TensorSpec([None, 2])], ValueError, r"specs at \[0\] have shape \(None, 2\)"),
+        (
+            (tf.TensorSpec, tf.TensorSpec),
+            TypeError,
+            r"specs at \[0\] must be a tf.TensorSpec, got the class TensorSpec itself rather than an "
+            r"instance \(tf.TensorSpec.from_tensor\(weight\) makes one\)",
+        ),
     ],
 )
 def test_initialize_rejects_specs_it_cannot_build_state_for(
@@ -672,3 +678,15 @@ def test_weights_must_be_floating_point() -> None:
         TypeError, match=r"weights at \[0\] must be floating-point, got dtype int32"
     ):
         optimizer.next(state, [tf.constant([1, 2])], [tf.constant([1, 2])])
+
+
+def test_plain_sgd_does_not_read_its_specs_as_tff_s_does() -> None:
+    # TFF's composing-learning-algorithms tutorial passes the class itself as every spec.
+    weights = [tf.constant([1.0, 2.0])]
+    specs = tf.nest.map_structure(lambda x: tf.TensorSpec, weights)
+    optimizer = optimizers.build_sgdm(learning_rate=0.5)
+    state = optimizer.initialize(specs)
+    _, updated = optimizer.next(state, weights, [tf.constant([2.0, 2.0])])
+    np.testing.assert_allclose(updated[0], [0.0, 1.0])
+    with pytest.raises(TypeError, match="the class TensorSpec itself"):
+        optimizers.build_sgdm(learning_rate=0.5, momentum=0.9).initialize(specs)

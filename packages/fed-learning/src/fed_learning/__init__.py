@@ -17,11 +17,13 @@ from fed_learning.model_update_aggregator import (
     robust_aggregator,
     secure_aggregator,
 )
-from fed_learning.models import ModelWeights, from_compiled_keras_model, from_keras_model
-from fed_learning.templates import ClientWeighting
+from fed_learning.models import Model, ModelWeights, from_compiled_keras_model, from_keras_model
+from fed_learning.templates import ClientWeighting, LoopImplementation
 
 __all__ = [
     "ClientWeighting",
+    "LoopImplementation",
+    "Model",
     "ModelWeights",
     "__version__",
     "algorithms",

@@ -3,70 +3,72 @@
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_learning._loops import fold_dataset
-from fed_learning.algorithms._fed_avg import ModelFn, _initial_weights_fn
-from fed_learning.models import FunctionalModel, ModelWeights
-from fed_learning.models._conversion import as_functional_model
-from fed_learning.models._functional import split_batch
+from fed_learning._client_training import (
+    build_evaluate_on_client,
+    build_metrics_aggregation,
+    data_type_of,
+    initial_weights_computation,
+    metric_finalizer,
+    weights_type_of,
+    zero_metrics_computation,
+)
+from fed_learning.algorithms._fed_avg import ModelFn
+from fed_learning.models import FunctionalModel
+from fed_learning.models._conversion import as_model
 from fed_learning.templates import (
     DistributionProcess,
     LearningAlgorithmState,
     LearningProcess,
     LearningProcessOutput,
+    LoopImplementation,
     build_broadcast_process,
 )
-from fed_learning.templates._client_work import metrics_state_type_of, weights_type_of
-from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, to_type
-
-
-def _evaluate_on_client(model: FunctionalModel) -> fc.Computation:
-    weights_type = weights_type_of(model)
-    data_type = SequenceType(to_type(model.input_spec))
-
-    @ftf.computation(weights_type, data_type)
-    def evaluate(weights, dataset):
-        current = ModelWeights(list(weights.trainable), list(weights.non_trainable))
-
-        def step(metrics, batch):
-            _, y = split_batch(batch)
-            output = model.forward_pass(current, batch, training=False)
-            return model.update_metrics_state(metrics, y, output)
-
-        return fold_dataset(dataset, model.initialize_metrics_state(), step)
-
-    return evaluate
+from fed_learning.templates._client_work import check_loop_options
+from fed_types import CLIENTS, SERVER, FederatedType
 
 
 def build_fed_eval(
-    model_fn: ModelFn | FunctionalModel, model_distributor: DistributionProcess | None = None
+    model_fn: ModelFn | FunctionalModel,
+    model_distributor: DistributionProcess | None = None,
+    metrics_aggregation_process: Any = None,
+    loop_implementation: LoopImplementation | None = None,
+    use_experimental_simulation_loop: bool = False,
 ) -> LearningProcess:
     """A LearningProcess that evaluates the model held in its state on each round's clients. Metrics:
     `metrics['client_work']['eval']['current_round_metrics'][name]` (this round's clients) and
-    `['total_rounds_metrics'][name]` (all rounds so far); each is computed exactly over all examples."""
-    model = as_functional_model(model_fn)
-    weights_type = weights_type_of(model)
-    data_type = SequenceType(to_type(model.input_spec))
-    metrics_type = metrics_state_type_of(model)
-    distributor = model_distributor or build_broadcast_process(weights_type)
-    evaluate = _evaluate_on_client(model)
-    initial_weights = _initial_weights_fn(model)
+    `['total_rounds_metrics'][name]` (all rounds so far); each is computed exactly over all examples.
 
-    @ftf.computation
-    def zero_metrics():
-        return model.initialize_metrics_state()
+    `loop_implementation` and `use_experimental_simulation_loop` are accepted and change nothing; a
+    `metrics_aggregation_process` other than None is not supported yet.
+    """
+    check_loop_options(loop_implementation, use_experimental_simulation_loop)
+    if metrics_aggregation_process is not None:
+        raise NotImplementedError(
+            "build_fed_eval does not take a metrics_aggregation_process yet: its metrics are the clients' "
+            "metric states summed, then finalized."
+        )
+    model = as_model(model_fn)
+    weights_type = weights_type_of(model)
+    distributor = model_distributor or build_broadcast_process(weights_type)
+    evaluate = build_evaluate_on_client(model)
+    metrics_type = evaluate.type_signature.result
+    finalize = metric_finalizer(model)
+    initial_weights = initial_weights_computation(model)
+    zero_metrics = zero_metrics_computation(metrics_type)
 
     @ftf.computation(metrics_type, metrics_type)
     def accumulate_and_finalize(round_metrics, total_metrics):
         total = tf.nest.map_structure(tf.add, round_metrics, total_metrics)
         report = collections.OrderedDict(
             eval=collections.OrderedDict(
-                current_round_metrics=model.finalize_metrics(round_metrics),
-                total_rounds_metrics=model.finalize_metrics(total),
+                current_round_metrics=finalize(round_metrics),
+                total_rounds_metrics=finalize(total),
             )
         )
         return total, report
@@ -84,7 +86,9 @@ def build_fed_eval(
             )
         )
 
-    @fc.federated_computation(initialize.type_signature.result, FederatedType(data_type, CLIENTS))
+    @fc.federated_computation(
+        initialize.type_signature.result, FederatedType(data_type_of(model), CLIENTS)
+    )
     def next_fn(state, client_data):
         distributed = distributor.next(state.distributor, state.global_model_weights)
         round_metrics = fc.federated_sum(
@@ -121,25 +125,39 @@ def build_fed_eval(
     )
 
 
-def build_federated_evaluation(model_fn: ModelFn | FunctionalModel) -> fc.Computation:
-    """TFF's older evaluation: a computation `(weights@SERVER, data@CLIENTS) -> OrderedDict(eval=metrics)@SERVER`."""
-    model = as_functional_model(model_fn)
-    weights_type = weights_type_of(model)
-    data_type = SequenceType(to_type(model.input_spec))
-    metrics_type = metrics_state_type_of(model)
-    evaluate = _evaluate_on_client(model)
+def build_federated_evaluation(
+    model_fn: ModelFn | FunctionalModel,
+    broadcast_process: DistributionProcess | None = None,
+    metrics_aggregator: Any = None,
+    use_experimental_simulation_loop: bool = False,
+) -> fc.Computation:
+    """TFF's older evaluation: a computation `(weights@SERVER, data@CLIENTS) -> OrderedDict(eval=metrics)@SERVER`.
 
-    @ftf.computation(metrics_type)
-    def finalize(metrics_state):
-        return collections.OrderedDict(eval=model.finalize_metrics(metrics_state))
+    `broadcast_process` (a DistributionProcess) replaces the plain broadcast of the weights;
+    `metrics_aggregator` is as in the training builders; `use_experimental_simulation_loop` is accepted and
+    changes nothing.
+    """
+    check_loop_options(None, use_experimental_simulation_loop)
+    if broadcast_process is not None and not isinstance(broadcast_process, DistributionProcess):
+        raise TypeError(
+            f"broadcast_process must be a DistributionProcess, got {broadcast_process!r}."
+        )
+    model = as_model(model_fn)
+    weights_type = weights_type_of(model)
+    evaluate = build_evaluate_on_client(model)
+    aggregate = build_metrics_aggregation(model, evaluate.type_signature.result, metrics_aggregator)
 
     @fc.federated_computation(
-        FederatedType(weights_type, SERVER), FederatedType(data_type, CLIENTS)
+        FederatedType(weights_type, SERVER), FederatedType(data_type_of(model), CLIENTS)
     )
     def evaluation(model_weights, client_data):
-        per_client = fc.federated_map(
-            evaluate, fc.federated_zip((fc.federated_broadcast(model_weights), client_data))
-        )
-        return fc.federated_map(finalize, fc.federated_sum(per_client))
+        if broadcast_process is None:
+            weights_at_clients = fc.federated_broadcast(model_weights)
+        else:
+            weights_at_clients = broadcast_process.next(
+                broadcast_process.initialize(), model_weights
+            ).result
+        per_client = fc.federated_map(evaluate, fc.federated_zip((weights_at_clients, client_data)))
+        return fc.federated_zip(collections.OrderedDict(eval=aggregate(per_client)))
 
     return evaluation

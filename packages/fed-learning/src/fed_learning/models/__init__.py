@@ -9,6 +9,7 @@ from fed_learning.models._functional import (
 )
 from fed_learning.models._variable import (
     KerasVariableModel,
+    Model,
     VariableModel,
     from_compiled_keras_model,
     from_keras_model,
@@ -19,6 +20,7 @@ __all__ = [
     "FunctionalModel",
     "KerasVariableModel",
     "MetricSpec",
+    "Model",
     "ModelWeights",
     "VariableModel",
     "from_compiled_keras_model",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fed_learning.models._functional import FunctionalModel
-from fed_learning.models._variable import VariableModel
+import numpy as np
+
+from fed_learning.models._functional import FunctionalModel, ModelWeights
+from fed_learning.models._variable import KerasVariableModel, Model, VariableModel
 from fed_learning.optimizers import (
     Optimizer,
     build_adagrad,
@@ -17,19 +19,76 @@ from fed_learning.optimizers import (
 )
 
 
-def as_functional_model(
-    model: Callable[[], Any] | FunctionalModel | VariableModel,
-) -> FunctionalModel:
-    """The functional form of a FunctionalModel, a VariableModel, or what a no-argument model function returns."""
-    if callable(model) and not isinstance(model, (FunctionalModel, VariableModel)):
-        model = model()
-    if isinstance(model, FunctionalModel):
+class VariableModelSource:
+    """A VariableModel (or a model of TFF's older `Model` interface) made by a model function.
+
+    One model is built now, outside any computation: it gives the weights' types and initial values, the
+    input spec and the metric finalizers. Inside the client computations, `build()` calls the model
+    function again, so that every call gets fresh variables.
+    """
+
+    def __init__(self, model_fn: Callable[[], Any], prototype: VariableModel | Model):
+        self.model_fn = model_fn
+        self.prototype = prototype
+        self.legacy = not isinstance(prototype, VariableModel)
+        self.input_spec = prototype.input_spec
+        self.initial_weights = ModelWeights(
+            [_array(v) for v in prototype.trainable_variables],
+            [_array(v) for v in prototype.non_trainable_variables],
+        )
+
+    def build(self) -> VariableModel | Model:
+        """A new model from the model function."""
+        model = self.model_fn()
+        if model is self.prototype:
+            raise ValueError(
+                "The model function returned the same model twice: it must build a new model, with new "
+                "variables, on every call (fed calls it inside its computations, as TFF does)."
+            )
+        if not isinstance(model, (VariableModel, Model)):
+            raise TypeError(
+                f"The model function returned {model!r} inside a computation, where it first returned a "
+                f"{type(self.prototype).__name__}."
+            )
         return model
-    if isinstance(model, VariableModel):
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
+TrainableModel = FunctionalModel | VariableModelSource
+
+
+def as_model(model: Callable[[], Any] | FunctionalModel | VariableModel) -> TrainableModel:
+    """What fed's algorithms train: a FunctionalModel, given or the functional form of a Keras model; or
+    the model function of any other VariableModel (or older `Model`), which the algorithms call inside
+    their computations."""
+    if isinstance(model, (FunctionalModel, VariableModelSource)):
+        return model
+    if isinstance(model, KerasVariableModel):
         return model.functional_model()
+    if isinstance(model, (VariableModel, Model)):
+        raise TypeError(
+            f"Got a {type(model).__name__} instance: give a no-argument function that builds the model "
+            "(such as the model class itself), which fed calls inside its computations to get fresh "
+            "variables, as TFF does."
+        )
+    if callable(model):
+        built = model()
+        if isinstance(built, FunctionalModel):
+            return built
+        if isinstance(built, KerasVariableModel):
+            return built.functional_model()
+        if isinstance(built, (VariableModel, Model)):
+            return VariableModelSource(model, built)
+        raise TypeError(
+            "Expected a model function returning a VariableModel (such as one from "
+            f"fed.learning.models.from_keras_model), got one returning {built!r}."
+        )
     raise TypeError(
-        f"Expected a model function returning a VariableModel (from fed.learning.models.from_keras_model) or a "
-        f"FunctionalModel, got {model!r}."
+        "Expected a model function returning a VariableModel (such as one from "
+        f"fed.learning.models.from_keras_model) or a FunctionalModel, got {model!r}."
     )
 
 

@@ -66,8 +66,11 @@ class ElementwiseOptimizer(Optimizer):
         return tf.zeros(spec.shape, spec.dtype)
 
     def initialize(self, specs: Any) -> State:
-        for path, spec in _nest.flatten_with_paths(specs):
-            _check_spec(path, spec)
+        # Only slots are built from the specs; an optimizer without any (plain SGD) does not read them,
+        # as TensorFlow Federated's does not (its tutorials pass `lambda x: tf.TensorSpec` there).
+        if self._slots:
+            for path, spec in _nest.flatten_with_paths(specs):
+                _check_spec(path, spec)
         state: State = collections.OrderedDict(
             (key, scalar(value, HPARAM_DTYPE)) for key, value in self._hparams.items()
         )

@@ -31,6 +31,9 @@ def describe(value: Any) -> str:
     """A short description of a value, as it reads in a message."""
     if value is None:
         return "None"
+    if isinstance(value, type):
+        # A class such as tf.TensorSpec has `shape` and `dtype` attributes, but they are not values.
+        return f"the class {value.__qualname__} itself rather than an instance"
     if isinstance(value, Mapping):
         return f"{type(value).__name__} with keys {sorted(value, key=repr)}"
     children = _children(value)

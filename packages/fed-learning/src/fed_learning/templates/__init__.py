@@ -2,6 +2,7 @@
 
 from fed_learning.templates._client_work import (
     ClientWeighting,
+    LoopImplementation,
     build_apply_optimizer_finalizer,
     build_model_delta_client_work,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "LearningAlgorithmState",
     "LearningProcess",
     "LearningProcessOutput",
+    "LoopImplementation",
     "build_apply_optimizer_finalizer",
     "build_broadcast_process",
     "build_model_delta_client_work",

@@ -13,13 +13,12 @@ import tensorflow as tf
 import fed_core as fc
 import fed_tensorflow as ftf
 from fed_core.templates import MeasuredProcessOutput
-from fed_learning._loops import fold_dataset
+from fed_learning._client_training import build_metrics_aggregation, build_train_on_client
 from fed_learning.models import FunctionalModel, ModelWeights
-from fed_learning.models._conversion import as_functional_model, as_optimizer
-from fed_learning.models._functional import split_batch
+from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
 from fed_learning.optimizers import Optimizer
-from fed_learning.templates._templates import ClientResult, ClientWorkProcess, FinalizerProcess
-from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, infer_type, to_type
+from fed_learning.templates._templates import ClientWorkProcess, FinalizerProcess
+from fed_types import CLIENTS, SERVER, FederatedType, to_type
 
 
 class ClientWeighting(enum.Enum):
@@ -29,23 +28,29 @@ class ClientWeighting(enum.Enum):
     UNIFORM = "uniform"
 
 
-def weights_type_of(model: FunctionalModel) -> Any:
-    """The fed type of the model's weights (a ModelWeights of lists of tensors)."""
-    return infer_type(model.initial_weights)
+class LoopImplementation(enum.Enum):
+    """TFF's choice of how a client's training loop runs over its dataset. fed accepts either value and
+    always runs the same loop: a `tf.while_loop` over the dataset's iterator, which TFF's
+    `DATASET_ITERATOR` also is, set up once per computation instead of once per client."""
+
+    DATASET_ITERATOR = "dataset_iterator"
+    DATASET_REDUCE = "dataset_reduce"
 
 
-def metrics_state_type_of(model: FunctionalModel) -> Any:
-    """The fed type of the model's (summable) metrics state."""
-    return infer_type(tf.nest.map_structure(lambda t: t.numpy(), model.initialize_metrics_state()))
-
-
-def _specs(tensors: Any) -> Any:
-    return tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), tensors)
-
-
-def _all_finite(structure: Any) -> tf.Tensor:
-    flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(structure)]
-    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+def check_loop_options(
+    loop_implementation: Any = None, use_experimental_simulation_loop: Any = False
+) -> None:
+    """Validates TFF's loop options, which fed accepts and does not need (its loop is always the fast one)."""
+    if loop_implementation is not None and not isinstance(loop_implementation, LoopImplementation):
+        raise TypeError(
+            "loop_implementation must be a fed.learning.LoopImplementation, got "
+            f"{loop_implementation!r}."
+        )
+    if not isinstance(use_experimental_simulation_loop, bool):
+        raise TypeError(
+            "use_experimental_simulation_loop must be a bool, got "
+            f"{use_experimental_simulation_loop!r}."
+        )
 
 
 def build_model_delta_client_work(
@@ -53,77 +58,45 @@ def build_model_delta_client_work(
     optimizer: Optimizer | Callable[[], Any],
     client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
     proximal_strength: float = 0.0,
+    *,
+    metrics_aggregator: Any = None,
+    loop_implementation: LoopImplementation | None = None,
 ) -> ClientWorkProcess:
     """Client work that trains the model (`model_fn()`, or a FunctionalModel) with `optimizer` (a fed
     optimizer, or a function returning one or a Keras optimizer) over one pass of each client's data, returning
-    `ClientResult(update=initial - trained trainable weights, update_weight=...)` and the summed training
-    metrics as measurements (`OrderedDict(train=OrderedDict(loss=..., <metric>=..., num_examples=...))`).
+    `ClientResult(update=initial - trained trainable weights, update_weight=...)` and the training metrics as
+    measurements (`OrderedDict(train=OrderedDict(loss=..., <metric>=..., num_examples=...))`).
 
     With `proximal_strength` mu > 0 the local loss adds `mu/2 * ||w - w_initial||^2` (FedProx). An update
-    with a NaN or Inf in it is not averaged in: its weight is 0 and it is replaced by zeros.
+    with a NaN or Inf in it is not averaged in: its weight is 0, it is replaced by zeros, and the client's
+    metrics are left out. `metrics_aggregator` is TFF's: `(metric_finalizers, local_unfinalized_metrics_type)
+    -> federated computation` (by default the metric states are summed, then finalized);
+    `loop_implementation` is accepted and not needed.
     """
     if proximal_strength < 0:
         raise ValueError(f"proximal_strength must be >= 0, got {proximal_strength}.")
-    model = as_functional_model(model_fn)
-    optimizer = as_optimizer(optimizer)
-    weights_type = weights_type_of(model)
-    data_type = SequenceType(to_type(model.input_spec))
-
-    @ftf.computation(weights_type, data_type)
-    def train_on_client(weights, dataset):
-        initial = ModelWeights(list(weights.trainable), list(weights.non_trainable))
-        optimizer_state = optimizer.initialize(_specs(initial.trainable))
-
-        def step(carry, batch):
-            trainable, opt_state, metrics = carry
-            _, y = split_batch(batch)
-            with tf.GradientTape() as tape:
-                tape.watch(trainable)
-                output = model.forward_pass(
-                    ModelWeights(trainable, initial.non_trainable), batch, training=True
-                )
-                loss = output.loss
-                if proximal_strength > 0:
-                    distance = tf.add_n(
-                        [
-                            tf.reduce_sum(tf.square(w - w0))
-                            for w, w0 in zip(trainable, initial.trainable)
-                        ]
-                    )
-                    loss = loss + 0.5 * proximal_strength * distance
-            gradients = tape.gradient(loss, trainable)
-            opt_state, trainable = optimizer.next(opt_state, trainable, gradients)
-            metrics = model.update_metrics_state(metrics, y, output)
-            return list(trainable), opt_state, metrics
-
-        trainable, _, metrics = fold_dataset(
-            dataset, (initial.trainable, optimizer_state, model.initialize_metrics_state()), step
-        )
-        update = [w0 - w for w0, w in zip(initial.trainable, trainable)]
-        num_examples = tf.cast(metrics["num_examples"][0], tf.float32)
-        finite = _all_finite(update)
-        update = [tf.where(finite, u, tf.zeros_like(u)) for u in update]
-        if client_weighting is ClientWeighting.NUM_EXAMPLES:
-            weight = num_examples
-        else:
-            weight = tf.constant(1.0)
-        weight = tf.where(finite, weight, 0.0)
-        return ClientResult(update, weight), metrics
-
-    return client_work_process(model, train_on_client)
+    if not isinstance(client_weighting, ClientWeighting):
+        raise TypeError(f"client_weighting must be a ClientWeighting, got {client_weighting!r}.")
+    check_loop_options(loop_implementation)
+    model = as_model(model_fn)
+    work = build_train_on_client(
+        model,
+        as_optimizer(optimizer),
+        client_weighting is ClientWeighting.UNIFORM,
+        proximal_strength,
+    )
+    return client_work_process(model, work, metrics_aggregator)
 
 
 def client_work_process(
-    model: FunctionalModel, work_on_client: fc.Computation
+    model: TrainableModel, work_on_client: fc.Computation, metrics_aggregator: Any = None
 ) -> ClientWorkProcess:
-    """A stateless ClientWorkProcess around `work_on_client: (<weights, data> -> <ClientResult, metrics
-    state>)`: it maps the work over the clients, sums their metric states and reports the finalized
-    metrics as `OrderedDict(train=...)`."""
+    """A stateless ClientWorkProcess around `work_on_client: (<weights, data> -> <ClientResult, local
+    metrics>)`: it maps the work over the clients, aggregates their metrics and reports them as
+    `OrderedDict(train=...)`."""
     weights_type, data_type = work_on_client.type_signature.parameter  # type: ignore[misc]
-
-    @ftf.computation(metrics_state_type_of(model))
-    def finalize(metrics_state):
-        return collections.OrderedDict(train=model.finalize_metrics(metrics_state))
+    metrics_type = work_on_client.type_signature.result[1]  # type: ignore[index]
+    aggregate_metrics = build_metrics_aggregation(model, metrics_type, metrics_aggregator)
 
     @fc.federated_computation
     def initialize():
@@ -136,7 +109,9 @@ def client_work_process(
     )
     def next_fn(state, weights, client_data):
         results = fc.federated_map(work_on_client, fc.federated_zip((weights, client_data)))
-        measurements = fc.federated_map(finalize, fc.federated_sum(results[1]))
+        measurements = fc.federated_zip(
+            collections.OrderedDict(train=aggregate_metrics(results[1]))
+        )
         return MeasuredProcessOutput(state, results[0], measurements)
 
     return ClientWorkProcess(initialize, next_fn)
@@ -149,7 +124,12 @@ def build_apply_optimizer_finalizer(
     `optimizer` to them; the optimizer's state is the finalizer's state."""
     optimizer = as_optimizer(optimizer)
     weights_type = to_type(model_weights_type)
-    trainable_type = weights_type.trainable  # type: ignore[attr-defined]
+    trainable_type = getattr(weights_type, "trainable", None)
+    if trainable_type is None or getattr(weights_type, "non_trainable", None) is None:
+        raise TypeError(
+            "model_weights_type must be the type of a ModelWeights, <trainable=...,non_trainable=...>, "
+            f"got {weights_type}."
+        )
 
     @ftf.computation
     def initial_state():
@@ -161,7 +141,10 @@ def build_apply_optimizer_finalizer(
     @ftf.computation(state_type, weights_type, trainable_type)
     def apply(opt_state, weights, update):
         new_state, trainable = optimizer.next(opt_state, list(weights.trainable), list(update))
-        return new_state, ModelWeights(list(trainable), list(weights.non_trainable))
+        # The new weights keep the containers (lists or tuples) of the old ones, so the state's type holds.
+        return new_state, ModelWeights(
+            tf.nest.pack_sequence_as(weights.trainable, list(trainable)), weights.non_trainable
+        )
 
     @fc.federated_computation
     def initialize():

@@ -13,6 +13,9 @@ import collections
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+import tensorflow as tf
+
 import fed_core as fc
 from fed_core.templates import (
     AggregationProcess,
@@ -50,6 +53,48 @@ class LearningAlgorithmState(NamedTuple):
     def model(self) -> Any:
         """The server's model weights (the name TFF's older processes used)."""
         return self.global_model_weights
+
+
+def conform_weights(current: Any, new: Any) -> Any:
+    """`new` model weights as arrays in the containers of `current` (a ModelWeights of arrays), or a
+    ValueError that names both structures if they do not fit."""
+    from fed_learning.models import ModelWeights
+    from fed_learning.models._functional import weights_signature
+
+    if hasattr(new, "trainable") and hasattr(new, "non_trainable"):
+        parts = (new.trainable, new.non_trainable)
+    elif isinstance(new, (tuple, list)) and len(new) == 2:
+        parts = (new[0], new[1])
+    else:
+        raise TypeError(
+            "Model weights must be a ModelWeights or a (trainable, non_trainable) pair, got "
+            f"{type(new).__name__}."
+        )
+    given = [[_array(v) for v in tf.nest.flatten(part)] for part in parts]
+    expected = [[np.asarray(v) for v in tf.nest.flatten(part)] for part in current]
+    fits = all(
+        len(g) == len(e)
+        and all(
+            a.shape == b.shape and np.can_cast(a.dtype, b.dtype, casting="same_kind")
+            for a, b in zip(g, e)
+        )
+        for g, e in zip(given, expected)
+    )
+    if not fits:
+        raise ValueError(
+            f"The model weights do not fit the process: it holds {weights_signature(*expected)}, "
+            f"the weights given are {weights_signature(*given)}."
+        )
+    return ModelWeights(
+        *(
+            tf.nest.pack_sequence_as(part, [a.astype(b.dtype, copy=False) for a, b in zip(g, e)])
+            for part, g, e in zip(current, given, expected)
+        )
+    )
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
 
 
 def _check_placed(t: Type, placement: Any, what: str, process: str) -> None:
@@ -133,8 +178,15 @@ class LearningProcess(IterativeProcess):
         return self._get(state)
 
     def set_model_weights(self, state: Any, model_weights: Any) -> Any:
-        """A copy of `state` holding `model_weights` as the server's model weights."""
-        return self._set(state, model_weights)
+        """A copy of `state` holding `model_weights` as the server's model weights.
+
+        `model_weights` is a ModelWeights, a plain `(trainable, non_trainable)` pair, or anything with
+        `trainable` and `non_trainable` sequences of arrays, tensors or variables (such as
+        `ModelWeights(trainable=keras_model.trainable_weights, non_trainable=keras_model.non_trainable_weights)`).
+        Weights that do not fit the state's (other numbers of weights or other shapes) are refused with
+        both structures named.
+        """
+        return self._set(state, conform_weights(self.get_model_weights(state), model_weights))
 
 
 def compose_learning_process(
