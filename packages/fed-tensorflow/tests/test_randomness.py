@@ -137,3 +137,17 @@ def test_a_keras_initializer_with_a_seed_is_reproducible():
         return keras.initializers.GlorotUniform(seed=3)((2, 2))
 
     np.testing.assert_array_equal(seeded(), seeded())
+
+
+def test_unseeded_dropout_built_inside_draws_new_masks_every_call_and_seeded_repeats():
+    @ftf.computation(TensorType(np.float32, [64]))
+    def unseeded(x):
+        return keras.layers.Dropout(0.5)(x, training=True)
+
+    @ftf.computation(TensorType(np.float32, [64]))
+    def seeded(x):
+        return keras.layers.Dropout(0.5, seed=4)(x, training=True)
+
+    ones = np.ones(64, np.float32)
+    assert not np.array_equal(unseeded(ones), unseeded(ones))
+    np.testing.assert_array_equal(seeded(ones), seeded(ones))

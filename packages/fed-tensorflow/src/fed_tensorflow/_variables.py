@@ -9,7 +9,8 @@ may be read (their values are frozen into the graph) but not changed.
 Random initial values are drawn afresh on every call unless seeded. Keras 3 gives an unseeded
 initializer or seed generator a Python-side seed when it is constructed, which would make every call of a
 computation that builds a model draw the same "random" weights; while a computation is traced, such
-unseeded Keras randomness is drawn from an in-graph seed instead, new on every call.
+unseeded Keras randomness (initializers, and the seed generators of Dropout or recurrent layers) is drawn
+from an in-graph seed instead, new on every call.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def call_local_variables() -> Iterator[None]:
         initial = kwargs.get("initial_value")
         if callable(initial):
             initial = initial()
-        initial = tf.convert_to_tensor(initial, dtype=kwargs.get("dtype"))
+        initial = _fresh_if_default_seed_state(
+            tf.convert_to_tensor(initial, dtype=kwargs.get("dtype"))
+        )
         name = kwargs.get("name") or "Variable"
         shape = initial.shape if kwargs.get("shape") is None else tf.TensorShape(kwargs["shape"])
         # The anonymous shared name makes each execution of the op create its own, reference-counted
@@ -69,6 +72,19 @@ class _TraceSeed(int):
 _patch_lock = threading.Lock()
 _patch_depth = 0
 _originals: dict[str, Any] = {}
+_issued: set[int] = set()
+
+
+def _fresh_if_default_seed_state(initial: tf.Tensor) -> tf.Tensor:
+    """A Keras SeedGenerator's state variable (Dropout's, a GRU's) starts from `[seed, 0]`: where the seed
+    is one Keras chose for an unseeded generator while tracing, start it from an in-graph random seed."""
+    if not _issued or initial.dtype not in (tf.int32, tf.int64) or initial.shape != (2,):
+        return initial
+    value = tf.get_static_value(initial)
+    if value is None or int(value[1]) != 0 or int(value[0]) not in _issued:
+        return initial
+    fresh = tf.random.uniform([], 1, int(1e9), dtype=tf.int64)
+    return tf.cast(tf.stack([fresh, tf.constant(0, tf.int64)]), initial.dtype)
 
 
 @contextlib.contextmanager
@@ -99,7 +115,9 @@ def _fresh_keras_seeds() -> Iterator[None]:
             draw_seed = _originals["draw_seed"]
 
             def make_default_seed() -> int:
-                return _TraceSeed(random.randint(1, int(1e9)))
+                seed = _TraceSeed(random.randint(1, int(1e9)))
+                _issued.add(int(seed))
+                return seed
 
             def fresh_draw_seed(seed: Any) -> Any:
                 if isinstance(seed, _TraceSeed) and tf.inside_function():
@@ -119,3 +137,4 @@ def _fresh_keras_seeds() -> Iterator[None]:
                 keras_tf_random.draw_seed = _originals["draw_seed"]
                 keras_tf_random.make_default_seed = _originals["make_default_seed"]
                 seed_generator.make_default_seed = _originals["make_default_seed"]
+                _issued.clear()
