@@ -91,9 +91,7 @@ def test_model_initializer_on_clients():
     def tff_return_model_init():
         model = _keras_model()
         # return the initialized single weight value of the dense layer
-        return tf.reshape(tff.learning.models.ModelWeights.from_model(model).trainable[0], [-1])[
-            0
-        ]
+        return tf.reshape(tff.learning.models.ModelWeights.from_model(model).trainable[0], [-1])[0]
 
     @federated_language.federated_computation
     def get_random_min_and_max_nondeterministic():

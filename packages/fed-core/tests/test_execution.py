@@ -228,3 +228,21 @@ def test_zero_clients():
 
     with pytest.raises(ValueError, match="at least one client"):
         mean([])
+
+
+def test_string_tensors_take_text_or_bytes_and_give_bytes():
+    from fed_core.testing import python_computation
+
+    @python_computation(TensorType(np.str_, [2]), result_type=TensorType(np.str_, [2]))
+    def echo(strings):
+        return strings
+
+    cut = "泡".encode()[:2]  # not UTF-8: kept as it is
+    assert echo(["泡", "b"]).tolist() == ["泡".encode(), b"b"]
+    assert echo([b"a", cut]).tolist() == [b"a", cut]
+    assert echo(np.array([b"x", b"y"], dtype=object)).tolist() == [b"x", b"y"]
+    assert echo(echo(["a", "b"])).tolist() == [b"a", b"b"]
+    with pytest.raises(TypeError, match=r"expected str\[2\], given <int32,int32>"):
+        echo([1, 2])
+    with pytest.raises(TypeError, match=r"expected str\[2\]"):
+        echo(["only one"])

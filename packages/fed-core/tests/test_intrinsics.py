@@ -383,3 +383,64 @@ def test_map_zips_a_struct_of_federated_values_first():
         return fc.federated_sum(fc.federated_map(add, [a, b]))
 
     assert f([1.0, 2.0], [10.0, 20.0]) == pytest.approx(33.0)
+
+
+@python_computation(StructType([F32, F32]), result_type=F32)
+def first_times_second(pair):
+    return pair[0] * pair[1]
+
+
+def test_aggregate_zips_a_tuple_of_federated_values():
+    @python_computation(F32, StructType([F32, F32]), result_type=F32)
+    def accumulate(total, pair):
+        return total + pair[0] * pair[1]
+
+    @python_computation(np.float32, result_type=np.float32)
+    def report(total):
+        return total
+
+    @fc.federated_computation(clients(np.float32), clients(np.float32))
+    def dot(values, weights):
+        return fc.federated_aggregate((values, weights), np.float32(0), accumulate, add, report)
+
+    assert dot([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(32.0)
+
+
+def test_every_operator_on_federated_values_zips_a_python_struct_of_them():
+    @fc.federated_computation(clients(np.float32), clients(np.float32), server(np.float32))
+    def sums(a, b, s):
+        totals = fc.federated_sum(collections.OrderedDict(a=a, b=b))
+        means = fc.federated_mean([a, b], fc.federated_map(first_times_second, (a, b)))
+        broadcast = fc.federated_broadcast((s, s))
+        applied = fc.federated_apply(first_times_second, [s, s])
+        products = fc.federated_map(first_times_second, broadcast)
+        return totals, means, fc.federated_sum(products), applied
+
+    result = sums.type_signature.result
+    assert str(result[0]) == "<a=float32,b=float32>@SERVER"
+    assert str(result[2]) == "float32@SERVER"
+    totals, means, broadcast_sum, applied = sums([1.0, 2.0], [3.0, 4.0], np.float32(3.0))
+    assert (totals["a"], totals["b"]) == (pytest.approx(3.0), pytest.approx(7.0))
+    # Weighted by a*b: (1*3, 2*8)/(3+8).
+    assert means[0] == pytest.approx((1 * 3 + 2 * 8) / 11)
+    assert broadcast_sum == pytest.approx(18.0)
+    assert applied == pytest.approx(9.0)
+
+
+def test_nested_structs_of_federated_values_are_zipped_keeping_their_shape():
+    @fc.federated_computation(clients(np.float32), clients(np.int32), clients(np.float32))
+    def zipped(a, b, c):
+        return fc.federated_zip((a, collections.OrderedDict(b=b, c=c)))
+
+    assert str(zipped.type_signature.result) == "{<float32,<b=int32,c=float32>>}@CLIENTS"
+    first, second = zipped([1.0, 2.0], [3, 4], [5.0, 6.0])
+    assert (first[0], first[1]["b"], first[1]["c"]) == (1.0, 3, 5.0)
+    assert (second[0], second[1]["b"], second[1]["c"]) == (2.0, 4, 6.0)
+
+
+def test_a_struct_of_values_at_different_placements_is_refused_by_name():
+    message = _trace_error(
+        lambda a, s: fc.federated_sum((a, s)), clients(np.int32), server(np.int32)
+    )
+    assert "federated_sum: expected a numeric value placed @CLIENTS" in message
+    assert "<{int32}@CLIENTS,int32@SERVER>" in message

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -169,6 +170,7 @@ def test_the_example_plugin_is_discovered_through_its_entry_point() -> None:
     assert {(e.version, e.plugin) for e in example_entries} == {("0.0.1", "example")}
 
 
+@pytest.mark.filterwarnings("ignore::fed_core.plugins.PluginConflictWarning")
 def test_factories_of_the_example_plugin_build_things_of_their_kinds() -> None:
     from fed_core.execution import Executor
     from fed_core.framework import IntrinsicDefinition
@@ -232,24 +234,52 @@ def test_a_duplicate_between_distributions_names_both_and_the_first_loaded_keeps
     assert [(e.distribution, e.plugin) for e in kept] == [("fed-example-plugin", "example")]
 
 
-def test_a_failed_lookup_mentions_plugins_that_failed_to_load() -> None:
+def test_a_failed_lookup_names_the_plugins_that_failed_to_load() -> None:
     system = installed()
     with pytest.raises(UnknownEntryError) as raised:
         system.registry("executors").get("gpu")
     count = len(system.load_errors())
-    assert str(raised.value).endswith(
-        f"; {count} plugin(s) failed to load; `python -m fed_core plugins` shows why"
+    message = str(raised.value)
+    assert (
+        f"; {count} plugin(s) failed to load: broken_hook_raises (fed-broken-plugin), " in message
     )
+    assert message.endswith("rival (fed-rival-plugin); `python -m fed_core plugins` shows why")
 
 
-def test_load_errors_are_logged_once_as_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_load_errors_are_logged_once_at_info_level_only(caplog: pytest.LogCaptureFixture) -> None:
     system = installed()
-    with caplog.at_level("WARNING", logger="fed_core.plugins"):
+    with caplog.at_level("INFO", logger="fed_core.plugins"):
         system.entries()
         system.load_errors()
+        system.registry("aggregators").get("example_mean")
     (record,) = caplog.records
+    assert record.levelname == "INFO"
     assert "broken_import (fed-broken-plugin)" in record.getMessage()
     assert "rival (fed-rival-plugin)" in record.getMessage()
+
+
+def test_loading_plugins_prints_nothing_in_a_fresh_process() -> None:
+    code = "from fed_core import plugins; assert plugins.load_errors(); plugins.list_entries()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_using_a_name_that_a_failed_plugin_also_registers_warns_once() -> None:
+    system = installed()
+    executors = system.registry("executors")
+    with pytest.warns(plugins.PluginConflictWarning) as warned:
+        executors.get("example_sequential")
+        executors.build("example_sequential")
+    (warning,) = warned
+    assert str(warning.message) == (
+        "fed uses executors 'example_sequential' from fed-example-plugin 0.0.1 (plugin 'example'); "
+        "fed-rival-plugin 0.0.2 (plugin 'rival') also registers it and was not loaded. Disable one "
+        "of them with FED_DISABLED_PLUGINS to choose."
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        system.registry("aggregators").get("example_mean")  # uncontested: no warning
 
 
 # Switching discovery off and disabling plugins

@@ -27,6 +27,10 @@ from fed_core.serialization import deserialize_computation, serialize_computatio
 from fed_core.testing import python_computation, register_python_frontend
 from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, TensorType
 
+# The test environment installs a rival plugin that registers "example_sequential" too and fails
+# to load by design; the warning about it is tested in test_plugins.
+pytestmark = pytest.mark.filterwarnings("ignore::fed_core.plugins.PluginConflictWarning")
+
 F32 = TensorType(np.float32)
 
 
@@ -149,6 +153,34 @@ def test_an_intrinsic_is_resolved_once_per_computation_not_per_call(fed_default_
     with context_scope(context):
         assert [how_many([1.0] * n) for n in (1, 2, 5)] == [1, 2, 5]
     assert len(builds) == traced + 1
+
+
+def test_a_plugin_intrinsic_takes_a_tuple_of_federated_values_zipped(fed_default_plugin_system):
+    register_python_frontend()
+    pairs = framework.IntrinsicDefinition(
+        uri="pairs.federated_count_pairs",
+        type_signature="({<T,U>}@CLIENTS -> int32@SERVER)",
+        kind=framework.IntrinsicKind.AGGREGATION,
+        implementation=lambda state, fn_type, clients: np.int32(len(clients.members()[0])),
+    )
+
+    class Pairs:
+        @fc.hookimpl
+        def fed_register_intrinsics(self, register):
+            register.add("pairs.federated_count_pairs", lambda: pairs)
+
+    fed_default_plugin_system.register(Pairs())
+    count_pairs = framework.intrinsic_operator("pairs.federated_count_pairs")
+
+    @fc.federated_computation(FederatedType(np.float32, CLIENTS), FederatedType(np.int32, CLIENTS))
+    def pair_size(a, b):
+        return count_pairs((a, b))
+
+    assert str(pair_size.type_signature) == (
+        "(<a={float32}@CLIENTS,b={int32}@CLIENTS> -> int32@SERVER)"
+    )
+    with context_scope(create_context("local")):
+        assert pair_size([1.0, 2.0], [3, 4]) == 2
 
 
 def test_a_plugin_intrinsic_infers_the_parameter_of_a_python_function_operand(
@@ -716,10 +748,13 @@ def test_an_executor_built_on_the_local_one_replaces_intrinsics_and_sees_what_it
         LocalExecutor(intrinsics={"federated_map": "not a function"})
 
 
-def test_strings_that_are_not_utf8_come_back_with_their_bytes_kept():
+def test_strings_come_back_as_their_bytes_kept_as_they_are():
     from fed_core.execution import to_python
 
     cut = "泡".encode()[:2]  # a string cut inside a character
     value = to_python(np.array([b"ok", cut], dtype=object), TensorType(np.str_, [2]))
-    assert value[0] == "ok"
-    assert value[1].encode("utf-8", "surrogateescape") == cut
+    assert value.dtype == object and value.tolist() == [b"ok", cut]
+    text = to_python(np.array(["泡", "b"]), TensorType(np.str_, [2]))
+    assert text.tolist() == ["泡".encode(), b"b"]
+    scalar = to_python(np.str_("Hello"), TensorType(np.str_))
+    assert type(scalar) is bytes and scalar == b"Hello"

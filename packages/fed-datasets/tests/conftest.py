@@ -62,6 +62,14 @@ def lzma_compress(source: Path, destination: Path) -> Path:
     return destination
 
 
+@pytest.fixture(autouse=True)
+def _no_download_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A failed download is retried after a pause; tests fail at once unless they test retries.
+    from fed_datasets import _download
+
+    monkeypatch.setattr(_download, "RETRIES", 0)
+
+
 @pytest.fixture
 def make_database(tmp_path: Path) -> Callable[..., Path]:
     """make_database(splits, name='data.sqlite') -> path of a TFF-schema SQLite database."""

@@ -1,7 +1,8 @@
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.datasets import load_digits
 
 from fed_datasets import digits
 
@@ -30,9 +31,27 @@ def test_every_image_lands_once_in_train_or_test_with_the_same_clients():
     assert test_share == pytest.approx(0.2, abs=0.01)
     pixels = np.concatenate([a[1] for a in [*train_arrays.values(), *test_arrays.values()]])
     assert pixels.min() == 0.0 and pixels.max() == 1.0
-    # The images are exactly scikit-learn's, scaled to [0, 1].
-    expected = np.sort((load_digits().images / 16.0).astype(np.float32).reshape(1797, -1), axis=0)
+    expected = np.sort(digits.load_arrays()[0].reshape(1797, -1), axis=0)
     np.testing.assert_array_equal(np.sort(pixels.reshape(1797, -1), axis=0), expected)
+
+
+def test_the_shipped_images_are_scikit_learns_scaled_to_unit_range():
+    from sklearn.datasets import load_digits  # scikit-learn is a test dependency only
+
+    pixels, labels = digits.load_arrays()
+    reference = load_digits()
+    assert pixels.dtype == np.float32 and pixels.shape == (1797, 8, 8)
+    assert labels.dtype == np.int32 and labels.shape == (1797,)
+    np.testing.assert_array_equal(pixels, (reference.images / 16.0).astype(np.float32))
+    np.testing.assert_array_equal(labels, reference.target)
+    pixels[0] = -1.0  # each call returns its own copy
+    assert digits.load_arrays()[0].min() == 0.0
+
+
+def test_loading_needs_no_scikit_learn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # any import of scikit-learn now fails
+    train, test = digits.load_data(num_clients=3, seed=1)
+    assert len(train.client_ids) == len(test.client_ids) == 3
 
 
 def test_same_seed_same_split_and_alpha_controls_skew():

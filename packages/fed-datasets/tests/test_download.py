@@ -1,12 +1,15 @@
 import hashlib
+import http.server
 import io
 import lzma
 import tarfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from fed_datasets import DatabaseFormatError, DownloadError
+from fed_datasets import DatabaseFormatError, DownloadError, _download
 from fed_datasets._download import (
     fetch_lzma_file,
     fetch_tar_bz2_member,
@@ -14,6 +17,52 @@ from fed_datasets._download import (
     resolve_cache_dir,
 )
 from fed_datasets._sql import check_database_format
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Serves a folder over HTTP; the first `failures` requests get a 503."""
+
+    def __init__(self, folder: Path, failures: int = 0):
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(folder), **kwargs)
+
+            def do_GET(self):
+                server.requests += 1
+                if server.requests <= failures:
+                    self.send_error(503, "try again")
+                else:
+                    super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def serve(tmp_path) -> Iterator:
+    """serve(failures=0) -> an HTTP server of tmp_path/'server', stopped after the test."""
+    servers = []
+
+    def start(failures: int = 0) -> _Server:
+        (tmp_path / "server").mkdir(exist_ok=True)
+        server = _Server(tmp_path / "server", failures)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 def _leftovers(directory: Path) -> list[str]:
@@ -85,7 +134,7 @@ def test_sha256_of_the_compressed_file_is_checked(tmp_path):
     data = lzma.compress(b"payload")
     (server / "f.lzma").write_bytes(data)
     good = hashlib.sha256(data).hexdigest()
-    with pytest.raises(DownloadError, match=f"expected sha256 {'0' * 64}, got {good}"):
+    with pytest.raises(DownloadError, match=f"expected sha256 {'0' * 64}; .* but got {good}"):
         fetch_lzma_file(
             "f.lzma", cache_dir=tmp_path / "c", base_url=server.as_uri(), sha256="0" * 64
         )
@@ -148,7 +197,10 @@ def test_tar_bz2_errors_leave_nothing_behind(tmp_path):
 def test_defaults_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("FED_DATASETS_CACHE", raising=False)
     monkeypatch.delenv("FED_DATASETS_BASE_URL", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert resolve_cache_dir(None) == Path.home() / ".cache" / "fed" / "datasets"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert resolve_cache_dir(None) == tmp_path / "xdg" / "fed" / "datasets"
     assert resolve_base_url(None) == "https://storage.googleapis.com/tff-datasets-public"
     monkeypatch.setenv("FED_DATASETS_CACHE", str(tmp_path / "env-cache"))
     monkeypatch.setenv("FED_DATASETS_BASE_URL", "file:///srv/data/")
@@ -156,3 +208,33 @@ def test_defaults_come_from_the_environment(monkeypatch, tmp_path):
     assert resolve_base_url(None) == "file:///srv/data"
     assert resolve_cache_dir(tmp_path / "arg") == tmp_path / "arg"
     assert resolve_base_url("https://mirror.example/d") == "https://mirror.example/d"
+
+
+def test_over_http_the_file_is_checked_and_only_its_decompressed_form_is_kept(serve, tmp_path):
+    server = serve()
+    data = lzma.compress(b"over the wire")
+    (tmp_path / "server" / "w.lzma").write_bytes(data)
+    cache = tmp_path / "cache"
+    path = fetch_lzma_file(
+        "w.lzma", cache_dir=cache, base_url=server.url, sha256=hashlib.sha256(data).hexdigest()
+    )
+    assert path.read_bytes() == b"over the wire"
+    assert _leftovers(cache) == ["w"]
+    assert fetch_lzma_file("w.lzma", cache_dir=cache, base_url=server.url) == path
+    assert server.requests == 1
+
+
+def test_a_failed_download_is_tried_again(serve, tmp_path, monkeypatch):
+    monkeypatch.setattr(_download, "RETRIES", 1)
+    server = serve(failures=1)
+    (tmp_path / "server" / "flaky.lzma").write_bytes(lzma.compress(b"second time lucky"))
+    path = fetch_lzma_file("flaky.lzma", cache_dir=tmp_path / "c", base_url=server.url)
+    assert path.read_bytes() == b"second time lucky"
+    assert server.requests == 2
+
+
+def test_an_http_error_names_the_url_and_leaves_nothing_behind(serve, tmp_path):
+    server = serve()
+    with pytest.raises(DownloadError, match=r"could not download http://.*/gone\.lzma: 404"):
+        fetch_lzma_file("gone.lzma", cache_dir=tmp_path / "c", base_url=server.url)
+    assert _leftovers(tmp_path / "c") == []

@@ -427,4 +427,4 @@ def test_the_umbrella_without_fed_jax_has_no_jax_names():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[0] == "False False False False"
-    assert "pip install 'fed[jax]'" in lines[1]
+    assert "pip install 'fed-framework[jax]'" in lines[1]

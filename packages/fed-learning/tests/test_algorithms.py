@@ -63,8 +63,10 @@ def test_one_client_one_step_equals_one_centralized_sgd_step():
     train = output.metrics["client_work"]["train"]
     assert train["num_examples"] == 16
     assert train["num_batches"] == 1
-    assert set(train) == {"loss", "num_examples", "num_batches", "sparse_categorical_accuracy"}
-    assert set(output.metrics) == {"distributor", "client_work", "aggregator", "finalizer"}
+    # TFF's order: the Keras metrics, then loss, num_examples and num_batches.
+    assert list(train) == ["sparse_categorical_accuracy", "loss", "num_examples", "num_batches"]
+    assert list(output.metrics) == ["distributor", "client_work", "aggregator", "finalizer"]
+    assert output.metrics["finalizer"] == collections.OrderedDict(update_non_finite=0)
 
 
 def _train_alone(process, state, dataset):
@@ -145,6 +147,23 @@ def test_evaluation_accuracy_over_clients_equals_centralized_accuracy():
     assert metrics["current_round_metrics"]["loss"] == pytest.approx(float(np.mean(loss)), rel=1e-5)
     second = evaluation.next(first.state, [_dataset(*parts[0], 4)])
     assert second.metrics["client_work"]["eval"]["total_rounds_metrics"]["num_examples"] == 50 + 7
+
+
+def test_evaluation_state_and_metrics_are_laid_out_as_tff_lays_them_out():
+    evaluation = algorithms.build_fed_eval(model_fn)
+    state_type = evaluation.initialize.type_signature.result.member
+    assert str(state_type.client_work) == (
+        "<<>,<sparse_categorical_accuracy=<float32,float32>,loss=<float32,float32>,"
+        "num_examples=<int64>,num_batches=<int64>>>"
+    )
+    assert str(state_type.aggregator) == "<value_sum_process=<>,weight_sum_process=<>>"
+    assert str(state_type.finalizer) == "<>"
+    x, y = _arrays(6, seed=3)
+    output = evaluation.next(evaluation.initialize(), [_dataset(x, y, 4)])
+    assert output.state.client_work[0] == ()
+    assert list(output.state.client_work[1]["num_examples"]) == [6]
+    assert output.metrics["aggregator"] == collections.OrderedDict(mean_value=(), mean_weight=())
+    assert output.metrics["finalizer"] == ()
 
 
 def test_fed_sgd_is_a_full_batch_gradient_step_on_the_union():

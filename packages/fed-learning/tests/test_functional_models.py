@@ -52,14 +52,16 @@ def _functional(metrics_constructor=None):
 
 def test_metrics_constructors_in_every_form_tff_takes():
     by_name = _functional(collections.OrderedDict(accuracy=keras.metrics.SparseCategoricalAccuracy))
-    assert by_name.metric_names == ["loss", "num_examples", "num_batches", "accuracy"]
+    # As in TFF, a metrics_constructor's metrics are all that is reported.
+    assert by_name.metric_names == ["accuracy"]
+    assert _functional(None).metric_names == ["loss", "num_examples", "num_batches"]
     assert list(by_name.initialize_metrics_state()) == by_name.metric_names
     one = _functional(keras.metrics.SparseCategoricalAccuracy)
-    assert one.metric_names[-1] == "sparse_categorical_accuracy"
+    assert one.metric_names[0] == "sparse_categorical_accuracy"
     several = _functional(
         lambda: collections.OrderedDict(acc=keras.metrics.SparseCategoricalAccuracy())
     )
-    assert several.metric_names[-1] == "acc"
+    assert several.metric_names[0] == "acc"
     with pytest.raises(TypeError, match="keyed by str names"):
         _functional(collections.OrderedDict([(1, keras.metrics.SparseCategoricalAccuracy)]))
     with pytest.raises(ValueError, match="repeated"):
@@ -71,7 +73,7 @@ def test_metrics_constructors_in_every_form_tff_takes():
 def test_a_user_metric_named_loss_takes_the_place_of_fed_s_own():
     x, y = _data(12, seed=1)
     model = _functional(collections.OrderedDict(loss=keras.metrics.MeanSquaredError))
-    assert model.metric_names == ["num_examples", "num_batches", "loss"]
+    assert model.metric_names == ["loss"]
     evaluation = algorithms.build_fed_eval(model)
     state = evaluation.initialize()
     metrics = evaluation.next(state, [_dataset(x, y)]).metrics["client_work"]["eval"]
@@ -202,6 +204,8 @@ def test_a_functional_model_built_with_tff_keywords_trains():
     np.testing.assert_allclose(new.trainable[0], w, rtol=1e-5)
     np.testing.assert_allclose(new.trainable[1], b, rtol=1e-5)
     train = output.metrics["client_work"]["train"]
+    # As TFF reports them: the model's own metrics first, then the built-in ones.
+    assert list(train) == ["squared_error", "loss", "num_examples", "num_batches"]
     assert train["squared_error"] == pytest.approx(float(np.mean(y**2)), rel=1e-5)
     assert train["loss"] == pytest.approx(float(np.mean(y**2)), rel=1e-5)
 

@@ -77,6 +77,24 @@ def test_ops_without_a_vectorized_form_fall_back_to_a_loop(map_strategy):
         backend().load(step.building_block).map(ClientValues(members), None)
 
 
+def test_trying_to_vectorize_logs_no_tensorflow_errors(map_strategy, caplog):
+    @ftf.computation(TensorType(np.int32, [2]))
+    def zeros_of_length(x):
+        return tf.reduce_sum(tf.zeros([x[0]]) + 1.0)  # a shape from the data: no vectorized form
+
+    members = [np.array([k, 0], np.int32) for k in range(3)]
+    with caplog.at_level("DEBUG", logger="tensorflow"):
+        result = backend().load(zeros_of_length.building_block).map(ClientValues(members), None)
+    np.testing.assert_allclose(result.stacked(), [0.0, 1.0, 2.0])
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    # Vectorizing alone fails (TensorFlow's own error report may fail too), and TensorFlow logs
+    # why, as usual.
+    map_strategy("vectorized")
+    with caplog.at_level("DEBUG", logger="tensorflow"), pytest.raises((ValueError, TypeError)):
+        backend().load(zeros_of_length.building_block).map(ClientValues(members), None)
+    assert any("pfor" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
 def test_clients_of_different_shapes_run_one_call_each():
     @ftf.computation(TensorType(np.float32, [None]))
     def total(x):

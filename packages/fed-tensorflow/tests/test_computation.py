@@ -98,7 +98,7 @@ def test_python_values_and_strings_in_results():
 
     words, seven, half = shout(np.array(["ab", "cd"]))
     assert str(shout.type_signature) == "(str[2] -> <str[2],int32,float32>)"
-    assert words.tolist() == ["AB", "CD"] and seven == 7 and half == 0.5
+    assert words.tolist() == [b"AB", b"CD"] and seven == 7 and half == 0.5  # bytes, as in TFF
 
 
 def test_sequence_parameter_from_a_list_or_a_dataset():
@@ -306,7 +306,9 @@ def test_a_model_and_an_optimizer_created_inside_live_for_one_call():
 
     @ftf.computation(TensorType(np.float32, [4, 2]), TensorType(np.float32, [4, 1]))
     def fit(x, y):
-        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+        model = keras.Sequential(
+            [keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="zeros")]
+        )
         optimizer = keras.optimizers.SGD(0.1)
         for _ in range(3):
             with tf.GradientTape() as tape:
@@ -385,3 +387,29 @@ def test_a_computation_may_return_nothing():
 
     assert str(nothing.type_signature) == "(float32 -> <>)"
     assert nothing(np.float32(1.0)) == ()
+
+
+def test_strings_come_back_as_bytes_as_in_tff():
+    hello = ftf.computation(lambda: "Hello, World!")
+    assert hello() == b"Hello, World!"
+
+    @ftf.computation(TensorType(np.str_))
+    def length(text):
+        return tf.strings.length(text, unit="UTF8_CHAR")
+
+    assert length("泡泡") == 2
+    assert length("泡泡".encode()) == 2
+
+
+def test_no_table_initializer_warnings_after_a_lookup_table_was_made(caplog):
+    tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(["a"]), tf.constant([1])), -1
+    )
+
+    @ftf.computation(np.float32)
+    def add_one(x):
+        return x + 1
+
+    with caplog.at_level("WARNING", logger="tensorflow"):
+        assert add_one(np.float32(1.0)) == 2.0
+    assert "table_initializer" not in caplog.text

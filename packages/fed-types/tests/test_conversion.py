@@ -162,12 +162,28 @@ class TestToType:
         with pytest.raises((TypeError, ValueError), match=message):
             to_type(spec)
 
-    def test_non_dense_specs_are_refused(self):
+    def test_sparse_and_ragged_specs_are_structs_of_their_components(self):
+        class SparseSpec(FakeTensorSpec):
+            value_type = type("SparseTensor", (), {})
+
         class RaggedSpec(FakeTensorSpec):
             value_type = type("RaggedTensor", (), {})
+            ragged_rank = 1
+            row_splits_dtype = np.int64
 
-        with pytest.raises(TypeError, match="Expected a dense tensor spec"):
-            to_type(RaggedSpec(np.int32, [None, None]))
+        sparse = to_type(SparseSpec(np.float32, [None, 5]))
+        assert str(sparse) == "<indices=int64[?,2],values=float32[?],dense_shape=int64[2]>"
+        assert sparse.python_container is SparseSpec.value_type
+        ragged = to_type(RaggedSpec(np.int32, [None, None, 3]))
+        assert str(ragged) == "<flat_values=int32[?,3],nested_row_splits=<int64[?]>>"
+        assert ragged.python_container is RaggedSpec.value_type
+
+    def test_other_non_dense_specs_are_refused(self):
+        class IndexedSlicesSpec(FakeTensorSpec):
+            value_type = type("IndexedSlices", (), {})
+
+        with pytest.raises(TypeError, match="Expected a dense, sparse or ragged tensor spec"):
+            to_type(IndexedSlicesSpec(np.int32, [None, None]))
 
     def test_attrs_instances(self):
         attrs = pytest.importorskip("attrs")

@@ -160,3 +160,41 @@ def test_error_message_in_full():
 def test_parse_needs_a_string():
     with pytest.raises(TypeError, match="as a str, got 5"):
         parse_type(5)
+
+
+# ---- the formatted representation (TFF's multi-line form)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["int32", "float32[2,?]", "<>", "int32*", "(int32 -> float32)", "( -> int32)", "T@SERVER"],
+)
+def test_formatted_representation_of_types_without_structs_is_the_compact_notation(text):
+    assert parse_type(text).formatted_representation() == text
+
+
+def test_formatted_representation_puts_struct_elements_on_indented_lines():
+    t = parse_type(
+        "(<s=<w=float32[2],o=<>>@SERVER,d={<x=float32,int32>*}@CLIENTS> -> <float32>@SERVER)"
+    )
+    assert t.formatted_representation() == "\n".join(
+        [
+            "(<",
+            "  s=<",
+            "    w=float32[2],",
+            "    o=<>",
+            "  >@SERVER,",
+            "  d={<",
+            "    x=float32,",
+            "    int32",
+            "  >*}@CLIENTS",
+            "> -> <",
+            "  float32",
+            ">@SERVER)",
+        ]
+    )
+
+
+def test_formatted_representation_reads_back_as_the_same_type():
+    t = parse_type("(<a=<b=int32[3],c=str>,d={<x=bool>*}@CLIENTS> -> <y=float64>@SERVER)")
+    assert parse_type(t.formatted_representation()) == t

@@ -96,8 +96,14 @@ def test_tensors(tf):
 
 
 @slow
-def test_ragged_and_sparse_specs_are_refused(tf):
-    with pytest.raises(TypeError, match="Expected a dense tensor spec, got RaggedTensorSpec"):
-        to_type(tf.RaggedTensorSpec([None, None], tf.int32))
-    with pytest.raises(TypeError, match="Expected a dense tensor spec, got SparseTensorSpec"):
-        to_type(tf.SparseTensorSpec([None, 3], tf.float32))
+def test_ragged_and_sparse_specs_are_typed_as_in_tff(tf):
+    ragged = to_type(tf.RaggedTensorSpec([None, None], tf.int32))
+    assert str(ragged) == "<flat_values=int32[?],nested_row_splits=<int64[?]>>"
+    assert ragged.python_container is tf.RaggedTensor
+    sparse = to_type(tf.SparseTensorSpec([None, 3], tf.float32))
+    assert str(sparse) == "<indices=int64[?,2],values=float32[?],dense_shape=int64[2]>"
+    assert sparse.python_container is tf.SparseTensor
+    # A ragged spec without ragged dimensions is a dense tensor's.
+    assert to_type(tf.RaggedTensorSpec([None, 2], tf.int32, ragged_rank=0)) == TensorType(
+        np.int32, [None, 2]
+    )

@@ -1,5 +1,6 @@
 """The umbrella namespace: TFF's names reach fed's packages, and TensorFlow loads only when needed."""
 
+import collections
 import os
 import subprocess
 import sys
@@ -126,3 +127,65 @@ def test_the_jax_names_when_fed_jax_is_installed():
     assert "jax" not in fed.__all__  # an optional part: `from fed import *` works without it
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fed.experimental.nope  # noqa: B018
+
+
+def test_tff_type_and_structure_helpers():
+    import attrs
+    import tensorflow as tf
+
+    assert fed.types.tensorflow_to_type(
+        collections.OrderedDict(x=tf.TensorSpec([None, 784], tf.float32))
+    ) == fed.StructType([("x", fed.TensorType(np.float32, [None, 784]))])
+    assert "tensorflow_to_type" in fed.types.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        fed.types.nope  # noqa: B018
+    t = fed.type_at_server(fed.StructType([("w", np.float32), ("b", np.int32)]))
+    assert t.formatted_representation() == "<\n  w=float32,\n  b=int32\n>@SERVER"
+
+    @attrs.define(frozen=True)
+    class ServerState:
+        trainable_weights: object
+        optimizer_state: object
+
+    state = fed.structure.update_struct(ServerState(1, 2), optimizer_state=3)
+    assert state == ServerState(1, 3)
+    assert fed.structure.flatten(fed.structure.from_container([1, {"b": 2, "a": 3}])) == [1, 3, 2]
+
+
+def test_simulation_composes_dataset_computations_with_learning_processes():
+    data = fed.simulation.datasets.TestClientData(
+        {"a": np.array([1.0, 2.0], np.float32), "b": np.array([4.0], np.float32)}
+    )
+    datasets = fed.type_at_clients(fed.SequenceType(np.float32))
+
+    @fed.tensorflow.computation(fed.SequenceType(np.float32))
+    def total(dataset):
+        return dataset.reduce(np.float32(0), lambda s, x: s + x)
+
+    @fed.federated_computation
+    def initialize():
+        return fed.federated_value(np.float32(0), fed.SERVER)
+
+    @fed.federated_computation(fed.type_at_server(np.float32), datasets)
+    def next_fn(state, client_data):
+        return fed.federated_sum(fed.federated_map(total, client_data)), state
+
+    process = fed.learning.templates.LearningProcess(
+        initialize, next_fn, lambda state: state * 2, lambda state, weights: weights
+    )
+    composed = fed.simulation.compose_dataset_computation_with_learning_process(
+        data.dataset_computation, process
+    )
+    assert isinstance(composed, fed.learning.templates.LearningProcess)
+    assert str(composed.next.type_signature.parameter) == (
+        "<state=float32@SERVER,client_data={str}@CLIENTS>"
+    )
+    state, _ = composed.next(composed.initialize(), ["a", "b"])
+    assert state == pytest.approx(7.0)
+    assert composed.get_model_weights(state) == pytest.approx(14.0)
+    with pytest.raises(TypeError, match="to be a LearningProcess, got"):
+        fed.simulation.compose_dataset_computation_with_learning_process(
+            data.dataset_computation, fed.templates.IterativeProcess(initialize, next_fn)
+        )
+    assert callable(fed.simulation.compose_dataset_computation_with_iterative_process)
+    assert callable(fed.simulation.compose_dataset_computation_with_computation)

@@ -48,7 +48,15 @@ def import_dp_query(module: str) -> Any:
 
         return importlib.import_module(f"tensorflow_privacy.privacy.dp_query.{module}")
     except ModuleNotFoundError as error:
-        if error.name and error.name.split(".")[0] in ("tensorflow_privacy", "tf_keras"):
+        if error.name == "tf_keras":
+            raise ModuleNotFoundError(
+                "tensorflow-privacy's DP queries need tf-keras, which requires the `tensorflow` "
+                "distribution: pip install 'fed-framework[tensorflow]' (or 'fed-aggregators[tensorflow]'); "
+                "beside another TensorFlow 2.21 build, pip install 'tf-keras==2.21.*' --no-deps "
+                f"({error})",
+                name=error.name,
+            ) from None
+        if error.name and error.name.split(".")[0] == "tensorflow_privacy":
             raise ModuleNotFoundError(f"{_EXTRA_HINT} ({error})", name=error.name) from None
         raise
 

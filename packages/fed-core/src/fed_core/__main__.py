@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -51,8 +50,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list_plugins(arguments: argparse.Namespace, out: TextIO) -> int:
-    # The listing shows load errors itself; the plugin system's warning would repeat them.
-    logging.getLogger(plugins.__name__).setLevel(logging.ERROR)
     system = plugins.PluginSystem()
     entries = [e for e in system.entries() if arguments.kind in (None, e.kind)]
     errors = system.load_errors()

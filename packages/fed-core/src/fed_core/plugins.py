@@ -4,8 +4,10 @@ backends.
 Plugins implement the hooks of :mod:`fed_core.hookspecs` with ``@hookimpl`` and are found through
 the entry-point group ``fed_core.plugins``, the first time anything looks up an entry (not at
 import). Each hook gets a :class:`Registry` bound to the plugin's distribution, so every entry
-knows where it came from. A plugin that fails to load is kept out whole and reported by
-:func:`load_errors` (and ``python -m fed_core plugins``); the others load as usual.
+knows where it came from. A plugin that fails to load is kept out whole and the others load as
+usual; it is reported where it matters: by :func:`load_errors` and ``python -m fed_core plugins``,
+in the error of a lookup that finds nothing, and by a :class:`PluginConflictWarning` when fed uses
+an entry whose name the failed plugin registers too. Loading logs the failures at INFO level only.
 
 Environment variables, read when a :class:`PluginSystem` is made without arguments:
 ``FED_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off; ``FED_DISABLED_PLUGINS=a,b`` skips the
@@ -44,6 +46,7 @@ __all__ = [
     "Entry",
     "InvalidEntryError",
     "KindSpec",
+    "PluginConflictWarning",
     "PluginInterfaceError",
     "LoadError",
     "PluginSystem",
@@ -64,13 +67,14 @@ DISABLED_ENV: Final = "FED_DISABLED_PLUGINS"
 IN_PROCESS: Final = "(in-process)"
 BUILTIN_DISTRIBUTIONS: Final = frozenset(
     {
-        "fed",
+        "fed-framework",
         "fed-types",
         "fed-core",
         "fed-tensorflow",
         "fed-aggregators",
         "fed-learning",
         "fed-datasets",
+        "fed-analytics",
     }
 )
 """fed's own distributions: their plugins load even with autoload off, as a framework's built-ins do."""
@@ -89,7 +93,18 @@ class InvalidEntryError(ValueError):
 
 
 class DuplicateEntryError(ValueError):
-    """A registration under a name that another entry of the same kind already has."""
+    """A registration under a name that another entry of the same kind already has; ``kind`` and
+    ``name`` say which."""
+
+    def __init__(self, message: str, kind: str | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+
+
+class PluginConflictWarning(UserWarning):
+    """Issued when fed uses an entry whose name a plugin that failed to load also registers: the
+    entry may not be the one that was meant."""
 
 
 class UnknownEntryError(KeyError):
@@ -262,13 +277,21 @@ class Registry:
     The registry a hook receives records the hook's plugin and distribution on every entry.
     """
 
-    def __init__(self, kind: str, *, hint: Callable[[], str] | None = None) -> None:
-        """Make an empty registry; ``hint()`` adds context to the error of a failed lookup."""
+    def __init__(
+        self,
+        kind: str,
+        *,
+        hint: Callable[[], str] | None = None,
+        on_lookup: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """Make an empty registry; ``hint()`` adds context to the error of a failed lookup, and
+        ``on_lookup(kind, name)`` is called on every successful one."""
         kind = _check_kind(kind)
         self.kind: Final = kind
         self._entries: dict[str, Entry] = {}
         self._source = _DIRECT
         self._hint = hint
+        self._on_lookup = on_lookup
 
     def add(self, name: str, factory: Callable[..., Any]) -> Entry:
         """Register ``factory`` under ``name`` and return the new entry.
@@ -292,7 +315,9 @@ class Registry:
             holder = _Source(existing.plugin, existing.distribution, existing.version)
             raise DuplicateEntryError(
                 f"{self.kind} {name!r} from {self._source} is already registered by {holder}; "
-                f"one of them must use another name, or disable one with {DISABLED_ENV}"
+                f"one of them must use another name, or disable one with {DISABLED_ENV}",
+                self.kind,
+                name,
             )
         entry = Entry(
             kind=self.kind,
@@ -313,6 +338,8 @@ class Registry:
             message = f"no {self.kind} named {name!r}; registered: {registered}"
             hint = self._hint() if self._hint is not None else ""
             raise UnknownEntryError(f"{message}; {hint}" if hint else message)
+        if self._on_lookup is not None:
+            self._on_lookup(self.kind, name)
         return entry.factory
 
     def entry(self, name: str) -> Entry:
@@ -426,9 +453,13 @@ class PluginSystem:
         self._manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._manager.add_hookspecs(hookspecs)
         self._hooks = _RegistrationHooks(self._manager)
-        self._registries = {kind: Registry(kind, hint=self._lookup_hint) for kind in KINDS}
+        self._registries = {
+            kind: Registry(kind, hint=self._lookup_hint, on_lookup=self._warn_if_contested)
+            for kind in KINDS
+        }
         self._sources: dict[str, _Source] = {}
         self._load_errors: list[LoadError] = []
+        self._warned: set[tuple[str, str]] = set()
         self._loaded = False
         self._lock = threading.RLock()
 
@@ -483,9 +514,12 @@ class PluginSystem:
             if self._autoload or self._builtins:
                 self._load_entry_points()
             if self._load_errors:
-                _logger.warning(
+                # Not a warning: a plugin that fails to load matters where its entries are looked
+                # up, and there the lookup error names it, and so does the warning of a conflict
+                # (`_warn_if_contested`); a warning here would print on every run of anything.
+                _logger.info(
                     "fed plugins not loaded: %s; `python -m fed_core plugins` shows why",
-                    ", ".join(f"{e.plugin} ({e.distribution})" for e in self._load_errors),
+                    self._failed_plugins(),
                 )
 
     def _load_entry_points(self) -> None:
@@ -581,6 +615,9 @@ class PluginSystem:
             LoadError(source.plugin, source.distribution, source.version, message, error)
         )
 
+    def _failed_plugins(self) -> str:
+        return ", ".join(f"{e.plugin} ({e.distribution})" for e in self._load_errors)
+
     def _lookup_hint(self) -> str:
         notes = []
         if not self._autoload:
@@ -589,10 +626,33 @@ class PluginSystem:
             notes.append(f"disabled plugins: {', '.join(sorted(self._disabled))}")
         if self._load_errors:
             notes.append(
-                f"{len(self._load_errors)} plugin(s) failed to load; "
+                f"{len(self._load_errors)} plugin(s) failed to load: {self._failed_plugins()}; "
                 "`python -m fed_core plugins` shows why"
             )
         return "; ".join(notes)
+
+    def _warn_if_contested(self, kind: str, name: str) -> None:
+        """Warn, once per entry, when a plugin that failed to load registers ``name`` too."""
+        if (kind, name) in self._warned:
+            return
+        rivals = [
+            error
+            for error in self._load_errors
+            if isinstance(error.exception, DuplicateEntryError)
+            and (error.exception.kind, error.exception.name) == (kind, name)
+        ]
+        if not rivals:
+            return
+        self._warned.add((kind, name))
+        entry = self._registries[kind]._entries[name]
+        holder = _Source(entry.plugin, entry.distribution, entry.version)
+        others = ", ".join(str(_Source(e.plugin, e.distribution, e.version)) for e in rivals)
+        warnings.warn(
+            f"fed uses {kind} {name!r} from {holder}; {others} also registers it and was not "
+            f"loaded. Disable one of them with {DISABLED_ENV} to choose.",
+            PluginConflictWarning,
+            stacklevel=3,
+        )
 
 
 def _check_kind(kind: str) -> str:

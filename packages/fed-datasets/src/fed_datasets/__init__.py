@@ -2,7 +2,8 @@
 
 `ClientData` and its implementations (in memory, SQLite, one file per client), the canned data
 sets (`emnist`, `shakespeare`, `stackoverflow`, `cifar100`, `digits`), partitioners that turn
-centralized arrays into federated data, and client samplers.
+centralized arrays into federated data, client samplers, and the composition of a dataset
+computation with a process, so that clients build their own datasets.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from fed_datasets.__about__ import __version__
 if TYPE_CHECKING:
     from fed_datasets import cifar100, digits, emnist, shakespeare, stackoverflow
     from fed_datasets._client_data import ClientData, TestClientData
+    from fed_datasets._compositions import (
+        MultipleMatchingSequenceTypesError,
+        SequenceTypeNotAssignableError,
+        SequenceTypeNotFoundError,
+        compose_dataset_computation_with_computation,
+        compose_dataset_computation_with_iterative_process,
+    )
     from fed_datasets._download import DownloadError
     from fed_datasets._file_per_user import FilePerUserClientData
     from fed_datasets._partition import (
@@ -40,11 +48,16 @@ _HOMES = {
     "DownloadError": "_download",
     "ElementSpecCompatibilityError": "_sql",
     "FilePerUserClientData": "_file_per_user",
+    "MultipleMatchingSequenceTypesError": "_compositions",
+    "SequenceTypeNotAssignableError": "_compositions",
+    "SequenceTypeNotFoundError": "_compositions",
     "SqlClientData": "_sql",
     "TestClientData": "_client_data",
     "build_client_selection_fn": "_sampling",
     "build_uniform_sampling_fn": "_sampling",
     "cifar100": "cifar100",
+    "compose_dataset_computation_with_computation": "_compositions",
+    "compose_dataset_computation_with_iterative_process": "_compositions",
     "digits": "digits",
     "emnist": "emnist",
     "load_and_parse_sql_client_data": "_sql",
@@ -63,12 +76,17 @@ __all__ = [
     "DownloadError",
     "ElementSpecCompatibilityError",
     "FilePerUserClientData",
+    "MultipleMatchingSequenceTypesError",
+    "SequenceTypeNotAssignableError",
+    "SequenceTypeNotFoundError",
     "SqlClientData",
     "TestClientData",
     "__version__",
     "build_client_selection_fn",
     "build_uniform_sampling_fn",
     "cifar100",
+    "compose_dataset_computation_with_computation",
+    "compose_dataset_computation_with_iterative_process",
     "digits",
     "emnist",
     "load_and_parse_sql_client_data",

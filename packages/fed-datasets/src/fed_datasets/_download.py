@@ -2,35 +2,39 @@
 
 Files come from `base_url` (by default TensorFlow Federated's public bucket, or the
 `FED_DATASETS_BASE_URL` environment variable; a `file://` URL works too) and are cached in
-`cache_dir` (by default `$FED_DATASETS_CACHE`, else `~/.cache/fed/datasets`). A download goes
-to a temporary file in the cache directory and is renamed into place only once it is complete
-and checked, so an interrupted download never leaves a broken file in the cache.
+`cache_dir` (by default `$FED_DATASETS_CACHE`, else the user's cache directory:
+`$XDG_CACHE_HOME/fed/datasets` or `~/.cache/fed/datasets` on Linux). pooch does the transfer: it
+downloads to a temporary file, checks the sha256 when one is known, retries failed downloads, and
+moves the file into place only once it is complete. What is kept is the decompressed file alone,
+moved into place only once it is whole and checked, so an interrupted run never leaves a broken
+file in the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import logging
 import lzma
 import os
 import shutil
+import sys
 import tarfile
-import tempfile
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
-from tqdm.auto import tqdm
+import platformdirs
+import pooch
+import requests
 
 DEFAULT_BASE_URL = "https://storage.googleapis.com/tff-datasets-public"
 BASE_URL_ENV = "FED_DATASETS_BASE_URL"
 CACHE_DIR_ENV = "FED_DATASETS_CACHE"
-
-_CHUNK_SIZE = 1 << 20
-_logger = logging.getLogger(__name__)
+RETRIES = 3
+"""How many times a failed download is tried again (pooch waits 1 s, 2 s, ... in between)."""
+TIMEOUT_SECONDS = 60
+"""How long a download may wait for the server before it fails (and is tried again)."""
 
 
 class DownloadError(OSError):
@@ -38,13 +42,13 @@ class DownloadError(OSError):
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path:
-    """`cache_dir`, else `$FED_DATASETS_CACHE`, else `~/.cache/fed/datasets`."""
+    """`cache_dir`, else `$FED_DATASETS_CACHE`, else `datasets` in the user's cache for fed."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     from_env = os.environ.get(CACHE_DIR_ENV)
     if from_env:
         return Path(from_env).expanduser()
-    return Path.home() / ".cache" / "fed" / "datasets"
+    return platformdirs.user_cache_path("fed", appauthor=False) / "datasets"
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -53,51 +57,54 @@ def resolve_base_url(base_url: str | None) -> str:
     return url.rstrip("/")
 
 
-@contextlib.contextmanager
-def _temporary_file(directory: Path, name: str) -> Iterator[Path]:
-    """A temporary file in `directory`, removed on exit unless it was renamed away."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".part")
-    os.close(fd)
-    try:
-        yield Path(tmp_name)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp_name)
+def _copy_local_file(url: str, output_file: str, _pooch: Any, check_only: bool = False) -> bool:
+    """A pooch downloader for `file://` URLs (pooch knows only network protocols)."""
+    source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    if check_only:
+        return source.is_file()
+    shutil.copyfile(source, output_file)
+    return True
 
 
-def _stream(url: str, sink: Callable[[bytes], None]) -> str:
-    """Feeds the bytes at `url` to `sink` chunk by chunk; returns their sha256 hex digest."""
-    digest = hashlib.sha256()
-    received = 0
+def _downloader(url: str) -> Callable[..., Any]:
+    if url.startswith("file:"):
+        return _copy_local_file
+    # A progress bar (tqdm) on a terminal only, as it would clutter logs.
+    return pooch.HTTPDownloader(progressbar=sys.stderr.isatty(), timeout=TIMEOUT_SECONDS)
+
+
+def _download(filename: str, directory: Path, base_url: str | None, sha256: str | None) -> Path:
+    """Downloads `{base_url}/{filename}` into `directory` (checked against `sha256` when given)."""
+    url = f"{resolve_base_url(base_url)}/{filename}"
+    fetcher = pooch.create(
+        path=directory,
+        base_url=f"{resolve_base_url(base_url)}/",
+        registry={filename: None if sha256 is None else f"sha256:{sha256}"},
+        retry_if_failed=RETRIES,
+    )
     try:
-        with urllib.request.urlopen(url) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length is not None else None
-            name = url.rsplit("/", 1)[-1]
-            with tqdm(
-                total=total, unit="B", unit_scale=True, desc=f"Downloading {name}", disable=None
-            ) as progress:
-                while chunk := response.read(_CHUNK_SIZE):
-                    digest.update(chunk)
-                    sink(chunk)
-                    received += len(chunk)
-                    progress.update(len(chunk))
-    except (urllib.error.URLError, OSError) as e:
-        if isinstance(e, DownloadError):
-            raise
+        return Path(fetcher.fetch(filename, downloader=_downloader(url)))
+    except ValueError as e:
+        if "does not match the known hash" in str(e):
+            raise DownloadError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}; the download is corrupt "
+                f"or the file has changed ({e})"
+            ) from e
+        raise
+    except (requests.RequestException, OSError) as e:
         raise DownloadError(f"could not download {url}: {e}") from e
-    if total is not None and received != total:
-        raise DownloadError(f"download of {url} stopped after {received} of {total} bytes")
-    return digest.hexdigest()
 
 
-def _check_sha256(url: str, actual: str, expected: str | None) -> None:
-    if expected is not None and actual != expected:
-        raise DownloadError(
-            f"checksum mismatch for {url}: expected sha256 {expected}, got {actual}; the "
-            "download is corrupt or the file has changed"
-        )
+@contextlib.contextmanager
+def _removed_on_exit(*paths: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for path in paths:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def fetch_lzma_file(
@@ -110,9 +117,9 @@ def fetch_lzma_file(
 ) -> Path:
     """Returns the cached, decompressed form of `filename` (which ends in `.lzma`).
 
-    On a cache miss, downloads `{base_url}/{filename}`, decompressing on the fly, checks the
-    compressed bytes against `sha256` when given and the result with `validate`, then moves it
-    into the cache.
+    On a cache miss, downloads `{base_url}/{filename}`, checks the compressed bytes against
+    `sha256` when given, decompresses it and checks the result with `validate`, then moves it
+    into the cache. Raises `DownloadError` when the file cannot be had or is not what it should be.
     """
     if not filename.endswith(".lzma"):
         raise ValueError(f"expected a file name ending in '.lzma', got {filename!r}")
@@ -121,32 +128,24 @@ def fetch_lzma_file(
     if target.exists():
         return target
     url = f"{resolve_base_url(base_url)}/{filename}"
-    _logger.info("Downloading %s to %s", url, target)
-    with _temporary_file(directory, target.name) as tmp:
-        decompressor = lzma.LZMADecompressor()
-        with open(tmp, "wb") as out:
-
-            def write(chunk: bytes) -> None:
-                if decompressor.eof:
-                    raise DownloadError(f"{url} has data after the end of its LZMA stream")
-                try:
-                    out.write(decompressor.decompress(chunk))
-                except lzma.LZMAError as e:
-                    raise DownloadError(f"{url} is not a valid LZMA file: {e}") from e
-
-            digest = _stream(url, write)
-        if not decompressor.eof:
-            raise DownloadError(f"{url} ended before the end of its LZMA stream (truncated?)")
-        if decompressor.unused_data:
-            raise DownloadError(f"{url} has data after the end of its LZMA stream")
-        _check_sha256(url, digest, sha256)
+    partial = directory / f".{target.name}.part"
+    with _removed_on_exit(directory / filename, partial):
+        archive = _download(filename, directory, base_url, sha256)
+        try:
+            pooch.Decompress(method="lzma", name=partial.name)(str(archive), "download", None)
+        except lzma.LZMAError as e:
+            raise DownloadError(f"{url} is not a valid LZMA file: {e}") from e
+        except EOFError as e:
+            raise DownloadError(
+                f"{url} ended before the end of its LZMA stream (truncated?): {e}"
+            ) from e
         if validate is not None:
             try:
-                validate(tmp)
+                validate(partial)
             except Exception as e:
                 e.add_note(f"(the file downloaded from {url})")
                 raise
-        os.replace(tmp, target)
+        os.replace(partial, target)
     return target
 
 
@@ -161,7 +160,7 @@ def fetch_tar_bz2_member(
     """Returns the cached file `member` of the bzip2-compressed tar archive `filename`.
 
     On a cache miss, downloads `{base_url}/{filename}`, checks it against `sha256`, and extracts
-    only `member` (by name, so no archive can write outside the cache).
+    only `member` (a plain file name, so no archive can write outside the cache).
     """
     if "/" in member or member in ("", ".", ".."):
         raise ValueError(f"member must be a plain file name, got {member!r}")
@@ -170,34 +169,18 @@ def fetch_tar_bz2_member(
     if target.exists():
         return target
     url = f"{resolve_base_url(base_url)}/{filename}"
-    _logger.info("Downloading %s to %s", url, target)
-    with _temporary_file(directory, filename) as archive_path:
-        with open(archive_path, "wb") as out:
-            digest = _stream(url, out.write)
-        _check_sha256(url, digest, sha256)
-        with _temporary_file(directory, member) as tmp:
-            try:
-                with (
-                    tarfile.open(archive_path, mode="r|bz2") as archive,
-                    open(tmp, "wb") as out,
-                ):
-                    _copy_member(archive, member, out, url)
-            except (tarfile.TarError, OSError, EOFError) as e:
-                if isinstance(e, DownloadError):
-                    raise
-                raise DownloadError(f"{url} is not a valid bzip2-compressed tar file: {e}") from e
-            os.replace(tmp, target)
+    extract_dir = directory / f".{member}.untar"
+    with _removed_on_exit(directory / filename, extract_dir):
+        archive = _download(filename, directory, base_url, sha256)
+        try:
+            untar = pooch.Untar(members=[member], extract_dir=extract_dir.name)
+            untar(str(archive), "download", None)
+            extracted = extract_dir / member
+            if not extracted.is_file() or extracted.is_symlink():
+                with tarfile.open(archive) as contents:
+                    names = contents.getnames()
+                raise DownloadError(f"{url} has no file {member!r}; it holds {names[:10]}")
+        except (tarfile.TarError, EOFError) as e:
+            raise DownloadError(f"{url} is not a valid bzip2-compressed tar file: {e}") from e
+        os.replace(extracted, target)
     return target
-
-
-def _copy_member(archive: tarfile.TarFile, member: str, destination: BinaryIO, url: str) -> None:
-    # A stream-mode archive is read once, front to back: copy the member when it comes by.
-    seen = []
-    for info in archive:
-        if info.name.removeprefix("./") == member and info.isfile():
-            source = archive.extractfile(info)
-            assert source is not None  # regular files always have content
-            shutil.copyfileobj(source, destination, _CHUNK_SIZE)
-            return
-        seen.append(info.name)
-    raise DownloadError(f"{url} has no file {member!r}; it holds {seen[:10]}")

@@ -58,12 +58,12 @@ def load_data(
 
 
 def _synthetic_images(occurrence: int) -> tuple[np.ndarray, np.ndarray]:
-    """One EMNIST-like image per digit, upscaled from scikit-learn's 8x8 handwritten digits."""
-    from sklearn.datasets import load_digits
+    """One EMNIST-like image per digit, upscaled from the 8x8 handwritten digits shipped in fed-datasets."""
+    from fed_datasets.digits import load_arrays
 
-    digits = load_digits()
-    rows = [np.flatnonzero(digits.target == d)[occurrence] for d in range(10)]
-    small = digits.images[rows] / 16.0
+    pixels, labels = load_arrays()
+    rows = [np.flatnonzero(labels == d)[occurrence] for d in range(10)]
+    small = pixels[rows]
     large = np.kron(small, np.ones((1, 3, 3)))  # 8x8 -> 24x24
     framed = np.pad(large, ((0, 0), (2, 2), (2, 2)))  # -> 28x28
     return (1.0 - framed).astype(np.float32), np.arange(10, dtype=np.int32)

@@ -8,7 +8,8 @@ not import TensorFlow.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib.util
+from typing import TYPE_CHECKING, Any
 
 from fed_core.framework import lazy_exports, register_internal_package
 from fed_tensorflow.__about__ import __version__
@@ -22,7 +23,7 @@ register_internal_package(__file__)
 
 __all__ = ["__version__", "computation", "configure", "to_tf_dtype", "to_tf_spec", "to_type"]
 
-__getattr__, __dir__ = lazy_exports(
+_lazy_getattr, __dir__ = lazy_exports(
     __name__,
     {
         "computation": "_frontend",
@@ -32,3 +33,14 @@ __getattr__, __dir__ = lazy_exports(
         "to_type": "_type_conversions",
     },
 )
+
+_NO_TENSORFLOW = (
+    "fed-tensorflow needs TensorFlow 2.21, and none is installed: pip install 'fed-framework[tensorflow]' "
+    "(or 'fed-tensorflow[tensorflow]'), or the build you choose, such as 'tensorflow-cpu==2.21.*'."
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__ and name != "__version__" and importlib.util.find_spec("tensorflow") is None:
+        raise ModuleNotFoundError(_NO_TENSORFLOW, name="tensorflow")
+    return _lazy_getattr(name)

@@ -9,9 +9,11 @@ devices.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, Literal, get_args
 
@@ -36,6 +38,34 @@ from fed_types import SequenceType, TensorType, Type
 MapStrategy = Literal["auto", "vectorized", "looped", "per_client"]
 _STRATEGIES: tuple[str, ...] = get_args(MapStrategy)
 _VARIANT_SPEC = tf.TensorSpec([], tf.variant)
+
+
+class _FromThread(logging.Filter):
+    """Drops the records logged by one thread (those whose message contains `containing`, if
+    given)."""
+
+    def __init__(self, thread: int, containing: str | None):
+        super().__init__()
+        self._thread = thread
+        self._containing = containing
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self._thread:
+            return True
+        return self._containing is not None and self._containing not in record.getMessage()
+
+
+@contextlib.contextmanager
+def tensorflow_log_silenced(containing: str | None = None) -> Iterator[None]:
+    """Silences TensorFlow's Python logger for what this thread logs while the block runs (only
+    the messages containing `containing`, if given); other threads log as usual."""
+    logger = tf.get_logger()
+    this_thread = _FromThread(threading.get_ident(), containing)
+    logger.addFilter(this_thread)
+    try:
+        yield
+    finally:
+        logger.removeFilter(this_thread)
 
 
 def _scope_name(name: str) -> str:
@@ -242,9 +272,13 @@ class LoadedTensorFlowComputation(LoadedComputation):
         kinds = ["vectorized", "looped"] if strategy == "auto" else [strategy]
         for kind in kinds:
             try:
-                return tf.function(
-                    builders[kind], input_signature=specs, autograph=False
-                ).get_concrete_function()
+                # When "auto" tries vectorizing, an op without a vectorized form is expected:
+                # TensorFlow's logged errors about it would only alarm, as a loop follows.
+                quiet = kind == "vectorized" and strategy == "auto"
+                with tensorflow_log_silenced() if quiet else contextlib.nullcontext():
+                    return tf.function(
+                        builders[kind], input_signature=specs, autograph=False
+                    ).get_concrete_function()
             except Exception:  # an op without a vectorized form, outputs of varying shapes, ...
                 if strategy != "auto":
                     raise

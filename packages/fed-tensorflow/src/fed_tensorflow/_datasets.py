@@ -18,6 +18,7 @@ from fed_tensorflow._structure import flatten
 from fed_tensorflow._type_conversions import (
     element_leaves,
     element_structure,
+    is_composite,
     plain_container,
     plain_structure,
 )
@@ -86,6 +87,20 @@ def as_dataset(value: Any, element: Type) -> tf.data.Dataset:
 def from_elements(elements: Iterable[Any], element: Type) -> tf.data.Dataset:
     """A dataset of `elements` (values of type `element`), with plain-structured elements."""
     leaves = element_leaves(element)
+    if not all(isinstance(t, TensorType) for t in leaves):
+        # Sparse and ragged tensors stay whole: they can be neither made arrays nor stacked.
+        rows = [_leaf_values(e, element) for e in elements]
+        if not rows:
+            raise ValueError(
+                f"Cannot make an empty dataset of {element} from a list: pass a tf.data.Dataset."
+            )
+        datasets = [tf.data.Dataset.from_tensors(plain_structure(element, iter(r))) for r in rows]
+        # `from_list` takes no sparse or ragged tensors: the elements are concatenated instead,
+        # in pairs, so that the nesting of datasets grows with the log of their number.
+        while len(datasets) > 1:
+            pairs = [a.concatenate(b) for a, b in zip(datasets[::2], datasets[1::2], strict=False)]
+            datasets = pairs + datasets[len(pairs) * 2 :]
+        return datasets[0]
     rows = [
         [_array(leaf, t) for leaf, t in zip(flatten(e, element), leaves, strict=True)]
         for e in elements
@@ -99,6 +114,22 @@ def from_elements(elements: Iterable[Any], element: Type) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices(plain_structure(element, iter(columns)))
     # Elements of different shapes (a smaller last batch) cannot be stacked.
     return tf.data.experimental.from_list([plain_structure(element, iter(row)) for row in rows])
+
+
+def _leaf_values(value: Any, element: Type) -> list[Any]:
+    """The leaves of one element along `element`, sparse and ragged tensors whole (made again
+    from their components where they come as a `Struct` of them)."""
+    if isinstance(element, TensorType):
+        return [value]
+    if is_composite(element):
+        if not isinstance(value, Struct):
+            return [value]
+        if issubclass(element.python_container, tf.SparseTensor):  # type: ignore[union-attr]
+            return [tf.SparseTensor(value.indices, value.values, value.dense_shape)]
+        splits = tuple(value.nested_row_splits)
+        return [tf.RaggedTensor.from_nested_row_splits(value.flat_values, splits)]
+    struct = value if isinstance(value, Struct) else from_python_container(value)
+    return [leaf for v, t in zip(struct, element, strict=True) for leaf in _leaf_values(v, t)]  # type: ignore[call-overload]
 
 
 def _array(value: Any, t: TensorType) -> np.ndarray:

@@ -14,7 +14,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from fed_core.execution import context_scope
 from fed_core.framework import NO_ARGUMENT, CompiledComputation, Computation, make_decorator
-from fed_tensorflow._backend import backend
+from fed_tensorflow._backend import backend, tensorflow_log_silenced
 from fed_tensorflow._datasets import parameter_dataset, to_variant
 from fed_tensorflow._payload import GraphPayload
 from fed_tensorflow._structure import flatten, leaf_types, pack
@@ -178,7 +178,10 @@ def _freeze(concrete: Any, name: str, num_inputs: int) -> bytes:
         return GraphPayload(graph_def, inputs, ()).encode()
     try:
         # Keep control flow as functional ops: lowering it breaks loops over dataset iterators.
-        frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+        # A lookup table made anywhere before leaves a None in TensorFlow's global table_initializer
+        # collection, which every later freezing would warn about.
+        with tensorflow_log_silenced("Issue encountered when serializing table_initializer"):
+            frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     except ValueError as e:
         raise ValueError(
             f"The TensorFlow computation {name} uses variables created outside it in a way that "

@@ -12,11 +12,6 @@ import tensorflow as tf
 import fed_types
 from fed_types import SequenceType, Struct, StructType, TensorType, Type
 
-_UNSUPPORTED_SPECS = {
-    "RaggedTensorSpec": "ragged tensors (convert them with .to_tensor())",
-    "SparseTensorSpec": "sparse tensors (convert them with tf.sparse.to_dense)",
-}
-
 
 def to_type(spec: Any) -> Type:
     """The fed type of a TensorFlow type spec, or of any spec `fed_types.to_type` accepts.
@@ -26,10 +21,11 @@ def to_type(spec: Any) -> Type:
     its element spec; containers (dicts, OrderedDicts, namedtuples, tuples, lists, attrs classes) of
     these are structs that keep their container:
     `to_type(OrderedDict(x=tf.TensorSpec([None, 784], tf.float32)))` is `<x=float32[?,784]>`.
+    A `tf.SparseTensorSpec` or `tf.RaggedTensorSpec` is the struct of the tensor's components, as
+    in TFF (`<indices=int64[?,2],values=float32[?],dense_shape=int64[2]>` for a sparse matrix),
+    whose Python container is `tf.SparseTensor` or `tf.RaggedTensor`: datasets of such elements
+    pass to and from TensorFlow computations as they are.
     """
-    kind = type(spec).__name__
-    if kind in _UNSUPPORTED_SPECS:
-        raise NotImplementedError(f"fed has no type for {_UNSUPPORTED_SPECS[kind]}; got {spec!r}.")
     dtype = spec if isinstance(spec, tf.DType) else getattr(spec, "dtype", None)
     if isinstance(dtype, tf.DType) and dtype in (tf.variant, tf.resource):
         raise TypeError(
@@ -60,13 +56,40 @@ def tensor_spec(t: TensorType) -> tf.TensorSpec:
     return tf.TensorSpec(_tf_shape(t), to_tf_dtype(t.dtype))
 
 
+def is_composite(t: Type) -> bool:
+    """True for the struct type of a sparse or ragged tensor (see `to_type`): inside a dataset
+    element it is one value, not a struct of tensors."""
+    container = t.python_container if isinstance(t, StructType) else None
+    return isinstance(container, type) and issubclass(container, (tf.SparseTensor, tf.RaggedTensor))
+
+
+def leaf_spec(t: TensorType | StructType) -> Any:
+    """The spec of a leaf of a dataset element (see `element_leaves`): a `tf.TensorSpec`, or the
+    `tf.SparseTensorSpec` or `tf.RaggedTensorSpec` of a sparse or ragged tensor's struct type."""
+    if isinstance(t, TensorType):
+        return tensor_spec(t)
+    if issubclass(t.python_container, tf.SparseTensor):  # type: ignore[arg-type]
+        values, dense_shape = t["values"], t["dense_shape"]
+        rank = dense_shape.shape[0] if dense_shape.rank == 1 else None
+        shape = tf.TensorShape(None if rank is None else [None] * rank)
+        return tf.SparseTensorSpec(shape, to_tf_dtype(values))
+    flat_values, row_splits = t["flat_values"], t["nested_row_splits"]
+    ragged_rank = len(row_splits)
+    if flat_values.rank is None:
+        shape = tf.TensorShape(None)
+    else:
+        shape = tf.TensorShape([None] * (ragged_rank + 1) + list(flat_values.shape[1:]))
+    splits_dtype = to_tf_dtype(row_splits[0]) if ragged_rank else tf.int64
+    return tf.RaggedTensorSpec(shape, to_tf_dtype(flat_values), ragged_rank, splits_dtype)
+
+
 def to_tf_spec(type_spec: Any) -> Any:
     """The TensorFlow spec of a fed type: a `tf.TensorSpec` for a tensor type, a
     `tf.data.DatasetSpec` for a sequence, and for a struct its Python container (if it has none, an
     OrderedDict if all elements are named, a tuple if none are) of its elements' specs."""
     t = fed_types.to_type(type_spec)
-    if isinstance(t, TensorType):
-        return tensor_spec(t)
+    if isinstance(t, TensorType) or is_composite(t):
+        return leaf_spec(t)  # type: ignore[arg-type]
     if isinstance(t, SequenceType):
         return tf.data.DatasetSpec(element_structure(t.element))
     if isinstance(t, StructType):
@@ -80,11 +103,11 @@ def to_tf_spec(type_spec: Any) -> Any:
     )
 
 
-def element_leaves(element: Type) -> list[TensorType]:
-    """The tensor types of a sequence's element, in order (raises for what `tf.data` cannot
-    hold)."""
-    if isinstance(element, TensorType):
-        return [element]
+def element_leaves(element: Type) -> list[TensorType | StructType]:
+    """The leaves of a sequence's element in order: its tensor types, and the struct types of its
+    sparse and ragged tensors (raises for what `tf.data` cannot hold)."""
+    if isinstance(element, TensorType) or is_composite(element):
+        return [element]  # type: ignore[list-item]
     if isinstance(element, StructType):
         return [leaf for e in element for leaf in element_leaves(e)]
     if isinstance(element, SequenceType):
@@ -98,10 +121,10 @@ def element_structure(element: Type, leaves: Iterator[Any] | None = None) -> Any
     """The nested structure of a dataset element of type `element`: each struct in its container
     when `tf.data` can hold it (mappings, namedtuples, attrs classes; lists become tuples), else in
     an OrderedDict (named elements) or a tuple (unnamed). The leaves are taken from `leaves`, by
-    default the tensor specs."""
+    default the specs of the leaves (`leaf_spec`)."""
     if leaves is None:
-        leaves = iter([tensor_spec(t) for t in element_leaves(element)])
-    if isinstance(element, TensorType):
+        leaves = iter([leaf_spec(t) for t in element_leaves(element)])
+    if isinstance(element, TensorType) or is_composite(element):
         return next(leaves)
     assert isinstance(element, StructType)
     elements = Struct((name, element_structure(e, leaves)) for name, e in element.items())
@@ -121,8 +144,8 @@ def plain_structure(element: Type, leaves: Iterator[Any] | None = None) -> Any:
     this process.
     """
     if leaves is None:
-        leaves = iter([tensor_spec(t) for t in element_leaves(element)])
-    if isinstance(element, TensorType):
+        leaves = iter([leaf_spec(t) for t in element_leaves(element)])
+    if isinstance(element, TensorType) or is_composite(element):
         return next(leaves)
     assert isinstance(element, StructType)
     return plain_container(

@@ -1,6 +1,6 @@
 """fed-types: the types, placements and structures of the fed federated language."""
 
-from fed_types import types
+from fed_types import structure, types
 from fed_types.__about__ import __version__
 from fed_types._containers import container_items
 from fed_types._conversion import (
@@ -69,6 +69,7 @@ __all__ = [
     "placement_from_name",
     "placement_from_uri",
     "serialize_type",
+    "structure",
     "to_dtype",
     "to_python_container",
     "to_type",

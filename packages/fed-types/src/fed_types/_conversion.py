@@ -204,14 +204,16 @@ def _build(type_spec: StructType, items: Elements) -> Any:
     try:
         if issubclass(container, Mapping):
             return build(items)
-        return build(**_constructor_arguments(container, items))
+        return build(**constructor_arguments(container, items))
     except TypeError as error:
         raise TypeError(
             f"Cannot build a {container.__qualname__} for type {type_spec}: {error}"
         ) from None
 
 
-def _constructor_arguments(container: type, items: Elements) -> dict[str, Any]:
+def constructor_arguments(container: type, items: Elements) -> dict[str, Any]:
+    """The keyword arguments that build `container` (a dataclass, attrs or other class) from its
+    named elements `items`."""
     if is_attrs_class(container):
         # attrs strips leading underscores from private attributes' constructor arguments.
         aliases = {

@@ -261,6 +261,27 @@ class Type(abc.ABC):
         """The compact notation of this type, as `str()` gives it."""
         return str(self)
 
+    def formatted_representation(self) -> str:
+        """The notation of this type laid out for reading, as TFF prints it: the elements of each
+        non-empty struct on lines of their own, indented by two spaces per level.
+
+        `<a=int32,b=<float32,bool>>` reads
+        ```
+        <
+          a=int32,
+          b=<
+            float32,
+            bool
+          >
+        >
+        ```
+        """
+        return "\n".join(line.rstrip() for line in self._lines())
+
+    def _lines(self) -> list[str]:
+        """The lines of `formatted_representation`; types without struct inside are one line."""
+        return [str(self)]
+
     def first_difference(self, source: Type) -> str | None:
         """Where and why `source` is not assignable to this type, or None if it is."""
         return _difference(self, source, "")
@@ -304,6 +325,16 @@ def _identical(a: Type, b: Type) -> bool:
             _identical(x, y) for x, y in zip(a.children(), b.children(), strict=True)
         )
     return all(_identical(x, y) for x, y in zip(a.children(), b.children(), strict=True))
+
+
+def _joined(*parts: list[str]) -> list[str]:
+    """The lines of `parts` written one after the other: each part continues the last line of
+    the one before it."""
+    lines = [""]
+    for part in parts:
+        lines[-1] += part[0]
+        lines.extend(part[1:])
+    return lines
 
 
 def _find_nested(type_spec: Type, kinds: tuple[type, ...]) -> Type | None:
@@ -415,6 +446,9 @@ class SequenceType(Type):
 
     def _compact(self) -> str:
         return f"{self._element}*"
+
+    def _lines(self) -> list[str]:
+        return _joined(self._element._lines(), ["*"])
 
     def _difference_from(self, source: Type, path: str) -> str | None:
         assert isinstance(source, SequenceType)
@@ -543,6 +577,18 @@ class StructType(Type):
         parts = [f"{name}={t}" if name is not None else str(t) for name, t in self._elements]
         return "<" + ",".join(parts) + ">"
 
+    def _lines(self) -> list[str]:
+        if not self._elements:
+            return ["<>"]
+        body: list[str] = []
+        last = len(self._elements) - 1
+        for index, (name, t) in enumerate(self._elements):
+            lines = t._lines() if name is None else _joined([f"{name}="], t._lines())
+            if index < last:
+                lines[-1] += ","
+            body.extend(f"  {line}" for line in lines)
+        return ["<", *body, ">"]
+
     def _difference_from(self, source: Type, path: str) -> str | None:
         assert isinstance(source, StructType)
         where = path or "the top"
@@ -617,6 +663,10 @@ class FunctionType(Type):
     def _compact(self) -> str:
         parameter = "" if self._parameter is None else str(self._parameter)
         return f"({parameter} -> {self._result})"
+
+    def _lines(self) -> list[str]:
+        parameter = [""] if self._parameter is None else self._parameter._lines()
+        return _joined(["("], parameter, [" -> "], self._result._lines(), [")"])
 
     def _difference_from(self, source: Type, path: str) -> str | None:
         assert isinstance(source, FunctionType)
@@ -761,6 +811,12 @@ class FederatedType(Type):
             return f"{self._member}@{self._placement}"
         return f"{{{self._member}}}@{self._placement}"
 
+    def _lines(self) -> list[str]:
+        member = self._member._lines()
+        if not self._all_equal:
+            member = _joined(["{"], member, ["}"])
+        return _joined(member, [f"@{self._placement}"])
+
     def _difference_from(self, source: Type, path: str) -> str | None:
         assert isinstance(source, FederatedType)
         where = path or "the top"
@@ -831,6 +887,50 @@ def _is_shape_like(shape: Any) -> bool:
     )
 
 
+def _sparse_tensor_type(spec: Any, container: type) -> StructType:
+    """The type of a sparse tensor spec (`tf.SparseTensorSpec`), as TFF gives it: the struct of the
+    sparse tensor's components, `<indices=int64[?,rank],values=dtype[?],dense_shape=int64[rank]>`,
+    whose values leave fed as sparse tensors."""
+    shape = to_shape(spec.shape)
+    rank = None if isinstance(shape, _UnknownRank) else len(shape)
+    return StructType(
+        [
+            ("indices", TensorType(np.int64, [None, rank])),
+            ("values", TensorType(spec.dtype, [None])),
+            ("dense_shape", TensorType(np.int64, [rank])),
+        ],
+        container,
+    )
+
+
+def _ragged_tensor_type(spec: Any, container: type) -> StructType:
+    """The type of a ragged tensor spec (`tf.RaggedTensorSpec`), as TFF gives it: the struct of
+    the ragged tensor's components, `<flat_values=dtype[...],nested_row_splits=<int64[?],...>>`
+    with one row-splits vector per ragged dimension, whose values leave fed as ragged tensors.
+
+    The flat values have the spec's inner dimensions when its rank is known (TFF leaves their rank
+    unknown, a type that this one is assignable to).
+    """
+    ragged_rank = int(spec.ragged_rank)
+    flat_values_spec = getattr(spec, "flat_values_spec", None)
+    if flat_values_spec is not None:
+        flat_values = to_type(flat_values_spec)
+    else:
+        shape = to_shape(spec.shape)
+        inner = (
+            UNKNOWN_RANK if isinstance(shape, _UnknownRank) else (None, *shape[ragged_rank + 1 :])
+        )
+        flat_values = TensorType(spec.dtype, inner)
+    row_splits = TensorType(spec.row_splits_dtype, [None])
+    return StructType(
+        [
+            ("flat_values", flat_values),
+            ("nested_row_splits", StructType([row_splits] * ragged_rank)),
+        ],
+        container,
+    )
+
+
 def to_type(spec: Any) -> Type:
     """Converts a type spec to a fed `Type`.
 
@@ -842,6 +942,10 @@ def to_type(spec: Any) -> Type:
       `tf.TensorShape`;
     - a tensor spec such as `tf.TensorSpec` (anything with `dtype` and `shape`), and a dataset spec
       (anything with an `element_spec`, such as `tf.data.DatasetSpec`) as a sequence type;
+    - a `tf.SparseTensorSpec` or `tf.RaggedTensorSpec`, as TFF types them: the struct of the
+      tensor's components (`<indices=int64[?,2],values=float32[?],dense_shape=int64[2]>`,
+      `<flat_values=int32[?],nested_row_splits=<int64[?]>>`) whose Python container is the
+      sparse or ragged tensor class;
     - lists, tuples, dicts, OrderedDicts, namedtuples, and instances of attrs classes and
       dataclasses whose elements are specs, nested: a struct type that keeps the Python container. A
       list or tuple holding `(name, spec)` pairs (`[('a', np.int32), ('b', np.bool_)]`) is a struct
@@ -880,8 +984,15 @@ def to_type(spec: Any) -> Type:
         return SequenceType(to_type(spec.element_spec))
     if hasattr(spec, "dtype") and hasattr(spec, "shape"):
         value_type = getattr(spec, "value_type", None)
-        if value_type is not None and getattr(value_type, "__name__", None) != "Tensor":
-            raise TypeError(f"Expected a dense tensor spec, got {describe(spec)}.")
+        kind = getattr(value_type, "__name__", None)
+        if kind == "SparseTensor":
+            return _sparse_tensor_type(spec, value_type)  # type: ignore[arg-type]
+        if kind == "RaggedTensor":
+            return _ragged_tensor_type(spec, value_type)  # type: ignore[arg-type]
+        if value_type is not None and kind != "Tensor":
+            raise TypeError(
+                f"Expected a dense, sparse or ragged tensor spec, got {describe(spec)}."
+            )
         return TensorType(spec.dtype, spec.shape)
     raise TypeError(
         "Expected a type spec (a Type, a dtype, a (dtype, shape) pair, a tensor spec, or a "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from fed import backends, types
+from fed import backends, structure, types
 from fed.__about__ import __version__
 from fed_core import (
     Computation,
@@ -78,7 +78,7 @@ _LAZY = {
     "program": "_program:",
     "analytics": "_analytics:",
 }
-# Names of optional parts, present when their package is installed (fed-jax: `pip install fed[jax]`);
+# Names of optional parts, present when their package is installed (fed-jax: `pip install fed-framework[jax]`);
 # without it they are missing attributes, with a message saying what to install.
 _OPTIONAL = {"jax": "_jax:", "jax_computation": "_jax:computation"}
 _HAS_JAX = importlib.util.find_spec("fed_jax") is not None
@@ -88,7 +88,7 @@ _lazy_getattr, __dir__ = lazy_exports(__name__, {**_LAZY, **(_OPTIONAL if _HAS_J
 def __getattr__(name: str) -> Any:
     if name in _OPTIONAL and not _HAS_JAX:
         raise AttributeError(
-            f"fed.{name} needs the fed-jax package (and JAX): pip install 'fed[jax]'"
+            f"fed.{name} needs the fed-jax package (and JAX): pip install 'fed-framework[jax]'"
         )
     return _lazy_getattr(name)
 
@@ -129,6 +129,7 @@ __all__ = [
     "sequence_map",
     "sequence_reduce",
     "sequence_sum",
+    "structure",
     "to_type",
     "type_at_clients",
     "type_at_server",

@@ -175,6 +175,14 @@ def conform(value: Any, t: Type, path: str = "", counts: list[int] | None = None
         return _conform_tensor(value, t, path)
     if isinstance(t, StructType):
         items = container_items(value)
+        container = t.python_container
+        if items is None and container is not None and isinstance(value, container):
+            # A framework's value of its type's class (a sparse tensor) is read by the type's
+            # element names, as attributes.
+            names = t.names()
+            if None in names or not all(hasattr(value, name) for name in names):
+                raise _mismatch(t, value, path)
+            items = ([(name, getattr(value, name)) for name in names], container)  # type: ignore[arg-type]
         if items is None or len(items[0]) != len(t):
             raise _mismatch(t, value, path)
         elements = []
@@ -213,6 +221,32 @@ def conform(value: Any, t: Type, path: str = "", counts: list[int] | None = None
     raise TypeError(f"Values of type {t} cannot be passed from Python.")
 
 
+def _as_bytes(value: Any) -> bytes:
+    """A string tensor's element as bytes: str is encoded as UTF-8."""
+    if isinstance(value, bytes):
+        return bytes(value)
+    return str(value).encode("utf-8")
+
+
+def _conform_strings(value: Any, t: TensorType, path: str) -> Any:
+    """A value for a string tensor: str, bytes, or (nested lists or arrays of) them. Text stays as
+    numpy str; anything holding bytes becomes an array of bytes objects, kept as they are."""
+    try:
+        array = np.asarray(value, dtype=object)
+    except (TypeError, ValueError):
+        raise _mismatch(t, value, path) from None
+    elements = array.ravel()
+    if not all(isinstance(e, (str, bytes)) for e in elements):
+        raise _mismatch(t, value, path)
+    if any(isinstance(e, bytes) for e in elements):
+        array = np.vectorize(_as_bytes, otypes=[object])(array)
+    else:
+        array = array.astype(np.str_)
+    if not t.is_assignable_from(TensorType(np.str_, array.shape)):
+        raise _mismatch(t, value, path)
+    return array[()] if array.ndim == 0 else array
+
+
 def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
     if type(value) is np.ndarray and value.dtype == t.dtype and value.shape == t.shape:
         return value  # the common case, checked without building a type
@@ -220,6 +254,8 @@ def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
     spells_a_tensor = isinstance(value, (list, tuple)) and bool(t.rank)
     if isinstance(value, (Struct, dict, list, tuple)) and not spells_a_tensor:
         raise _mismatch(t, value, path)
+    if t.dtype.kind == "U" and not _is_native_tensor(value):
+        return _conform_strings(value, t, path)
     if isinstance(value, (np.ndarray, np.generic)) or _is_native_tensor(value):
         given = TensorType(value.dtype, getattr(value, "shape", ()))
         if given.dtype != t.dtype or not t.is_assignable_from(given):
@@ -264,20 +300,27 @@ def expand_all_equal(value: Any, num_clients: int) -> Any:
 
 
 def to_python(value: Any, t: Type) -> Any:
-    """Converts an executor value of type `t` to Python: arrays (numpy scalars for rank 0), the struct's
-    declared containers, lists for sequences and for the members of a CLIENTS value (one value if all-equal)."""
+    """Converts an executor value of type `t` to Python: arrays (numpy scalars for rank 0; strings as
+    `bytes`, in object arrays), the struct's declared containers, lists for sequences and for the
+    members of a CLIENTS value (one value if all-equal)."""
     if isinstance(t, TensorType):
         array = np.asarray(value)
-        if array.dtype.kind in "SO" and t.dtype.kind == "U":
-            # Bytes that are not UTF-8 (a string cut inside a character) keep their bytes as surrogates:
-            # `s.encode("utf-8", "surrogateescape")` gives them back.
-            array = np.vectorize(
-                lambda b: b.decode("utf-8", "surrogateescape") if isinstance(b, bytes) else str(b),
-                otypes=[str],
-            )(array)
+        if t.dtype.kind == "U":
+            # Strings leave as bytes, as TFF returns them: a string tensor holds bytes, in whatever
+            # encoding (or none), so they are given back untouched; arrays hold them as objects.
+            array = np.vectorize(_as_bytes, otypes=[object])(array)
         return array[()] if array.ndim == 0 else array
     if isinstance(t, StructType):
         struct = to_executor_form(value)
+        container = t.python_container
+        if (
+            not isinstance(struct, Struct)
+            and container is not None
+            and isinstance(value, container)
+        ):
+            # A value that is already its type's container and not one fed splits, such as a
+            # framework's sparse tensor yielded by a dataset, leaves as it is.
+            return value
         converted = Struct((name, to_python(v, et)) for (name, et), v in zip(t.items(), struct))
         return to_python_container(converted, t)
     if isinstance(t, SequenceType):

@@ -86,7 +86,8 @@ def python_computation(
 
 def _to_executor_form(value: Any, t: Type) -> Any:
     if isinstance(t, TensorType):
-        return np.asarray(value, dtype=t.dtype)
+        # Strings stay as given (text or bytes): a cast to numpy's str would spell bytes' repr.
+        return np.asarray(value) if t.dtype.kind == "U" else np.asarray(value, dtype=t.dtype)
     if isinstance(t, StructType):
         struct = to_executor_form(value)
         return Struct((name, _to_executor_form(v, et)) for (name, et), v in zip(t.items(), struct))

@@ -14,7 +14,6 @@ import numpy as np
 
 from fed_core._errors import FederatedTypeError
 from fed_core.execution.context import context_scope
-from fed_core.intrinsics import definitions
 from fed_core.intrinsics.definitions import (
     FEDERATED_AGGREGATE,
     FEDERATED_BROADCAST,
@@ -31,8 +30,6 @@ from fed_core.intrinsics.definitions import (
     FEDERATED_VALUE_AT_CLIENTS,
     FEDERATED_VALUE_AT_SERVER,
     FEDERATED_WEIGHTED_MEAN,
-    FEDERATED_ZIP_AT_CLIENTS,
-    FEDERATED_ZIP_AT_SERVER,
     SEQUENCE_MAP,
     SEQUENCE_REDUCE,
     SEQUENCE_SUM,
@@ -52,7 +49,10 @@ from fed_core.tracing.tracer import (
     is_function,
     map_block,
     operand,
+    placements_of_federated_struct,
     trace,
+    zip_block,
+    zipped_if_federated,
 )
 from fed_types import (
     CLIENTS,
@@ -103,14 +103,22 @@ def _function(
     return block
 
 
+def _federated(
+    value: Any, operator: str, placement: Placement | None, what: str
+) -> tuple[bb.ComputationBuildingBlock, FederatedType]:
+    """The block and the type of an operand that is a federated value (at `placement`, when given);
+    a struct of federated values at one placement is zipped first (see `zipped_if_federated`)."""
+    block = zipped_if_federated(operand(value, operator))
+    return block, federated_operand(block, operator, placement, what)
+
+
 # ---- federated operators
 
 
 def federated_broadcast(value: Any) -> Value:
     """Broadcasts a server value to all clients: `T@SERVER -> T@CLIENTS` (all clients hold the same value)."""
     operator = "federated_broadcast"
-    block = operand(value, operator)
-    t = federated_operand(block, operator, SERVER, "a value")
+    block, t = _federated(value, operator, SERVER, "a value")
     return call_intrinsic(
         FEDERATED_BROADCAST, t, FederatedType(t.member, CLIENTS, all_equal=True), block
     )
@@ -147,37 +155,22 @@ def federated_map(fn: Any, arg: Any) -> Value:
     """Applies `fn` to each member of a federated value: `(<(T -> U), {T}@CLIENTS> -> {U}@CLIENTS)`;
     also for all-equal values at CLIENTS (`U@CLIENTS`) and values at SERVER (`U@SERVER`)."""
     operator = "federated_map"
-    value_block = operand(arg, operator)
-    if _is_struct_of_federated(value_block.type_signature):
-        # TFF's convenience: a struct of federated values at one placement is zipped first.
-        value_block = federated_zip(Value(value_block)).building_block
-    t = federated_operand(value_block, operator, None, "a value")
+    value_block, t = _federated(arg, operator, None, "a value")
     fn_block = _function(fn, operator, "a function", t.member)
     return map_block(fn_block, Value(value_block), operator)
-
-
-def _is_struct_of_federated(t: Type) -> bool:
-    return (
-        isinstance(t, StructType)
-        and len(t) > 0
-        and all(isinstance(e, FederatedType) for e in t)
-        and len({e.placement for e in t}) == 1  # type: ignore[attr-defined]
-    )
 
 
 def federated_apply(fn: Any, arg: Any) -> Value:
     """Applies `fn` to a server value: `(<(T -> U), T@SERVER> -> U@SERVER)` (TFF's older name)."""
     operator = "federated_apply"
-    value_block = operand(arg, operator)
-    t = federated_operand(value_block, operator, SERVER, "a value")
+    value_block, t = _federated(arg, operator, SERVER, "a value")
     return map_block(_function(fn, operator, "a function", t.member), Value(value_block), operator)
 
 
 def _client_aggregate(
     uri: str, operator: str, value: Any, predicate: Callable[[TensorType], bool], kind: str
 ) -> Value:
-    block = operand(value, operator)
-    t = federated_operand(block, operator, CLIENTS, f"a {kind} value")
+    block, t = _federated(value, operator, CLIENTS, f"a {kind} value")
     if not is_structure_of(t.member, predicate):
         raise FederatedTypeError(
             operator, f"{{T}}@CLIENTS with T a {kind} tensor or a struct of them", f"{t}"
@@ -206,14 +199,12 @@ def federated_mean(value: Any, weight: Any = None) -> Value:
     operator = "federated_mean"
     if weight is None:
         return _client_aggregate(FEDERATED_MEAN, operator, value, is_float, "floating-point")
-    value_block = operand(value, operator)
-    t = federated_operand(value_block, operator, CLIENTS, "a floating-point value")
+    value_block, t = _federated(value, operator, CLIENTS, "a floating-point value")
     if not is_structure_of(t.member, is_float):
         raise FederatedTypeError(
             operator, "{T}@CLIENTS with T a floating-point tensor or a struct of them", f"{t}"
         )
-    weight_block = operand(weight, operator)
-    w = federated_operand(weight_block, operator, CLIENTS, "a weight")
+    weight_block, w = _federated(weight, operator, CLIENTS, "a weight")
     if not (isinstance(w.member, TensorType) and w.member.rank == 0 and is_numeric(w.member)):
         raise FederatedTypeError(
             operator, "a weight of type {float32}@CLIENTS (a numeric scalar)", f"{w}"
@@ -226,30 +217,21 @@ def federated_mean(value: Any, weight: Any = None) -> Value:
 
 def federated_zip(value: Any) -> Value:
     """Turns a struct of federated values at one placement into a federated struct:
-    `<a={int32}@CLIENTS,b={float32}@CLIENTS> -> {<a=int32,b=float32>}@CLIENTS` (names kept)."""
+    `<a={int32}@CLIENTS,b={float32}@CLIENTS> -> {<a=int32,b=float32>}@CLIENTS` (names kept); nested
+    structs of federated values are zipped too: `<{A}@CLIENTS,<{B}@CLIENTS>> -> {<A,<B>>}@CLIENTS`."""
     operator = "federated_zip"
     block = operand(value, operator)
     t = block.type_signature
-    if not isinstance(t, StructType) or len(t) == 0:
+    placements = placements_of_federated_struct(t)
+    if placements is None:
         raise FederatedTypeError(
-            operator, "a non-empty struct of federated values at one placement", f"{t}"
+            operator, "a non-empty struct of federated values (or of structs of them)", f"{t}"
         )
-    placements = set()
-    for element in t:
-        if not isinstance(element, FederatedType):
-            raise FederatedTypeError(
-                operator, "a struct whose elements are all federated values", f"{t}"
-            )
-        placements.add(element.placement)
     if len(placements) != 1:
         raise FederatedTypeError(
             operator, "a struct of federated values all at the same placement", f"{t}"
         )
-    (placement,) = placements
-    uri = FEDERATED_ZIP_AT_CLIENTS if placement == CLIENTS else FEDERATED_ZIP_AT_SERVER
-    result_rule = definitions.BUILTINS[uri].result_rule  # the zip's result type, defined once
-    assert result_rule is not None
-    return call_intrinsic(uri, t, result_rule(t), block)
+    return Value(zip_block(block))
 
 
 def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, report: Any) -> Value:
@@ -257,8 +239,7 @@ def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, repo
     from `zero` (`accumulate: <U,T> -> U`), accumulators are merged (`merge: <U,U> -> U`), and `report:
     U -> R` gives the server's result `R@SERVER`."""
     operator = "federated_aggregate"
-    value_block = operand(value, operator)
-    t = federated_operand(value_block, operator, CLIENTS, "a value")
+    value_block, t = _federated(value, operator, CLIENTS, "a value")
     zero_block = operand(zero, operator)
     u = _unplaced(zero_block, operator, "a zero")
     accumulate_block = _function(
@@ -285,20 +266,17 @@ def federated_select(client_keys: Any, max_key: Any, server_val: Any, select_fn:
     sequence `select_fn(server_val, k_j)` for its keys, in order: `{U*}@CLIENTS`. Keys must be in
     `[0, max_key)`."""
     operator = "federated_select"
-    keys_block = operand(client_keys, operator)
-    keys = federated_operand(keys_block, operator, CLIENTS, "client keys")
+    keys_block, keys = _federated(client_keys, operator, CLIENTS, "client keys")
     if not (
         isinstance(keys.member, TensorType)
         and keys.member.dtype == np.int32
         and keys.member.rank == 1
     ):
         raise FederatedTypeError(operator, "client keys of type {int32[n]}@CLIENTS", f"{keys}")
-    max_block = operand(max_key, operator)
-    max_type = federated_operand(max_block, operator, SERVER, "a max_key")
+    max_block, max_type = _federated(max_key, operator, SERVER, "a max_key")
     if max_type.member != TensorType(np.int32):
         raise FederatedTypeError(operator, "a max_key of type int32@SERVER", f"{max_type}")
-    server_block = operand(server_val, operator)
-    s = federated_operand(server_block, operator, SERVER, "a server value")
+    server_block, s = _federated(server_val, operator, SERVER, "a server value")
     fn_block = _function(
         select_fn, operator, "a select function", StructType([s.member, TensorType(np.int32)])
     )
@@ -309,8 +287,7 @@ def federated_select(client_keys: Any, max_key: Any, server_val: Any, select_fn:
 
 
 def _secure(uri: str, operator: str, value: Any, bound: Any, bound_name: str) -> Value:
-    value_block = operand(value, operator)
-    t = federated_operand(value_block, operator, CLIENTS, "an integer value")
+    value_block, t = _federated(value, operator, CLIENTS, "an integer value")
     if not is_structure_of(t.member, is_integer):
         raise FederatedTypeError(
             operator, "{T}@CLIENTS with T an integer tensor or a struct of them", f"{t}"

@@ -345,6 +345,63 @@ def federated_operand(
     return t
 
 
+def placements_of_federated_struct(t: Type) -> set[Placement] | None:
+    """The placements of a non-empty (nested) struct whose leaves are all federated values, or None
+    for any other type."""
+    if not isinstance(t, StructType) or len(t) == 0:
+        return None
+    placements: set[Placement] = set()
+    for element in t:
+        found = (
+            {element.placement}
+            if isinstance(element, FederatedType)
+            else placements_of_federated_struct(element)
+        )
+        if found is None:
+            return None
+        placements |= found
+    return placements
+
+
+def zip_block(block: bb.ComputationBuildingBlock) -> bb.ComputationBuildingBlock:
+    """The `federated_zip` of a (nested) struct of federated values at one placement, nested
+    structs first: `<a={A}@CLIENTS,b=<{B}@CLIENTS>>` becomes `{<a=A,b=<B>>}@CLIENTS`."""
+    t = block.type_signature
+    assert isinstance(t, StructType)
+    if not all(isinstance(element, FederatedType) for element in t):
+        if isinstance(block, bb.Struct):
+            parts = list(block.elements)
+        else:
+            parts = [(name, bb.Selection(block, index=k)) for k, (name, _) in enumerate(t.items())]
+        zipped = [
+            (name, zip_block(part) if isinstance(part.type_signature, StructType) else part)
+            for name, part in parts
+        ]
+        block = bb.Struct(zipped, t.python_container)
+        t = block.type_signature
+    (placement,) = {element.placement for element in t}  # type: ignore[attr-defined]
+    at_clients = placement == CLIENTS
+    uri = (
+        definitions.FEDERATED_ZIP_AT_CLIENTS if at_clients else definitions.FEDERATED_ZIP_AT_SERVER
+    )
+    result_rule = definitions.BUILTINS[uri].result_rule  # the zip's result type, defined once
+    assert result_rule is not None
+    return call_intrinsic(uri, t, result_rule(t), block).building_block
+
+
+def zipped_if_federated(block: bb.ComputationBuildingBlock) -> bb.ComputationBuildingBlock:
+    """`block`, zipped if it is a struct of federated values at one placement.
+
+    As in TFF, such a struct (a Python tuple, list or dict of federated values, or a traced
+    struct, nested or not) stands for the federated struct `federated_zip` makes of it wherever a
+    federated value is expected: every operator reads its federated operands through this.
+    """
+    placements = placements_of_federated_struct(block.type_signature)
+    if placements is None or len(placements) != 1:
+        return block
+    return zip_block(block)
+
+
 def call_intrinsic(
     uri: str,
     parameter_type: Type | None,
@@ -422,6 +479,8 @@ def intrinsic_operator(uri: str) -> Callable[..., Value]:
                 continue
             concrete = None if p is None or definitions.abstract_labels(p) else p
             blocks[k] = operand(value, operator, concrete)
+            if isinstance(p, FederatedType):
+                blocks[k] = zipped_if_federated(blocks[k])  # type: ignore[arg-type]
         known = [b.type_signature if b is not None else p for b, (_, p) in zip(blocks, patterns)]
         bindings = definition.bindings_for(
             StructType(known) if isinstance(pattern, StructType) else (known[0] if known else None)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
+from fed_aggregators import MeanFactory
 from fed_learning._client_training import (
     build_evaluate_on_client,
     build_metrics_aggregation,
@@ -30,7 +32,7 @@ from fed_learning.templates import (
     build_broadcast_process,
 )
 from fed_learning.templates._client_work import check_loop_options
-from fed_types import CLIENTS, SERVER, FederatedType
+from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType
 
 
 def build_fed_eval(
@@ -43,6 +45,10 @@ def build_fed_eval(
     """A LearningProcess that evaluates the model held in its state on each round's clients. Metrics:
     `metrics['client_work']['eval']['current_round_metrics'][name]` (this round's clients) and
     `['total_rounds_metrics'][name]` (all rounds so far); each is computed exactly over all examples.
+
+    The state is laid out as TFF's: `client_work` is `<<>, summed metric states of all rounds>`, and
+    `aggregator` the state of the mean of the clients' (empty) model updates, which the model is never
+    changed by.
 
     `loop_implementation` and `use_experimental_simulation_loop` are accepted and change nothing; a
     `metrics_aggregation_process` other than None is not supported yet.
@@ -61,6 +67,9 @@ def build_fed_eval(
     finalize = metric_finalizer(model)
     initial_weights = initial_weights_computation(model)
     zero_metrics = zero_metrics_computation(metrics_type)
+    # Evaluation changes no weights: the clients' model updates are empty, and their mean keeps TFF's
+    # state and measurements (`value_sum_process`, `mean_value`, ...).
+    model_aggregator = MeanFactory().create(StructType([]), TensorType(np.float32))
 
     @ftf.computation(metrics_type, metrics_type)
     def accumulate_and_finalize(round_metrics, total_metrics):
@@ -80,8 +89,8 @@ def build_fed_eval(
             LearningAlgorithmState(
                 fc.federated_eval(initial_weights, SERVER),
                 distributor.initialize(),
-                fc.federated_eval(zero_metrics, SERVER),
-                empty,
+                fc.federated_zip((empty, fc.federated_eval(zero_metrics, SERVER))),
+                model_aggregator.initialize(),
                 empty,
             )
         )
@@ -95,15 +104,20 @@ def build_fed_eval(
             fc.federated_map(evaluate, fc.federated_zip((distributed.result, client_data)))
         )
         updated = fc.federated_map(
-            accumulate_and_finalize, fc.federated_zip((round_metrics, state.client_work))
+            accumulate_and_finalize, fc.federated_zip((round_metrics, state.client_work[1]))
+        )
+        aggregated = model_aggregator.next(
+            state.aggregator,
+            fc.federated_value((), CLIENTS),
+            fc.federated_value(np.float32(1.0), CLIENTS),
         )
         empty = fc.federated_value((), SERVER)
         new_state = fc.federated_zip(
             LearningAlgorithmState(
                 state.global_model_weights,
                 distributed.state,
-                updated[0],
-                state.aggregator,
+                fc.federated_zip((state.client_work[0], updated[0])),
+                aggregated.state,
                 state.finalizer,
             )
         )
@@ -111,7 +125,7 @@ def build_fed_eval(
             collections.OrderedDict(
                 distributor=distributed.measurements,
                 client_work=updated[1],
-                aggregator=empty,
+                aggregator=aggregated.measurements,
                 finalizer=empty,
             )
         )

@@ -269,8 +269,9 @@ class FunctionalModel:
             new states and `finalize(state)` the metric values by name. States are summed over clients.
 
     Besides the given metrics, `loss` (the example-weighted mean), `num_examples` and `num_batches` are
-    reported, except where a given metric has that name. Non-trainable weights are inputs only, except in
-    a model made from Keras, whose batch-norm statistics change in training within a client's pass.
+    reported, except where a given metric has that name or `built_in_metrics` is False. Non-trainable
+    weights are inputs only, except in a model made from Keras, whose batch-norm statistics change in
+    training within a client's pass.
     """
 
     def __init__(
@@ -283,6 +284,7 @@ class FunctionalModel:
         *,
         metrics_fns: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]
         | None = None,
+        built_in_metrics: bool = True,
     ):
         self._initial_weights: ModelWeights | None = _as_model_weights(
             initial_weights, "initial_weights"
@@ -316,7 +318,11 @@ class FunctionalModel:
             self._custom = tuple(metrics_fns)
         user_names = [s.name for s in user_specs] + custom_names
         _check_metric_names(user_names)
-        self._specs = [s for s in _built_in_metrics() if s.name not in user_names] + user_specs
+        # TFF's order, as its Keras models report them: the given metrics, then the built-in ones.
+        self._user_specs = user_specs
+        self._built_in_specs = (
+            [s for s in _built_in_metrics() if s.name not in user_names] if built_in_metrics else []
+        )
         self._custom_names = custom_names
 
     @property
@@ -335,12 +341,23 @@ class FunctionalModel:
 
     @property
     def metric_specs(self) -> list[MetricSpec]:
-        """The metrics given as MetricSpecs (fed's built-in ones and the Keras ones), in report order."""
-        return list(self._specs)
+        """The metrics given as MetricSpecs (the Keras ones, then fed's built-in ones), in report order."""
+        return self._user_specs + self._built_in_specs
 
     @property
     def metric_names(self) -> list[str]:
-        return [s.name for s in self._specs] + self._custom_names
+        """The reported metrics' names: the given metrics, those of `metrics_fns`, then `loss`,
+        `num_examples` and `num_batches` (unless a given metric has that name)."""
+        return (
+            [s.name for s in self._user_specs]
+            + self._custom_names
+            + [s.name for s in self._built_in_specs]
+        )
+
+    def _in_report_order(self, values: collections.OrderedDict[str, Any]) -> Any:
+        built_in = [s.name for s in self._built_in_specs]
+        first = [k for k in values if k not in built_in]
+        return collections.OrderedDict((k, values[k]) for k in first + built_in)
 
     def predict_on_batch(self, model_weights: Any, x: Any, training: bool = True) -> Any:
         """The predictions for inputs `x` with `model_weights`, a `(trainable, non_trainable)` pair."""
@@ -395,10 +412,10 @@ class FunctionalModel:
         return output._replace(num_examples=num_examples_of(output))
 
     def initialize_metrics_state(self) -> collections.OrderedDict[str, Any]:
-        state = collections.OrderedDict((s.name, s.initial_state()) for s in self._specs)
+        state = collections.OrderedDict((s.name, s.initial_state()) for s in self.metric_specs)
         if self._custom is not None:
             state.update(self._custom[0]())
-        return state
+        return self._in_report_order(state)
 
     def update_metrics_state(
         self, state: Any, labels: Any, batch_output: BatchOutput, sample_weight: Any = None
@@ -411,7 +428,7 @@ class FunctionalModel:
                     state[s.name], labels, batch_output.predictions, batch_output.loss, num_examples
                 ),
             )
-            for s in self._specs
+            for s in self.metric_specs
         )
         if self._custom is not None:
             custom = collections.OrderedDict((k, state[k]) for k in self._custom_names)
@@ -420,14 +437,16 @@ class FunctionalModel:
             else:
                 updated = self._custom[1](custom, labels, batch_output, sample_weight)
             new_state.update((k, updated[k]) for k in self._custom_names)
-        return new_state
+        return self._in_report_order(new_state)
 
     def finalize_metrics(self, state: Any) -> collections.OrderedDict[str, Any]:
-        values = collections.OrderedDict((s.name, s.finalize(state[s.name])) for s in self._specs)
+        values = collections.OrderedDict(
+            (s.name, s.finalize(state[s.name])) for s in self.metric_specs
+        )
         if self._custom is not None:
             custom = collections.OrderedDict((k, state[k]) for k in self._custom_names)
             values.update(self._custom[2](custom))
-        return values
+        return self._in_report_order(values)
 
 
 def _as_model_weights(weights: Any, what: str) -> ModelWeights:
@@ -594,7 +613,9 @@ def functional_model_from_keras(
     combined with `loss_weights`. `metrics_constructor` takes what TFF takes: a no-argument function returning
     a Keras metric (such as the metric class), an OrderedDict of names to metric constructors (the names are
     the reported ones), or a function returning such a mapping; fed also takes a list of metrics. A user
-    metric named like a built-in one (`loss`, `num_examples`, `num_batches`) replaces it.
+    metric named like a built-in one (`loss`, `num_examples`, `num_batches`) replaces it. As in TFF, a
+    model given a `metrics_constructor` reports exactly its metrics; without one, fed reports `loss`,
+    `num_examples` and `num_batches`.
 
     The initial weights are tuples, as in TFF. A compiled model is accepted: its optimizer, loss and
     metrics are ignored (with a warning) in favour of the arguments. Random layers draw fresh seeds on
@@ -605,7 +626,13 @@ def functional_model_from_keras(
     if not isinstance(keras_model, keras.Model) and callable(keras_model):
         keras_model = keras_model()
     return keras_functional_model(
-        keras_model, loss_fn, input_spec, metrics_constructor, loss_weights, container=tuple
+        keras_model,
+        loss_fn,
+        input_spec,
+        metrics_constructor,
+        loss_weights,
+        container=tuple,
+        built_in_metrics=metrics_constructor is None,
     )
 
 
@@ -627,6 +654,7 @@ def keras_functional_model(
     loss_weights: Sequence[float] | None = None,
     container: type = list,
     check_compiled: bool = True,
+    built_in_metrics: bool = True,
 ) -> FunctionalModel:
     """The FunctionalModel of a Keras 3 model, through `KerasCall`, with its weights in `container`s."""
     import keras
@@ -656,6 +684,7 @@ def keras_functional_model(
         keras_loss(loss_fn, loss_weights),
         input_spec,
         metric_specs(metrics),
+        built_in_metrics=built_in_metrics,
     )
     if lazy:
         model._initial_weights, model._read_initial_weights = None, read_initial_weights

@@ -5,6 +5,7 @@ from fed_learning.templates._client_work import (
     LoopImplementation,
     build_apply_optimizer_finalizer,
     build_model_delta_client_work,
+    reject_non_finite_update,
 )
 from fed_learning.templates._templates import (
     ClientResult,
@@ -32,4 +33,5 @@ __all__ = [
     "build_broadcast_process",
     "build_model_delta_client_work",
     "compose_learning_process",
+    "reject_non_finite_update",
 ]

@@ -18,7 +18,7 @@ from fed_learning.models import FunctionalModel, ModelWeights
 from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
 from fed_learning.optimizers import Optimizer
 from fed_learning.templates._templates import ClientWorkProcess, FinalizerProcess
-from fed_types import CLIENTS, SERVER, FederatedType, to_type
+from fed_types import CLIENTS, SERVER, FederatedType, TensorType, to_type
 
 
 class ClientWeighting(enum.Enum):
@@ -117,11 +117,36 @@ def client_work_process(
     return ClientWorkProcess(initialize, next_fn)
 
 
+def reject_non_finite_update(
+    state: Any, update: Any
+) -> tuple[tf.Tensor, collections.OrderedDict[str, tf.Tensor]]:
+    """The default `should_reject_update` of `build_apply_optimizer_finalizer`: rejects an update with a
+    NaN or Inf in it, and measures `update_non_finite` (int32: 1 if rejected, else 0)."""
+    del state
+    flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(update)]
+    finite = tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+    non_finite = tf.cast(tf.logical_not(finite), tf.int32)
+    return tf.logical_not(finite), collections.OrderedDict(update_non_finite=non_finite)
+
+
 def build_apply_optimizer_finalizer(
-    optimizer: Optimizer | Callable[[], Any], model_weights_type: Any
+    optimizer: Optimizer | Callable[[], Any],
+    model_weights_type: Any,
+    should_reject_update: Callable[[Any, Any], tuple[Any, Any]] = reject_non_finite_update,
 ) -> FinalizerProcess:
     """A finalizer that treats the aggregated update as a gradient of the trainable weights and applies
-    `optimizer` to them; the optimizer's state is the finalizer's state."""
+    `optimizer` to them; the optimizer's state is the finalizer's state.
+
+    `should_reject_update(new_optimizer_state, update) -> (reject, measurements)` decides, in TensorFlow,
+    whether to keep the previous weights and optimizer state instead; its measurements (a structure of
+    tensors, or None for none) are the finalizer's. By default an update with a NaN or Inf is rejected and
+    measured as `OrderedDict(update_non_finite=0 or 1)`.
+    """
+    if not callable(should_reject_update):
+        raise TypeError(
+            "should_reject_update must be a function (optimizer_state, update) -> (reject, "
+            f"measurements), got {should_reject_update!r}."
+        )
     optimizer = as_optimizer(optimizer)
     weights_type = to_type(model_weights_type)
     trainable_type = getattr(weights_type, "trainable", None)
@@ -142,9 +167,22 @@ def build_apply_optimizer_finalizer(
     def apply(opt_state, weights, update):
         new_state, trainable = optimizer.next(opt_state, list(weights.trainable), list(update))
         # The new weights keep the containers (lists or tuples) of the old ones, so the state's type holds.
-        return new_state, ModelWeights(
-            tf.nest.pack_sequence_as(weights.trainable, list(trainable)), weights.non_trainable
+        trainable = tf.nest.pack_sequence_as(weights.trainable, list(trainable))
+        reject, measurements = should_reject_update(new_state, update)
+        reject = tf.convert_to_tensor(reject)
+        if reject.dtype != tf.bool or reject.shape.rank != 0:
+            raise TypeError(
+                "should_reject_update must return a scalar bool as its first value, got "
+                f"{TensorType(reject.dtype.as_numpy_dtype, reject.shape.as_list())}."
+            )
+        new_state = tf.nest.map_structure(
+            lambda old, new: tf.where(reject, old, new), opt_state, new_state
         )
+        trainable = tf.nest.map_structure(
+            lambda old, new: tf.where(reject, old, new), weights.trainable, trainable
+        )
+        measurements = () if measurements is None else measurements
+        return new_state, ModelWeights(trainable, weights.non_trainable), measurements
 
     @fc.federated_computation
     def initialize():
@@ -157,6 +195,6 @@ def build_apply_optimizer_finalizer(
     )
     def next_fn(state, weights, update):
         applied = fc.federated_map(apply, fc.federated_zip((state, weights, update)))
-        return MeasuredProcessOutput(applied[0], applied[1], fc.federated_value((), SERVER))
+        return MeasuredProcessOutput(applied[0], applied[1], applied[2])
 
     return FinalizerProcess(initialize, next_fn)

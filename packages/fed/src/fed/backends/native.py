@@ -39,9 +39,15 @@ def set_sync_local_cpp_execution_context(
     default_num_clients: int | None = None, max_concurrent_computation_calls: int | None = None
 ) -> ExecutionContext:
     """TFF's name for the local context; `max_concurrent_computation_calls` maps to `max_concurrency`
-    (TFF's -1, no limit, to the default)."""
+    (TFF's -1, no limit, to the default; a whole-number float, such as TFF's tutorial's `16 / 2`, to
+    that number)."""
     if max_concurrent_computation_calls == -1:
         max_concurrent_computation_calls = None
+    if (
+        isinstance(max_concurrent_computation_calls, float)
+        and max_concurrent_computation_calls.is_integer()
+    ):
+        max_concurrent_computation_calls = int(max_concurrent_computation_calls)
     return set_sync_local_execution_context(
         max_concurrency=max_concurrent_computation_calls, default_num_clients=default_num_clients
     )
@@ -60,7 +66,7 @@ def set_remote_python_execution_context(
     how many there are (one per channel, sharing the cluster's free CPUs when there are more channels
     than free CPUs), and the cluster is the one this process joined, else the one `RAY_ADDRESS` names, else a new
     local one. `thread_pool_executor`, `dispose_batch_size` and `max_fanout` tune TFF's remote stack and
-    have no counterpart here. Needs fed-ray (`pip install 'fed[ray]'`).
+    have no counterpart here. Needs fed-ray (`pip install 'fed-framework[ray]'`).
     """
     from fed.backends import ray as ray_backend
 

@@ -1,4 +1,4 @@
-"""`fed.backends.ray`: execution contexts on a Ray cluster (fed-ray, installed with `fed[ray]`)."""
+"""`fed.backends.ray`: execution contexts on a Ray cluster (fed-ray, installed with `fed-framework[ray]`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def _check_installed() -> None:
 
     if "ray" not in plugins.get_registry("executors"):
         raise ImportError(
-            "The Ray executor needs fed-ray: pip install 'fed[ray]' (or fed-ray) on the driver and on "
+            "The Ray executor needs fed-ray: pip install 'fed-framework[ray]' (or fed-ray) on the driver and on "
             "every node of the cluster."
         )
 
