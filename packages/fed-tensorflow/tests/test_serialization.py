@@ -83,3 +83,51 @@ def test_payload_is_a_graph_without_python_source():
         SequenceType(weighted_sum.type_signature.parameter[1].element)
         == weighted_sum.type_signature.parameter[1]
     )
+
+
+@ftf.computation(TensorType(np.float32, [4, 2]), TensorType(np.float32, [4]))
+def fit_from_zeros(x, y):
+    """Builds a model and an optimizer inside: fresh variables on every call."""
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, kernel_initializer="zeros")])
+    optimizer = keras.optimizers.SGD(0.1)
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((model(x)[:, 0] - y) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return tf.convert_to_tensor(model.trainable_variables[0])[:, 0], optimizer.iterations
+
+
+RUN_STATEFUL = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from fed_core.serialization import deserialize_computation
+
+    fit = deserialize_computation(bytes.fromhex(sys.stdin.read().strip()))
+    x = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)
+    y = np.array([1, 2, 3, 0], np.float32)
+    for _ in range(2):
+        kernel, steps = fit(x, y)
+        print([round(float(k), 5) for k in kernel], int(steps))
+    """
+)
+
+
+def test_a_computation_that_creates_state_runs_in_another_process_with_fresh_state():
+    x = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)
+    y = np.array([1, 2, 3, 0], np.float32)
+    kernel, steps = fit_from_zeros(x, y)
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_STATEFUL],
+        input=serialize_computation(fit_from_zeros).hex(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = f"{[round(float(k), 5) for k in kernel]} {int(steps)}"
+    assert done.stdout.split("\n")[:2] == [expected, expected]  # the same each call: fresh state
+    assert int(steps) == 2
