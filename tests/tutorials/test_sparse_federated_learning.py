@@ -9,9 +9,9 @@ submodel, summing `IndexedSlices` with `tff.federated_aggregate` (its printed ty
 server update, select function and key computation as TensorFlow computations. Each test checks the
 tutorial's own assertions and what it prints.
 
-The last part, `sparse_model_update` and its training loop, is a strict xfail: `client_train_fn_tff`
-builds a Keras model and optimizer and calls the `tf.function` `client_train_fn`, whose variables are
-lifted out of the nested function and then refused as outer variables that the computation changes.
+The last part, `sparse_model_update` and its training loop, is an xfail that is not run: it traces, but
+loading its client work (a Keras model, an optimizer and a lookup table made inside the computation) does
+not finish in minutes.
 """
 
 import collections
@@ -599,11 +599,11 @@ def test_building_blocks_as_tensorflow_computations():
 
 
 @pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
+    run=False,
     reason=(
-        "a lookup table (or variable) created inside a nested tf.function during a TensorFlow computation's "
-        "trace is lifted out of it and refused by fed-tensorflow's outer-variable check"
+        "the sparse model update traces and selects (lookup tables made inside a computation live for "
+        "one call), but loading its client work does not finish in minutes: TensorFlow's automatic "
+        "control dependencies walk the dataset graph that holds the call-local table"
     ),
 )
 def test_lets_train_a_model(capsys):

@@ -189,11 +189,23 @@ def test_select_sends_each_client_its_keys_values():
         [np.array([0, 3], np.int32), np.array([2, 2], np.int32)], np.array([1, 2, 3, 4], np.int32)
     )
     assert result == [[10, 40], [30, 30]]
-    with pytest.raises(ValueError, match=r"client 1 asked for key 7, outside \[0, 4\)"):
+    with pytest.raises(ValueError, match=r"client 1 asked for key -1; keys are non-negative"):
         select(
-            [np.array([0, 1], np.int32), np.array([7, 0], np.int32)],
+            [np.array([0, 1], np.int32), np.array([-1, 0], np.int32)],
             np.array([1, 2, 3, 4], np.int32),
         )
+
+    @fc.federated_computation(clients(TensorType(np.int32, [2])), server(TensorType(np.int32, [4])))
+    def select_below_two(keys, table):
+        return fc.federated_select(keys, fc.federated_value(np.int32(2), SERVER), table, pick)
+
+    # TFF does not check max_key (its sparse tutorial passes a smaller one): fed warns and selects.
+    with pytest.warns(UserWarning, match="client 1 asked for key 3, not below max_key 2"):
+        result = select_below_two(
+            [np.array([0, 1], np.int32), np.array([3, 0], np.int32)],
+            np.array([1, 2, 3, 4], np.int32),
+        )
+    assert result == [[10, 20], [40, 10]]
 
 
 def test_secure_sum_enforces_its_bound():

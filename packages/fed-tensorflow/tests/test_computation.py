@@ -413,3 +413,29 @@ def test_no_table_initializer_warnings_after_a_lookup_table_was_made(caplog):
     with caplog.at_level("WARNING", logger="tensorflow"):
         assert add_one(np.float32(1.0)) == 2.0
     assert "table_initializer" not in caplog.text
+
+
+def test_a_lookup_table_made_inside_lives_for_one_call_also_in_a_nested_function():
+    keys = tf.constant([1, 2, 3], tf.int64)
+    values = tf.constant([10, 20, 30], tf.int64)
+
+    @ftf.computation(TensorType(np.int64, [3]))
+    def direct(x):
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), -1)
+        return table.lookup(x)
+
+    @ftf.computation(TensorType(np.int64, [3]))
+    def nested(x):
+        @tf.function
+        def look(x):
+            initializer = tf.lookup.KeyValueTensorInitializer(x, 2 * x)
+            return tf.lookup.StaticHashTable(initializer, -1).lookup(
+                tf.constant([1, 3, 5], tf.int64)
+            )
+
+        return look(x)
+
+    np.testing.assert_array_equal(direct(np.array([1, 3, 5])), [10, 30, -1])
+    # Each call builds its table from that call's argument.
+    np.testing.assert_array_equal(nested(np.array([1, 3, 4])), [2, 6, -1])
+    np.testing.assert_array_equal(nested(np.array([5, 7, 9])), [-1, -1, 10])

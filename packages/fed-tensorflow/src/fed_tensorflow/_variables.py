@@ -60,7 +60,7 @@ def call_local_variables() -> Iterator[None]:
             graph_element=None,
         )
 
-    with tf.variable_creator_scope(create), _fresh_keras_seeds():
+    with tf.variable_creator_scope(create), _fresh_keras_seeds(), _call_local_tables():
         yield
 
 
@@ -138,3 +138,35 @@ def _fresh_keras_seeds() -> Iterator[None]:
                 keras_tf_random.make_default_seed = _originals["make_default_seed"]
                 seed_generator.make_default_seed = _originals["make_default_seed"]
                 _issued.clear()
+
+
+@contextlib.contextmanager
+def _call_local_tables() -> Iterator[None]:
+    """Lookup tables initialized from values (`tf.lookup.StaticHashTable`, and the tables built on it)
+    created while a computation is traced live for one call, as variables do: TensorFlow would create
+    their resource outside the graph being traced (under `init_scope`) and keep it across calls; here it
+    is an anonymous table made in the graph, freed when the call ends."""
+    from tensorflow.python.ops import lookup_ops
+    from tensorflow.python.trackable import base as trackable_base
+
+    base = lookup_ops.InitializableLookupTableBase
+    original = base.__init__
+
+    def local_init(self: Any, default_value: Any, initializer: Any) -> None:
+        lookup_ops.LookupInterface.__init__(self, initializer.key_dtype, initializer.value_dtype)
+        self._default_value = tf.convert_to_tensor(default_value, dtype=self._value_dtype)
+        self._default_value.get_shape().merge_with(tf.TensorShape([]))
+        if isinstance(initializer, trackable_base.Trackable):
+            self._initializer = self._track_trackable(initializer, "_initializer")
+        if hasattr(self, "_is_anonymous"):
+            self._is_anonymous = True
+        self._resource_handle = self._create_resource()
+        self._init_op = self._initialize()
+
+    with _patch_lock:
+        base.__init__ = local_init
+    try:
+        yield
+    finally:
+        with _patch_lock:
+            base.__init__ = original

@@ -4,6 +4,7 @@ execution interface can run them on values in executor form."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -175,13 +176,24 @@ def federated_select(state: ExecutionState, fn_type: FunctionType, arg: Struct) 
     limit = int(np.asarray(max_key))
     cache: dict[int, Any] = {}
     out = []
+    warned = False
     for client, client_keys in enumerate(keys.members()):
         selected = []
         for key in np.asarray(client_keys).tolist():
-            if not 0 <= key < limit:
+            if key < 0:
                 raise ValueError(
-                    f"federated_select: client {client} asked for key {key}, outside [0, {limit})."
+                    f"federated_select: client {client} asked for key {key}; keys are non-negative."
                 )
+            if key >= limit and not warned:
+                # TFF states that keys lie below max_key but does not check it, and its sparse tutorial
+                # passes a smaller max_key: the selection is still what each client asked for.
+                warnings.warn(
+                    f"federated_select: client {client} asked for key {key}, not below max_key "
+                    f"{limit}; each key is still selected as asked (a distributed executor may rely "
+                    "on max_key).",
+                    stacklevel=2,
+                )
+                warned = True
             if key not in cache:
                 cache[key] = select_fn(Struct([(None, server_value), (None, np.int32(key))]))
             selected.append(cache[key])
