@@ -59,7 +59,6 @@ def test_virtual_gpus():
         gpu_devices = tf.config.list_physical_devices('GPU')
         if not gpu_devices:
           raise ValueError('Cannot detect physical GPU device in TF')
-        # TODO: b/277213652 - Remove this call, as it doesn't work with C++ executor
         tf.config.set_logical_device_configuration(
             gpu_devices[0],
             [
