@@ -439,3 +439,21 @@ def test_a_lookup_table_made_inside_lives_for_one_call_also_in_a_nested_function
     # Each call builds its table from that call's argument.
     np.testing.assert_array_equal(nested(np.array([1, 3, 4])), [2, 6, -1])
     np.testing.assert_array_equal(nested(np.array([5, 7, 9])), [-1, -1, 10])
+
+
+def test_a_lookup_table_made_inside_serves_a_dataset_map_on_every_client():
+    @ftf.computation(SequenceType(TensorType(np.int64)))
+    def total(dataset):
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant([1, 2, 3], tf.int64), tf.constant([10, 20, 30], tf.int64)
+            ),
+            -1,
+        )
+        return dataset.map(table.lookup).reduce(tf.constant(0, tf.int64), lambda a, b: a + b)
+
+    @fc.federated_computation(FederatedType(SequenceType(TensorType(np.int64)), CLIENTS))
+    def on_clients(datasets):
+        return fc.federated_map(total, datasets)
+
+    assert on_clients([[1, 2], [3], [5, 5]]) == [30, 30, -2]
