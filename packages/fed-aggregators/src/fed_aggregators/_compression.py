@@ -24,7 +24,7 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_aggregators._factory import UnweightedAggregationFactory, check_value_type
+from fed_aggregators._factory import UnweightedAggregationFactory, check_int, check_value_type
 from fed_aggregators._seeds import SEED_TYPE, check_seed, seed_initializer, split_seed
 from fed_aggregators._sum import empty_at_server
 from fed_core.templates import AggregationProcess, MeasuredProcess, MeasuredProcessOutput
@@ -202,13 +202,6 @@ class _QuantizeAboveThreshold:
         return (
             f"quantize_above_threshold(quantization_bits={self._bits}, threshold={self._threshold})"
         )
-
-
-def check_int(value: Any, name: str, owner: str) -> int:
-    """`value` as an int, or a TypeError naming `owner` and the argument `name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}: {name} must be an int, got {value!r}.")
-    return int(value)
 
 
 class EncodedSumFactory(UnweightedAggregationFactory):

@@ -23,8 +23,7 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_aggregators._factory import UnweightedAggregationFactory, check_value_type
-from fed_aggregators._quantile import check_float
+from fed_aggregators._factory import UnweightedAggregationFactory, check_float, check_value_type
 from fed_aggregators._seeds import check_seed, seed_initializer
 from fed_aggregators._sum import SumFactory
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput

@@ -6,6 +6,8 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+import numpy as np
+
 import fed_types
 from fed_core.templates import AggregationProcess
 from fed_types import Type, to_type
@@ -45,3 +47,32 @@ def check_value_type(value_type: Any, factory: str, kinds: str, description: str
             f"{factory}.create: expected a {description} tensor or a struct of them, got {t}."
         )
     return t
+
+
+def check_float(
+    value: Any, name: str, owner: str, *, low: float, low_open: bool, high=None
+) -> float:
+    """`value` as a float, or a ValueError/TypeError naming `owner`, the argument and the range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise TypeError(f"{owner}: {name} must be a number, got {value!r}.")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and value > high
+    if too_low or too_high or np.isnan(value):
+        bound = (
+            f"in [{low}, {high}]"
+            if high is not None
+            else ("positive" if low_open else "non-negative")
+        )
+        raise ValueError(f"{owner}: {name} must be {bound}, got {value}.")
+    return value
+
+
+def check_int(value: Any, name: str, owner: str, minimum: int | None = None) -> int:
+    """`value` as an int (at least `minimum`, if given), or a TypeError/ValueError naming `owner` and
+    the argument `name`."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{owner}: {name} must be an int, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}.")
+    return int(value)

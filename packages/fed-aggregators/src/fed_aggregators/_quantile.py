@@ -19,29 +19,10 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_aggregators._factory import UnweightedAggregationFactory
+from fed_aggregators._factory import UnweightedAggregationFactory, check_float
 from fed_aggregators._sum import SumFactory
 from fed_core.templates import EstimationProcess
 from fed_types import CLIENTS, SERVER, FederatedType
-
-
-def check_float(
-    value: Any, name: str, owner: str, *, low: float, low_open: bool, high=None
-) -> float:
-    """`value` as a float, or a ValueError/TypeError naming `owner`, the argument and the range."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}.")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = high is not None and value > high
-    if too_low or too_high or np.isnan(value):
-        bound = (
-            f"in [{low}, {high}]"
-            if high is not None
-            else ("positive" if low_open else "non-negative")
-        )
-        raise ValueError(f"{owner}: {name} must be {bound}, got {value}.")
-    return value
 
 
 class _QueryState(NamedTuple):

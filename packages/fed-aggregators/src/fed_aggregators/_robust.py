@@ -30,6 +30,7 @@ import fed_types
 from fed_aggregators._factory import (
     UnweightedAggregationFactory,
     WeightedAggregationFactory,
+    check_int,
     check_value_type,
 )
 from fed_aggregators._gather import federated_gather, stacked_type
@@ -48,14 +49,6 @@ def _check_weight_type(weight_type: Any, factory: str) -> Type:
     if not (isinstance(t, TensorType) and t.rank == 0 and t.dtype.kind in "fiu"):
         raise TypeError(f"{factory}.create: expected a numeric scalar weight type, got {t}.")
     return t
-
-
-def _check_count(value: Any, name: str, factory: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{factory}: {name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{factory}: {name} must be at least {minimum}, got {value}.")
-    return int(value)
 
 
 def _check_real(value: Any, name: str, factory: str) -> float:
@@ -359,7 +352,7 @@ class KrumFactory(_KrumRule):
     """
 
     def __init__(self, num_byzantine: int):
-        self._num_byzantine = _check_count(num_byzantine, "num_byzantine", "KrumFactory", 0)
+        self._num_byzantine = check_int(num_byzantine, "num_byzantine", "KrumFactory", 0)
         self._num_selected = 1
 
     def __repr__(self) -> str:
@@ -380,8 +373,8 @@ class MultiKrumFactory(_KrumRule):
     """
 
     def __init__(self, num_byzantine: int, num_selected: int):
-        self._num_byzantine = _check_count(num_byzantine, "num_byzantine", "MultiKrumFactory", 0)
-        self._num_selected = _check_count(num_selected, "num_selected", "MultiKrumFactory", 1)
+        self._num_byzantine = check_int(num_byzantine, "num_byzantine", "MultiKrumFactory", 0)
+        self._num_selected = check_int(num_selected, "num_selected", "MultiKrumFactory", 1)
 
     def __repr__(self) -> str:
         return (
@@ -405,7 +398,7 @@ class BulyanFactory(_GatheringFactory):
     """
 
     def __init__(self, num_byzantine: int):
-        self._num_byzantine = _check_count(num_byzantine, "num_byzantine", "BulyanFactory", 0)
+        self._num_byzantine = check_int(num_byzantine, "num_byzantine", "BulyanFactory", 0)
 
     def _check_participants(self, num_clients: tf.Tensor, weighted: bool) -> tf.Operation:
         f = self._num_byzantine

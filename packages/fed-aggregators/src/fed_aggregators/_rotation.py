@@ -20,11 +20,10 @@ import fed_core as fc
 import fed_tensorflow as ftf
 from fed_aggregators._compression import (
     byte_counts,
-    check_int,
     check_known_shapes,
     tensor_specs,
 )
-from fed_aggregators._factory import UnweightedAggregationFactory, check_value_type
+from fed_aggregators._factory import UnweightedAggregationFactory, check_int, check_value_type
 from fed_aggregators._mean import _check_sum_factory
 from fed_aggregators._seeds import SEED_TYPE, check_seed, seed_initializer, split_seed
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput

@@ -16,7 +16,6 @@ would exceed a budget:
 from __future__ import annotations
 
 import collections
-import math
 from typing import Any
 
 from fed_aggregators._dp import (
@@ -25,6 +24,7 @@ from fed_aggregators._dp import (
     extract_dp_event_from_state,
     import_dp_accounting,
 )
+from fed_aggregators._factory import check_float
 
 __all__ = [
     "DPAggregatorState",
@@ -44,18 +44,11 @@ class PrivacyBudgetExceededError(RuntimeError):
     """Running one more round would spend more than the privacy budget."""
 
 
-def _positive(value: Any, name: str, owner: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{owner}: {name} must be a number, got {value!r}.")
-    if math.isnan(value) or value < 0 or (value == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{owner}: {name} must be {kind}, got {value}.")
-    return float(value)
-
-
 def _sampling_probability(clients_per_round: Any, population: Any, owner: str) -> float:
-    clients_per_round = _positive(clients_per_round, "clients_per_round", owner)
-    population = _positive(population, "population", owner)
+    clients_per_round = check_float(
+        clients_per_round, "clients_per_round", owner, low=0.0, low_open=True
+    )
+    population = check_float(population, "population", owner, low=0.0, low_open=True)
     if clients_per_round > population:
         raise ValueError(
             f"{owner}: clients_per_round ({clients_per_round:g}) exceeds the population "
@@ -67,8 +60,8 @@ def _sampling_probability(clients_per_round: Any, population: Any, owner: str) -
 def round_event(noise_multiplier: float, clients_per_round: float, population: int) -> Any:
     """The DP event of one round: the Gaussian mechanism on a Poisson sample of the population."""
     dp_accounting = import_dp_accounting()
-    noise_multiplier = _positive(
-        noise_multiplier, "noise_multiplier", "round_event", allow_zero=True
+    noise_multiplier = check_float(
+        noise_multiplier, "noise_multiplier", "round_event", low=0.0, low_open=False
     )
     q = _sampling_probability(clients_per_round, population, "round_event")
     return dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(noise_multiplier))
@@ -84,7 +77,7 @@ def _accountant(name: str, owner: str) -> Any:
 
 
 def _check_delta(delta: Any, owner: str) -> float:
-    delta = _positive(delta, "target_delta", owner)
+    delta = check_float(delta, "target_delta", owner, low=0.0, low_open=True)
     if not delta < 1:
         raise ValueError(f"{owner}: target_delta must be in (0, 1), got {delta}.")
     return delta
@@ -130,7 +123,7 @@ def noise_multiplier_for_epsilon(
     `target_delta` (dp-accounting's calibration, within 1e-3 of the smallest)."""
     owner = "noise_multiplier_for_epsilon"
     dp_accounting = import_dp_accounting()
-    target_epsilon = _positive(target_epsilon, "target_epsilon", owner)
+    target_epsilon = check_float(target_epsilon, "target_epsilon", owner, low=0.0, low_open=True)
     rounds = _check_rounds(rounds, owner)
     if rounds == 0:
         return 0.0
@@ -195,7 +188,9 @@ class PrivacyAccountedProcess:
         self._event = round_event(noise_multiplier, clients_per_round, population)
         self._delta = _check_delta(target_delta, owner)
         self._budget = (
-            None if epsilon_budget is None else _positive(epsilon_budget, "epsilon_budget", owner)
+            None
+            if epsilon_budget is None
+            else check_float(epsilon_budget, "epsilon_budget", owner, low=0.0, low_open=True)
         )
         _accountant(accountant, owner)
         self._accountant_name = accountant
