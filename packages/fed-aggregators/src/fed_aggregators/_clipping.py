@@ -22,6 +22,7 @@ from fed_aggregators._factory import (
     AggregationFactory,
     UnweightedAggregationFactory,
     WeightedAggregationFactory,
+    check_scalar_estimation,
     check_value_type,
 )
 from fed_aggregators._sum import SumFactory
@@ -54,20 +55,7 @@ def norm_process(norm: Any, name: str, owner: str) -> EstimationProcess:
     """`norm` as an EstimationProcess over the clients' float32 norms: a positive number becomes a
     constant one; a process is checked to take `{float32}@CLIENTS` and report `float32@SERVER`."""
     if isinstance(norm, EstimationProcess):
-        parameter = norm.next.type_signature.parameter
-        clients_norms = FederatedType(NORM_DTYPE, CLIENTS)
-        if not (len(parameter) == 2 and parameter[1].is_assignable_from(clients_norms)):
-            raise TypeError(
-                f"{owner}: the {name} process's next must take <state,{clients_norms}>; it takes "
-                f"{parameter}."
-            )
-        estimate = norm.report.type_signature.result
-        if not FederatedType(NORM_DTYPE, SERVER).is_assignable_from(estimate):
-            raise TypeError(
-                f"{owner}: the {name} process must report a float32@SERVER norm; it reports "
-                f"{estimate}."
-            )
-        return norm
+        return check_scalar_estimation(norm, owner, name, "the clients' norms")
     if isinstance(norm, bool) or not isinstance(norm, int | float | np.floating | np.integer):
         raise TypeError(
             f"{owner}: {name} must be a positive number or an EstimationProcess, got {norm!r}."

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 import fed_types
-from fed_core.templates import AggregationProcess
-from fed_types import Type, to_type
+from fed_core.templates import AggregationProcess, EstimationProcess
+from fed_types import CLIENTS, SERVER, FederatedType, StructType, Type, to_type
 
 
 class AggregationFactory(abc.ABC):  # noqa: B024 (a common base; each kind declares its own create)
@@ -76,3 +76,33 @@ def check_int(value: Any, name: str, owner: str, minimum: int | None = None) -> 
     if minimum is not None and value < minimum:
         raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}.")
     return int(value)
+
+
+def check_scalar_estimation(
+    process: EstimationProcess, owner: str, role: str, what: str
+) -> EstimationProcess:
+    """Checks that an EstimationProcess takes one float32 per client (`what`: its meaning, for the
+    message), returns its state alone, and reports a float32 at SERVER (a norm, a bound)."""
+    parameter = process.next.type_signature.parameter
+    at_clients = FederatedType(np.float32, CLIENTS)
+    if not (
+        isinstance(parameter, StructType)
+        and len(parameter) == 2
+        and parameter[1].is_assignable_from(at_clients)
+    ):
+        raise TypeError(
+            f"{owner}: {role}.next must take <state,{at_clients}> ({what}); it takes {parameter}."
+        )
+    result = process.next.type_signature.result
+    if not process.state_type.is_assignable_from(result):
+        raise TypeError(
+            f"{owner}: {role}.next must return its state alone, {process.state_type}; it returns "
+            f"{result}."
+        )
+    report = process.report.type_signature.result
+    if not FederatedType(np.float32, SERVER).is_assignable_from(report):
+        raise TypeError(
+            f"{owner}: {role}.report must return {FederatedType(np.float32, SERVER)}; it returns "
+            f"{report}."
+        )
+    return process

@@ -18,7 +18,11 @@ import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
-from fed_aggregators._factory import UnweightedAggregationFactory, is_structure_of
+from fed_aggregators._factory import (
+    UnweightedAggregationFactory,
+    check_scalar_estimation,
+    is_structure_of,
+)
 from fed_aggregators._sum import empty_at_server
 from fed_core.templates import AggregationProcess, EstimationProcess, MeasuredProcessOutput
 from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType, Type, to_type
@@ -78,34 +82,6 @@ def _constant_at_server(value: Any, dtype: Any) -> fc.Value:
     return fc.federated_eval(constant, SERVER)
 
 
-def _check_estimation_process(process: EstimationProcess, role: str) -> EstimationProcess:
-    """Checks that `process` takes the clients' float32 values and reports a float32 at SERVER."""
-    parameter = process.next.type_signature.parameter
-    at_clients = FederatedType(_ESTIMATE_TYPE, CLIENTS)
-    if not (
-        isinstance(parameter, StructType)
-        and len(parameter) == 2
-        and parameter[1].is_assignable_from(at_clients)
-    ):
-        raise TypeError(
-            f"SecureSumFactory: {role}.next must take <state,{at_clients}> (the state and each "
-            f"client's largest value); it takes {parameter}."
-        )
-    result = process.next.type_signature.result
-    if not process.state_type.is_assignable_from(result):
-        raise TypeError(
-            f"SecureSumFactory: {role}.next must return its state alone, {process.state_type}; "
-            f"it returns {result}."
-        )
-    report = process.report.type_signature.result
-    if not report.is_assignable_from(FederatedType(_ESTIMATE_TYPE, SERVER)):
-        raise TypeError(
-            f"SecureSumFactory: {role}.report must return the bound as "
-            f"{FederatedType(_ESTIMATE_TYPE, SERVER)}; it returns {report}."
-        )
-    return process
-
-
 class SecureSumFactory(UnweightedAggregationFactory):
     """Sums client values with secure aggregation, within bounds.
 
@@ -153,7 +129,9 @@ class SecureSumFactory(UnweightedAggregationFactory):
         self._processes: tuple[EstimationProcess, ...] = ()
         if kind == "process":
             self._processes = tuple(
-                _check_estimation_process(process, role)
+                check_scalar_estimation(
+                    process, "SecureSumFactory", role, "the state and each client's largest value"
+                )
                 for process, role in (
                     (upper, "upper_bound_threshold"),
                     (lower, "lower_bound_threshold"),
