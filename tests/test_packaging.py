@@ -133,7 +133,8 @@ def test_every_package_ships_the_license_and_says_where_it_lives(folder: Path) -
     assert (folder / "LICENSE").read_bytes() == (REPOSITORY / "LICENSE").read_bytes()
     assert "Apache License" in (REPOSITORY / "LICENSE").read_text()
     assert not [c for c in project["classifiers"] if c.startswith("License ::")]  # PEP 639
-    assert "Programming Language :: Python :: 3.11" in project["classifiers"]
+    for version in ("3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {version}" in project["classifiers"]
     assert set(project["urls"]) == {"Homepage", "Documentation", "Source", "Changelog", "Issues"}
     assert project["urls"]["Source"].endswith(f"/packages/{folder.name}")
 

@@ -44,7 +44,7 @@ def container_items(value: Any) -> tuple[Elements, type] | None:
         return None
     cls = type(value)
     if isinstance(value, tuple) and is_namedtuple_class(cls):
-        return list(zip(cls._fields, value)), cls  # type: ignore[attr-defined]
+        return list(zip(cls._fields, value)), cls
     if isinstance(value, (list, tuple)):
         return [(None, element) for element in value], cls
     if isinstance(value, Mapping):
@@ -54,7 +54,7 @@ def container_items(value: Any) -> tuple[Elements, type] | None:
     if dataclasses.is_dataclass(value):
         return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)], cls
     if is_attrs_class(cls):
-        return [(f.name, getattr(value, f.name)) for f in cls.__attrs_attrs__], cls  # type: ignore[attr-defined]
+        return [(f.name, getattr(value, f.name)) for f in cls.__attrs_attrs__], cls
     return None
 
 

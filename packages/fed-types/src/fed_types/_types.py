@@ -241,7 +241,7 @@ class Type(abc.ABC):
             return True
         if type(other) is not type(self):
             return False
-        return self._key() == other._key()  # type: ignore[attr-defined]
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
         result = self._hash

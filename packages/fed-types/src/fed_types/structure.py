@@ -193,9 +193,9 @@ def update_struct(structure: Any, **kwargs: Any) -> Any:
             f"{[name for name in names if name is not None]}."
         )
     if isinstance(structure, Mapping):
-        updated = type(structure)(structure)  # type: ignore[call-arg]
+        updated = dict(structure)
         updated.update(kwargs)
-        return updated
+        return type(structure)(updated)  # type: ignore[call-arg]
     return _rebuild(
         structure,
         [(name, kwargs[name] if name in kwargs else value) for name, value in elements],
@@ -221,14 +221,14 @@ def _rebuild(template: Any, elements: Elements) -> Any:
     cls = type(template)
     if isinstance(template, Mapping):
         by_key = dict(elements)
-        return cls((key, by_key[key]) for key in template)  # type: ignore[call-arg]
+        return cls((key, by_key[key]) for key in template)
     values = [value for _, value in elements]
     if isinstance(template, tuple) and is_namedtuple_class(cls):
         return cls(*values)
     if isinstance(template, (list, tuple)):
         return cls(values)
-    if dataclasses.is_dataclass(template):
-        return dataclasses.replace(template, **dict(elements))  # type: ignore[arg-type]
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
+        return dataclasses.replace(template, **{str(name): value for name, value in elements})
     return cls(**constructor_arguments(cls, elements))
 
 

@@ -381,14 +381,14 @@ def _part(
     description: str,
     parameter_name: str | None,
     parameter_type: Type | None,
-    inputs: _Symbols,
+    inputs: Sequence[tuple[str, bb.ComputationBuildingBlock]],
     candidates: _Symbols,
     result: bb.ComputationBuildingBlock,
 ) -> Computation:
     """A Lambda computing `result` from its parameter: `inputs` bind names to pieces of the
     parameter, and the candidate steps that `result` needs (transitively) are computed in order."""
     chosen, needed = _needed_steps(result, candidates)
-    bindings = [(name, value) for name, value in inputs if name in needed]
+    bindings: _Symbols = [(name, value) for name, value in inputs if name in needed]
     needed -= {name for name, _ in inputs}
     if parameter_name is not None:
         needed.discard(parameter_name)

@@ -179,10 +179,10 @@ def conform(value: Any, t: Type, path: str = "", counts: list[int] | None = None
         if items is None and container is not None and isinstance(value, container):
             # A framework's value of its type's class (a sparse tensor) is read by the type's
             # element names, as attributes.
-            names = t.names()
-            if None in names or not all(hasattr(value, name) for name in names):
+            names = [name for name in t.names() if name is not None]
+            if len(names) != len(t) or not all(hasattr(value, name) for name in names):
                 raise _mismatch(t, value, path)
-            items = ([(name, getattr(value, name)) for name in names], container)  # type: ignore[arg-type]
+            items = ([(name, getattr(value, name)) for name in names], container)
         if items is None or len(items[0]) != len(t):
             raise _mismatch(t, value, path)
         elements = []

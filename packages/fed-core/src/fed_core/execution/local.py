@@ -85,6 +85,11 @@ class _State(ExecutionState):
 _Resolved = Callable[[_State], FunctionValue]
 
 
+def _leaf_function(node: bb.CompiledComputation, loaded: Any) -> _Resolved:
+    """The function value of a compiled leaf, the same in every evaluation."""
+    return lambda state: FunctionValue(node.type_signature, loaded, loaded, block=node)
+
+
 class _Plan:
     """A computation's intrinsics and leaves, resolved once, and which of its lambdas are closed."""
 
@@ -187,10 +192,7 @@ class LocalExecutor(Executor):
             if isinstance(node, bb.Intrinsic):
                 resolved[id(node)] = self._resolve_intrinsic(node)
             elif isinstance(node, bb.CompiledComputation):
-                loaded = self._leaves.get(node)
-                resolved[id(node)] = lambda state, loaded=loaded, node=node: FunctionValue(
-                    node.type_signature, loaded, loaded, block=node
-                )
+                resolved[id(node)] = _leaf_function(node, self._leaves.get(node))
             elif isinstance(node, bb.Lambda) and not bb.free_references(node):
                 closed.add(id(node))
         plan = _Plan(resolved, closed)

@@ -64,15 +64,12 @@ class ClientValues:
     ):
         if (members is None) == (stacked is None):
             raise ValueError("ClientValues takes exactly one of members or stacked.")
-        if stacked is not None:
-            if size is None:
-                size = int(np.shape(leaves(stacked)[0])[0])
-            self._size = size
-        else:
-            members = list(members)  # type: ignore[arg-type]
-            self._size = len(members)
-        self._members = members
+        self._members: list[Any] | None = None if members is None else list(members)
         self._stacked = stacked
+        if self._members is not None:
+            self._size = len(self._members)
+        else:
+            self._size = int(np.shape(leaves(stacked)[0])[0]) if size is None else size
 
     def __len__(self) -> int:
         return self._size

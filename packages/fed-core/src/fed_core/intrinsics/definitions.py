@@ -353,7 +353,7 @@ def _member(t: Type) -> Type:
 def _first_operand(fn_type: FunctionType) -> Type:
     parameter = fn_type.parameter
     assert parameter is not None
-    return parameter[0] if isinstance(parameter, StructType) else parameter  # type: ignore[return-value]
+    return parameter[0] if isinstance(parameter, StructType) else parameter
 
 
 def _values_are(
@@ -398,14 +398,20 @@ def _zip_constraint(fn_type: FunctionType) -> str | None:
     return None
 
 
+def _signature(notation: str) -> FunctionType:
+    """The function type written in compact notation."""
+    parsed = parse_type(notation)
+    assert isinstance(parsed, FunctionType), notation
+    return parsed
+
+
 def _zip_result(placement: Any) -> Callable[[Type | None], Type]:
     def rule(parameter: Type | None) -> Type:
         assert isinstance(parameter, StructType)
-        members = StructType(
-            [(n, e.member) for n, e in parameter.items()],  # type: ignore[union-attr]
-            parameter.python_container,
-        )
-        return FederatedType(members, placement, all(e.all_equal for e in parameter))  # type: ignore[union-attr]
+        elements = [(n, e) for n, e in parameter.items() if isinstance(e, FederatedType)]
+        assert len(elements) == len(parameter)
+        members = StructType([(n, e.member) for n, e in elements], parameter.python_container)
+        return FederatedType(members, placement, all(e.all_equal for _, e in elements))
 
     return rule
 
@@ -433,53 +439,53 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
     for d in [
         IntrinsicDefinition(
             FEDERATED_AGGREGATE,
-            parse_type("(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)"),
+            _signature("(<{T}@CLIENTS,U,(<U,T> -> U),(<U,U> -> U),(U -> R)> -> R@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_aggregate,
             "federated_aggregate",
         ),
         IntrinsicDefinition(
             FEDERATED_APPLY,
-            parse_type("(<(T -> U),T@SERVER> -> U@SERVER)"),
+            _signature("(<(T -> U),T@SERVER> -> U@SERVER)"),
             IntrinsicKind.SERVER,
             local.federated_apply,
             "federated_apply",
         ),
         IntrinsicDefinition(
             FEDERATED_BROADCAST,
-            parse_type("(T@SERVER -> T@CLIENTS)"),
+            _signature("(T@SERVER -> T@CLIENTS)"),
             IntrinsicKind.BROADCAST,
             local.federated_broadcast,
             "federated_broadcast",
         ),
         IntrinsicDefinition(
             FEDERATED_EVAL_AT_CLIENTS,
-            parse_type("(( -> T) -> {T}@CLIENTS)"),
+            _signature("(( -> T) -> {T}@CLIENTS)"),
             IntrinsicKind.CLIENTS,
             local.federated_eval_at_clients,
         ),
         IntrinsicDefinition(
             FEDERATED_EVAL_AT_SERVER,
-            parse_type("(( -> T) -> T@SERVER)"),
+            _signature("(( -> T) -> T@SERVER)"),
             IntrinsicKind.SERVER,
             local.federated_eval_at_server,
         ),
         IntrinsicDefinition(
             FEDERATED_MAP,
-            parse_type("(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)"),
+            _signature("(<(T -> U),{T}@CLIENTS> -> {U}@CLIENTS)"),
             IntrinsicKind.CLIENTS,
             local.federated_map,
             "federated_map",
         ),
         IntrinsicDefinition(
             FEDERATED_MAP_ALL_EQUAL,
-            parse_type("(<(T -> U),T@CLIENTS> -> U@CLIENTS)"),
+            _signature("(<(T -> U),T@CLIENTS> -> U@CLIENTS)"),
             IntrinsicKind.CLIENTS,
             local.federated_map,
         ),
         IntrinsicDefinition(
             FEDERATED_MEAN,
-            parse_type("({T}@CLIENTS -> T@SERVER)"),
+            _signature("({T}@CLIENTS -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_mean,
             "federated_mean",
@@ -487,14 +493,14 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_WEIGHTED_MEAN,
-            parse_type("(<{T}@CLIENTS,{W}@CLIENTS> -> T@SERVER)"),
+            _signature("(<{T}@CLIENTS,{W}@CLIENTS> -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_weighted_mean,
             constraint=_weighted_mean_constraint,
         ),
         IntrinsicDefinition(
             FEDERATED_MIN,
-            parse_type("({T}@CLIENTS -> T@SERVER)"),
+            _signature("({T}@CLIENTS -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_min,
             "federated_min",
@@ -502,7 +508,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_MAX,
-            parse_type("({T}@CLIENTS -> T@SERVER)"),
+            _signature("({T}@CLIENTS -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_max,
             "federated_max",
@@ -510,7 +516,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_SUM,
-            parse_type("({T}@CLIENTS -> T@SERVER)"),
+            _signature("({T}@CLIENTS -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_sum,
             "federated_sum",
@@ -518,19 +524,19 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_VALUE_AT_CLIENTS,
-            parse_type("(T -> T@CLIENTS)"),
+            _signature("(T -> T@CLIENTS)"),
             IntrinsicKind.CLIENTS,
             local.federated_value_at_clients,
         ),
         IntrinsicDefinition(
             FEDERATED_VALUE_AT_SERVER,
-            parse_type("(T -> T@SERVER)"),
+            _signature("(T -> T@SERVER)"),
             IntrinsicKind.SERVER,
             local.federated_value_at_server,
         ),
         IntrinsicDefinition(
             FEDERATED_ZIP_AT_CLIENTS,
-            parse_type("(T -> {U}@CLIENTS)"),
+            _signature("(T -> {U}@CLIENTS)"),
             IntrinsicKind.CLIENTS,
             local.federated_zip_at_clients,
             constraint=_zip_constraint,
@@ -538,7 +544,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_ZIP_AT_SERVER,
-            parse_type("(T -> U@SERVER)"),
+            _signature("(T -> U@SERVER)"),
             IntrinsicKind.SERVER,
             local.federated_zip_at_server,
             constraint=_zip_constraint,
@@ -546,7 +552,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_SELECT,
-            parse_type(
+            _signature(
                 "(<{int32[?]}@CLIENTS,int32@SERVER,T@SERVER,(<T,int32> -> U)> -> {U*}@CLIENTS)"
             ),
             IntrinsicKind.CLIENTS,
@@ -555,7 +561,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_SECURE_SUM,
-            parse_type("(<{T}@CLIENTS,B> -> T@SERVER)"),
+            _signature("(<{T}@CLIENTS,B> -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_secure_sum,
             "federated_secure_sum",
@@ -563,7 +569,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_SECURE_SUM_BITWIDTH,
-            parse_type("(<{T}@CLIENTS,B> -> T@SERVER)"),
+            _signature("(<{T}@CLIENTS,B> -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_secure_sum_bitwidth,
             "federated_secure_sum_bitwidth",
@@ -571,7 +577,7 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             FEDERATED_SECURE_MODULAR_SUM,
-            parse_type("(<{T}@CLIENTS,B> -> T@SERVER)"),
+            _signature("(<{T}@CLIENTS,B> -> T@SERVER)"),
             IntrinsicKind.AGGREGATION,
             local.federated_secure_modular_sum,
             "federated_secure_modular_sum",
@@ -579,21 +585,21 @@ BUILTINS: Mapping[str, IntrinsicDefinition] = {
         ),
         IntrinsicDefinition(
             SEQUENCE_MAP,
-            parse_type("(<(T -> U),T*> -> U*)"),
+            _signature("(<(T -> U),T*> -> U*)"),
             IntrinsicKind.UNPLACED,
             local.sequence_map,
             "sequence_map",
         ),
         IntrinsicDefinition(
             SEQUENCE_REDUCE,
-            parse_type("(<T*,U,(<U,T> -> U)> -> U)"),
+            _signature("(<T*,U,(<U,T> -> U)> -> U)"),
             IntrinsicKind.UNPLACED,
             local.sequence_reduce,
             "sequence_reduce",
         ),
         IntrinsicDefinition(
             SEQUENCE_SUM,
-            parse_type("(T* -> T)"),
+            _signature("(T* -> T)"),
             IntrinsicKind.UNPLACED,
             local.sequence_sum,
             "sequence_sum",

@@ -384,7 +384,7 @@ class Placement(ComputationBuildingBlock):
         return self
 
     def _fmt(self) -> str:
-        return self._placement.name  # type: ignore[attr-defined]
+        return self._placement.name
 
 
 class Literal(ComputationBuildingBlock):
@@ -516,10 +516,10 @@ def free_references(block: ComputationBuildingBlock) -> set[str]:
         return {block.name}
     if isinstance(block, Lambda):
         names = free_references(block.result)
-        names.discard(block.parameter_name)  # type: ignore[arg-type]
+        names.discard(block.parameter_name)
         return names
     if isinstance(block, Block):
-        names: set[str] = set()
+        names = set()
         bound: set[str] = set()
         for name, value in block.locals:
             names |= free_references(value) - bound

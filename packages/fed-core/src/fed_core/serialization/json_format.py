@@ -351,8 +351,9 @@ def _string(entry: dict[str, Any], key: str, where: str, *, optional: bool = Fal
 
 def _bindings(
     entry: dict[str, Any], key: str, name_key: str, where: str, optional_names: bool
-) -> list[tuple[Any, int]]:
-    """The (name, block index) pairs of a struct's elements or a block's locals."""
+) -> list[tuple[Any, dict[str, Any]]]:
+    """The (name, entry) pairs of a struct's elements or a block's locals: each entry holds the
+    element's block index under 'value'."""
     items = entry[key]
     if not isinstance(items, list):
         raise _malformed(where, f"key {key!r} is {items!r}, expected a list")

@@ -138,11 +138,12 @@ class PythonBackend(Backend):
 
     def load(self, computation: bb.CompiledComputation) -> LoadedComputation:
         spec = json.loads(computation.payload)
+        fn_type = computation.type_signature
+        if not isinstance(fn_type, FunctionType):
+            raise TypeError(f"A python computation has a function type, got {fn_type}.")
         namespace: dict[str, Any] = {"np": np, "Struct": Struct}
         exec(compile(spec["source"], f"<python computation {spec['name']}>", "exec"), namespace)  # noqa: S102
-        return _LoadedPythonComputation(
-            namespace[spec["name"]], computation.type_signature, spec["spread"], self
-        )
+        return _LoadedPythonComputation(namespace[spec["name"]], fn_type, spec["spread"], self)
 
 
 _backend = PythonBackend()

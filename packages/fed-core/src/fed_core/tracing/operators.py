@@ -95,12 +95,21 @@ def _function(
     if not isinstance(t, FunctionType):
         raise FederatedTypeError(operator, wanted, f"a value of type {t}")
     if (t.parameter is None) != (parameter is None) or (
-        parameter is not None and not t.parameter.is_assignable_from(parameter)  # type: ignore[union-attr]
+        parameter is not None
+        and t.parameter is not None
+        and not t.parameter.is_assignable_from(parameter)
     ):
         raise FederatedTypeError(operator, wanted, f"a function of type {t}")
     if result is not None and not result.is_assignable_from(t.result):
         raise FederatedTypeError(operator, wanted, f"a function of type {t}")
     return block
+
+
+def _result(function_block: bb.ComputationBuildingBlock) -> Type:
+    """The result type of a block that `_function` checked is a function."""
+    t = function_block.type_signature
+    assert isinstance(t, FunctionType)
+    return t.result
 
 
 def _federated(
@@ -141,7 +150,7 @@ def federated_eval(fn: Any, placement: Placement) -> Value:
     if placement not in (CLIENTS, SERVER):
         raise FederatedTypeError(operator, "a placement (CLIENTS or SERVER)", repr(placement))
     block = _function(fn, operator, "a function", None)
-    result = block.type_signature.result  # type: ignore[union-attr]
+    result = _result(block)
     if placement == CLIENTS:
         return call_intrinsic(
             FEDERATED_EVAL_AT_CLIENTS, block.type_signature, FederatedType(result, CLIENTS), block
@@ -245,7 +254,7 @@ def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, repo
     accumulate_block = _function(
         accumulate, operator, "an accumulate function", StructType([u, t.member])
     )
-    u_result = accumulate_block.type_signature.result  # type: ignore[union-attr]
+    u_result = _result(accumulate_block)
     if not u.is_assignable_from(u_result) and not u_result.is_assignable_from(u):
         raise FederatedTypeError(
             operator,
@@ -254,7 +263,7 @@ def federated_aggregate(value: Any, zero: Any, accumulate: Any, merge: Any, repo
         )
     merge_block = _function(merge, operator, "a merge function", StructType([u, u]))
     report_block = _function(report, operator, "a report function", u)
-    result = report_block.type_signature.result  # type: ignore[union-attr]
+    result = _result(report_block)
     argument = operands(value_block, zero_block, accumulate_block, merge_block, report_block)
     return call_intrinsic(
         FEDERATED_AGGREGATE, argument.type_signature, FederatedType(result, SERVER), argument
@@ -280,7 +289,7 @@ def federated_select(client_keys: Any, max_key: Any, server_val: Any, select_fn:
     fn_block = _function(
         select_fn, operator, "a select function", StructType([s.member, TensorType(np.int32)])
     )
-    element = fn_block.type_signature.result  # type: ignore[union-attr]
+    element = _result(fn_block)
     argument = operands(keys_block, max_block, server_block, fn_block)
     result = FederatedType(SequenceType(element), CLIENTS)
     return call_intrinsic(FEDERATED_SELECT, argument.type_signature, result, argument)
@@ -341,7 +350,7 @@ def _sequence_operand(
     block = operand(value, operator)
     t = block.type_signature
     federated = t if isinstance(t, FederatedType) else None
-    sequence = t.member if federated is not None else t  # type: ignore[union-attr]
+    sequence = federated.member if federated is not None else t
     if not isinstance(sequence, SequenceType):
         raise FederatedTypeError(
             operator, "a sequence (T*), or a federated sequence ({T*}@CLIENTS)", f"{t}"
@@ -370,7 +379,7 @@ def sequence_map(fn: Any, arg: Any) -> Value:
     operator = "sequence_map"
     block, sequence, federated = _sequence_operand(arg, operator)
     fn_block = _function(fn, operator, "a function", sequence.element)
-    element = fn_block.type_signature.result  # type: ignore[union-attr]
+    element = _result(fn_block)
 
     def apply(seq: bb.ComputationBuildingBlock) -> Value:
         argument = operands(fn_block, seq)
@@ -397,7 +406,7 @@ def sequence_reduce(value: Any, zero: Any, op: Any) -> Value:
             )
         z = z.member
     op_block = _function(op, operator, "an op", StructType([z, sequence.element]))
-    result = op_block.type_signature.result  # type: ignore[union-attr]
+    result = _result(op_block)
 
     def apply(seq: bb.ComputationBuildingBlock) -> Value:
         argument = operands(seq, zero_block, op_block)

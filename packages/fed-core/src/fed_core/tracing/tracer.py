@@ -76,6 +76,7 @@ class Value:
     """
 
     __slots__ = ("_block",)
+    _block: bb.ComputationBuildingBlock
 
     def __init__(self, block: bb.ComputationBuildingBlock):
         object.__setattr__(self, "_block", block)
@@ -124,7 +125,7 @@ class Value:
             raise TypeError(f"len() needs a struct, got a value of type {self.type_signature}.")
         return len(t)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         for i in range(len(self)):
             yield self[i]
 
@@ -506,6 +507,7 @@ def intrinsic_operator(uri: str) -> Callable[..., Value]:
                     f"operand {k} a function accepting {parameter}",
                     f"the function {_name_of(values[k])}, which fails on it ({error})",
                 ) from None
+        argument: bb.ComputationBuildingBlock | None
         if pattern is None:
             argument = None
             parameter_type = None
