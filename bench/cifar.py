@@ -1,0 +1,296 @@
+"""Seconds per round of FedAvg on pfl-research's CIFAR-10 setup scaled to CPU, against a hand-written
+TensorFlow loop in the same run, and how close each comes to the machine's arithmetic peak.
+
+The workload is ../shared/bench/workload_cifar.py beside the repository: 1,000 clients of 50 synthetic
+32x32x3 images with learnable labels (fixed seed), 50 clients per round (the same cohorts every run), one
+local epoch, batches of 10, client SGD (0.1 for the CNN, 0.001 for the linear model), server SGD 1.0.
+
+    cnn      pfl-research's CNN: conv32-conv64-maxpool-dropout-dense128-dropout-dense10 (logits)
+    linear   Dense(10) on the 3,072 flattened features
+
+Each model runs, from the same initial weights on the same cohorts:
+
+    fed           fed.learning's build_weighted_fed_avg, one `process.next` per round (it also computes
+                  the training loss and accuracy, as TFF does)
+    hand-written  a tf.function that trains one client for one epoch (SGD on batches of 10, no metrics)
+                  and returns its delta and example count, called once per client; the server applies the
+                  example-weighted mean of the deltas
+
+The machine's peak is measured in the same run: a large batched 3x3 convolution and a large matmul, as
+GFLOP/s. A round's arithmetic is counted from the model (a training step costs about three forward
+passes), so each loop's achieved GFLOP/s and its fraction of the convolution peak are printed beside its
+seconds per round. The first round of each loop (tracing and loading) is untimed; it checks that the
+loops agree. Rounds alternate between the loops and medians are reported, as these machines are noisy.
+
+Run: .venv/bin/python bench/cifar.py                   # both models (~5 minutes on 2 cores)
+     .venv/bin/python bench/cifar.py --only linear --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shared import workload as load_workload  # noqa: E402
+
+workload = load_workload("workload_cifar", "bench/cifar.py")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import fed_learning as fl  # noqa: E402
+
+# Peer figures on a 2-core machine of this kind, steady seconds per round (not run here).
+PEERS = {
+    "cnn": {"TFF 0.87": 8.83, "pfl-research 0.6": 5.87, "Flower 1.42": 17.0},
+    "linear": {"TFF 0.87": 0.81, "pfl-research 0.6": 0.38, "Flower 1.42": 7.09},
+}
+
+
+def forward_flops_per_example(model: keras.Model) -> float:
+    """Multiply-adds of one example's forward pass through the model's conv and dense layers, times 2."""
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, filters = layer.output.shape
+            kernel_h, kernel_w, channels, _ = layer.kernel.shape
+            macs += height * width * filters * kernel_h * kernel_w * channels
+        elif isinstance(layer, keras.layers.Dense):
+            macs += int(np.prod(layer.kernel.shape))
+    return 2.0 * macs
+
+
+def training_flops_per_example(model: keras.Model) -> float:
+    """A training step costs about three forward passes: the forward pass, and the backward pass's
+    gradients with respect to the activations and to the weights."""
+    return 3.0 * forward_flops_per_example(model)
+
+
+def timed(fn: Any, repeats: int) -> float:
+    fn()  # warm-up: tracing, memory allocation
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure_peaks() -> dict[str, float]:
+    """The machine's GFLOP/s on a large batched 3x3 convolution and a large float32 matmul."""
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.random((256, 30, 30, 32), dtype=np.float32))
+    kernel = tf.constant(rng.random((3, 3, 32, 64), dtype=np.float32))
+    # The operands are arguments, not captured constants, so that graph optimization cannot fold the
+    # operation away.
+    conv = tf.function(tf.nn.conv2d)
+    conv_flops = 2.0 * 256 * 28 * 28 * 64 * 3 * 3 * 32
+    a = tf.constant(rng.random((2048, 2048), dtype=np.float32))
+    b = tf.constant(rng.random((2048, 2048), dtype=np.float32))
+    matmul = tf.function(tf.matmul)
+    matmul_flops = 2.0 * 2048**3
+    return {
+        "conv": conv_flops / timed(lambda: conv(images, kernel, 1, "VALID").numpy(), 5) / 1e9,
+        "matmul": matmul_flops / timed(lambda: matmul(a, b).numpy(), 5) / 1e9,
+    }
+
+
+def client_datasets(kind: str, client_ids: list[int]) -> list[tf.data.Dataset]:
+    datasets = []
+    for client_id in client_ids:
+        x, y = workload.client_data(client_id, flat=kind == "linear")
+        datasets.append(tf.data.Dataset.from_tensor_slices((x, y)).batch(workload.BATCH_SIZE))
+    return datasets
+
+
+def build_fed_process(kind: str) -> Any:
+    input_shape = [None, workload.FLAT_DIM] if kind == "linear" else [None, *workload.IMAGE_SHAPE]
+    input_spec = (tf.TensorSpec(input_shape, tf.float32), tf.TensorSpec([None], tf.int32))
+
+    def model_fn() -> Any:
+        keras.utils.set_random_seed(workload.MODEL_SEED)
+        return fl.models.from_keras_model(
+            workload.keras_model(keras, kind),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            input_spec=input_spec,
+            metrics=[keras.metrics.SparseCategoricalAccuracy()],
+        )
+
+    return fl.algorithms.build_weighted_fed_avg(
+        model_fn,
+        client_optimizer_fn=fl.optimizers.build_sgdm(workload.client_lr(kind)),
+        server_optimizer_fn=fl.optimizers.build_sgdm(workload.SERVER_LR),
+    )
+
+
+class HandWrittenFedAvg:
+    """FedAvg in plain TensorFlow: a Keras model's variables are set to the server weights and trained
+    over one client's batches with SGD; the server applies the example-weighted mean of the deltas."""
+
+    def __init__(self, kind: str):
+        keras.utils.set_random_seed(workload.MODEL_SEED)
+        model = workload.keras_model(keras, kind)
+        self.model = model
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        variables = model.trainable_variables
+        learning_rate = workload.client_lr(kind)
+
+        @tf.function
+        def client_update(server_weights: list[tf.Tensor], dataset: tf.data.Dataset) -> Any:
+            for variable, weight in zip(variables, server_weights):
+                variable.assign(weight)
+            num_examples = tf.constant(0)
+            for x, y in iter(dataset):
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(y, model(x, training=True))
+                gradients = tape.gradient(loss, variables)
+                for variable, gradient in zip(variables, gradients):
+                    variable.assign_sub(learning_rate * gradient)
+                num_examples += tf.shape(y)[0]
+            return [weight - v for v, weight in zip(variables, server_weights)], num_examples
+
+        self._client_update = client_update
+
+    def round(
+        self, server_weights: list[np.ndarray], datasets: list[tf.data.Dataset]
+    ) -> list[np.ndarray]:
+        delta_sum = [np.zeros_like(w) for w in server_weights]
+        total = 0
+        for dataset in datasets:
+            delta, num_examples = self._client_update(server_weights, dataset)
+            n = int(num_examples)
+            for accumulated, d in zip(delta_sum, delta):
+                accumulated += n * d.numpy()
+            total += n
+        return [w - workload.SERVER_LR * s / total for w, s in zip(server_weights, delta_sum)]
+
+
+def max_abs_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
+
+
+class Row(NamedTuple):
+    model: str
+    examples: int
+    round_gflop: float
+    fed: float
+    hand: float
+
+
+def run_model(kind: str, rounds: int, num_clients: int, clients_per_round: int) -> Row:
+    cohorts = workload.cohorts(num_clients, clients_per_round, rounds + 1)
+    process = build_fed_process(kind)
+    state = process.initialize()
+    initial = [np.asarray(w) for w in process.get_model_weights(state).trainable]
+    hand = HandWrittenFedAvg(kind)
+    round_gflop = (
+        training_flops_per_example(hand.model)
+        * clients_per_round
+        * workload.EXAMPLES_PER_CLIENT
+        * workload.LOCAL_EPOCHS
+        / 1e9
+    )
+
+    # The first round traces and loads; it is untimed and checks that the loops agree. Dropout draws
+    # different masks in the two loops, so the CNN's loops agree only roughly.
+    first = client_datasets(kind, cohorts[0])
+    output = process.next(state, first)
+    state = output.state
+    examples = int(output.metrics["client_work"]["train"]["num_examples"])
+    fed_weights = [np.asarray(w) for w in process.get_model_weights(state).trainable]
+    server = hand.round(initial, first)
+    print(
+        f"{kind}: {clients_per_round} clients, {examples} examples per round, "
+        f"{round_gflop:.2f} GFLOP per round; after one round from the same weights, "
+        f"max |fed - hand-written| = {max_abs_difference(fed_weights, server):.2e} "
+        f"(the weights moved by up to {max_abs_difference(fed_weights, initial):.2e}); "
+        f"timing {rounds} rounds",
+        flush=True,
+    )
+
+    times: dict[str, list[float]] = {"fed": [], "hand": []}
+    for cohort in cohorts[1:]:
+        datasets = client_datasets(kind, cohort)
+        start = time.perf_counter()
+        state = process.next(state, datasets).state
+        times["fed"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        server = hand.round(server, datasets)
+        times["hand"].append(time.perf_counter() - start)
+    return Row(
+        kind,
+        examples,
+        round_gflop,
+        statistics.median(times["fed"]),
+        statistics.median(times["hand"]),
+    )
+
+
+def print_table(rows: list[Row], peaks: dict[str, float]) -> None:
+    print()
+    print(
+        f"Machine peak (measured in this run): convolution {peaks['conv']:.1f} GFLOP/s, "
+        f"matmul {peaks['matmul']:.1f} GFLOP/s"
+    )
+    header = (
+        f"{'model':<7} {'GFLOP/rnd':>9} {'limit s':>7} | {'fed s/rnd':>9} {'GFLOP/s':>7} {'of peak':>7} | "
+        f"{'hand s/rnd':>10} {'GFLOP/s':>7} {'of peak':>7} | {'fed/hand':>8} | peers (s/rnd, fed's speedup)"
+    )
+    print("FedAvg on CIFAR-shaped data, seconds per round (median of the timed rounds)")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        peak = peaks["conv"] if r.model == "cnn" else peaks["matmul"]
+        limit = r.round_gflop / peak
+        peers = ", ".join(
+            f"{name} {seconds:g} ({seconds / r.fed:.2f}x)"
+            for name, seconds in PEERS[r.model].items()
+        )
+        print(
+            f"{r.model:<7} {r.round_gflop:>9.2f} {limit:>7.3f} | {r.fed:>9.3f} "
+            f"{r.round_gflop / r.fed:>7.1f} {limit / r.fed:>7.0%} | {r.hand:>10.3f} "
+            f"{r.round_gflop / r.hand:>7.1f} {limit / r.hand:>7.0%} | {r.fed / r.hand:>8.2f} | {peers}"
+        )
+    print(
+        "'limit s' is the round's arithmetic at the measured peak (convolution for the CNN, matmul for the "
+        "linear model); 'of peak' is that limit over the loop's time. fed/hand > 1: fed is slower than the "
+        "hand-written loop. Peer figures were measured on a 2-core machine of this kind (not run here); "
+        "fed's speedup > 1 means fed is faster."
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", default="cnn,linear", help="models to run: cnn, linear or both")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per model (default 5)")
+    parser.add_argument("--num-clients", type=int, default=1000)
+    parser.add_argument("--clients-per-round", type=int, default=50)
+    args = parser.parse_args()
+    kinds = [k.strip() for k in args.only.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in PEERS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; choose from {list(PEERS)}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, fed-learning {fl.__version__}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    peaks = measure_peaks()
+    rows = [run_model(k, args.rounds, args.num_clients, args.clients_per_round) for k in kinds]
+    print_table(rows, peaks)
+
+
+if __name__ == "__main__":
+    main()
