@@ -211,7 +211,7 @@ def test_running_the_algorithm():
         distributor=(),
         client_work=(),
         aggregator=collections.OrderedDict(mean_value=(), mean_weight=()),
-        finalizer=collections.OrderedDict(update_non_finite=0),
+        finalizer=collections.OrderedDict(update_non_finite=0, model_non_finite=0),
     )
 
     # The round by hand: each client's clipped training from the server's weights, the example-weighted

@@ -116,12 +116,15 @@ DATASET_REPR = (
     "dtype=tf.float32, name=None)), ('y', TensorSpec(shape=(None, 1), dtype=tf.int32, name=None))])>"
 )
 
+# The counts of clients left out of a round, which follow the model's metrics (TFF reports the first).
+CLIENT_COUNTS = ["num_non_finite_clients", "num_empty_clients", "num_failed_clients"]
 # What the tutorial prints after each round, up to the metric values.
 ROUND_LINE = re.compile(
     r"round +(\d+), metrics=OrderedDict\(\[\('distributor', \(\)\), \('client_work', "
     r"OrderedDict\(\[\('train', OrderedDict\(\[(.*)\]\)\)\]\)\), \('aggregator', OrderedDict\(\["
     r"\('mean_value', \(\)\), \('mean_weight', \(\)\)\]\)\), \('finalizer', OrderedDict\(\["
-    r"\('update_non_finite', (?:np\.int32\()?0\)?\)\]\)\)\]\)$"
+    r"\('update_non_finite', (?:np\.int32\()?0\)?\), "
+    r"\('model_non_finite', (?:np\.int32\()?0\)?\)\]\)\)\]\)$"
 )
 
 
@@ -211,6 +214,7 @@ def test_training_the_keras_model_with_federated_averaging(capsys):
         losses.append(train_metrics["client_work"]["train"]["loss"])
 
     keras_metric_names = ["sparse_categorical_accuracy", "loss", "num_examples", "num_batches"]
+    keras_metric_names += CLIENT_COUNTS
     assert _printed_rounds(capsys.readouterr().out) == [
         (r, keras_metric_names) for r in range(1, 11)
     ]
@@ -380,7 +384,7 @@ def mnist_training():
 def test_training_the_custom_variable_model(mnist_training):
     _, _, printed, all_metrics = mnist_training
     assert _printed_rounds(printed) == [
-        (r, ["num_examples", "loss", "accuracy"]) for r in range(1, 11)
+        (r, ["num_examples", "loss", "accuracy", *CLIENT_COUNTS]) for r in range(1, 11)
     ]
     losses = [m["client_work"]["train"]["loss"] for m in all_metrics]
     assert all(b < a * 1.01 for a, b in zip(losses, losses[1:])), losses

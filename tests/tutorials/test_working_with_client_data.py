@@ -231,7 +231,7 @@ def test_manually_composing_preprocessing_logic(trainer):
     assert str(metrics.aggregator) == "<mean_value=<>,mean_weight=<>>"
     assert str(metrics.client_work.train.loss) == "float32"
     assert str(metrics.client_work.train.accuracy) == "float32"
-    assert str(metrics.finalizer) == "<update_non_finite=int32>"
+    assert str(metrics.finalizer) == "<update_non_finite=int32,model_non_finite=int32>"
 
     # Both run: a round of each from the same state gives the same kind of output.
     state = trainer.initialize()
@@ -248,6 +248,8 @@ def test_next_type_signature_is_the_notebooks(trainer):
     )
     assert str(trainer_accepting_ids.next.type_signature) == (
         f"(<state={STATE_TYPE}@SERVER,client_data={{str}}@CLIENTS> -> <state={STATE_TYPE}@SERVER,"
-        "metrics=<distributor=<>,client_work=<train=<loss=float32,accuracy=float32>>,"
-        "aggregator=<mean_value=<>,mean_weight=<>>,finalizer=<update_non_finite=int32>>@SERVER>)"
+        "metrics=<distributor=<>,client_work=<train=<loss=float32,accuracy=float32,"
+        "num_non_finite_clients=int32,num_empty_clients=int32,num_failed_clients=int32>>,"
+        "aggregator=<mean_value=<>,mean_weight=<>>,"
+        "finalizer=<update_non_finite=int32,model_non_finite=int32>>@SERVER>)"
     )

@@ -418,37 +418,67 @@ def test_value_and_weight_types_are_checked_at_create():
         NormBoundedMeanFactory(1.0).create(StructType([]))
 
 
-def test_too_few_clients_are_refused_when_the_rule_runs():
+def test_too_few_clients_are_refused_before_the_rule_runs():
     values = [np.float32(v) for v in range(5)]
     with pytest.raises(
-        tf.errors.InvalidArgumentError,
+        ValueError,
         match=r"BulyanFactory needs n >= 4 \* num_byzantine \+ 3 = 7 clients \(num_byzantine = 1\); "
         r"got n = 5",
     ):
         _run(BulyanFactory(1), values, value_type=SCALAR)
     with pytest.raises(
-        tf.errors.InvalidArgumentError,
+        ValueError,
         match=r"KrumFactory needs n >= 2 \* num_byzantine \+ 3 = 5 clients with a positive weight "
         r"\(num_byzantine = 1\); got n = 4",
     ):
         _run(KrumFactory(1), values, [1, 1, 0, 1, 1], SCALAR)
-    with pytest.raises(
-        tf.errors.InvalidArgumentError, match=r"num_selected \+ num_byzantine\) = 6 clients"
-    ):
+    with pytest.raises(ValueError, match=r"num_selected \+ num_byzantine\) = 6 clients"):
         _run(MultiKrumFactory(1, 5), values, value_type=SCALAR)
     with pytest.raises(
-        tf.errors.InvalidArgumentError,
-        match="CoordinateMedianFactory needs at least one client; got n = 0",
+        ValueError, match="CoordinateMedianFactory needs at least one client; got n = 0"
     ):
         _run(CoordinateMedianFactory(), [], value_type=SCALAR)
 
 
-def test_negative_weights_are_refused_when_the_rule_runs():
+def test_inside_another_computation_too_few_clients_are_refused_when_the_rule_runs():
+    process = KrumFactory(1).create(SCALAR)
+
+    @fc.federated_computation(FederatedType(np.float32, CLIENTS))
+    def krum_of(values):
+        return process.next(process.initialize(), values).result
+
+    assert krum_of([np.float32(v) for v in (1, 2, 3, 4, 100)]) == pytest.approx(2.0)
     with pytest.raises(
         tf.errors.InvalidArgumentError,
-        match="TrimmedMeanFactory: client weights must be non-negative",
+        match=r"KrumFactory needs n >= 2 \* num_byzantine \+ 3 = 5 clients \(num_byzantine = 1\); "
+        r"got n = 2",
     ):
-        _run(TrimmedMeanFactory(0.1), [np.float32(1.0), np.float32(2.0)], [1.0, -1.0], SCALAR)
+        krum_of([np.float32(1.0), np.float32(2.0)])
+
+
+def test_negative_or_infinite_weights_are_refused():
+    values = [np.float32(1.0), np.float32(2.0)]
+    with pytest.raises(
+        ValueError,
+        match="TrimmedMeanFactory: client weights must be finite non-negative numbers; client 1 has "
+        "weight -1",
+    ):
+        _run(TrimmedMeanFactory(0.1), values, [1.0, -1.0], SCALAR)
+    with pytest.raises(ValueError, match="client 0 has weight inf"):
+        _run(CoordinateMedianFactory(), values, [np.inf, 1.0], SCALAR)
+    process = TrimmedMeanFactory(0.1).create(SCALAR, WEIGHT)
+
+    @fc.federated_computation(
+        FederatedType(np.float32, CLIENTS), FederatedType(np.float32, CLIENTS)
+    )
+    def trimmed_mean_of(values, weights):
+        return process.next(process.initialize(), values, weights).result
+
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match="TrimmedMeanFactory: client weights must be finite non-negative numbers; got",
+    ):
+        trimmed_mean_of(values, [np.float32(1.0), np.float32(-1.0)])
 
 
 def test_a_client_sending_nan_is_treated_as_an_extreme_value():

@@ -307,14 +307,14 @@ def test_sums_that_could_overflow_the_dtype_are_refused_naming_the_clients():
     process = SecureSumFactory(2**30).create(np.int32)
     assert process.next(process.initialize(), [np.int32(2**30)]).result == 2**30
     with pytest.raises(
-        tf.errors.InvalidArgumentError,
+        ValueError,
         match=r"summing the values of 2 clients, int32 clipped to \[-1073741824, 1073741824\], "
         r"can overflow the range of int32; the limit is 1 clients",
     ):
         # Within the bounds, yet 2 * 2**30 does not fit int32: refused rather than wrapped.
         process.next(process.initialize(), [np.int32(1), np.int32(2)])
     process = SecureSumFactory(200, 0).create(np.uint8)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="3 clients, uint8 .* range of uint8"):
+    with pytest.raises(ValueError, match="3 clients, uint8 .* range of uint8"):
         process.next(process.initialize(), [np.uint8(1)] * 3)
 
 
@@ -322,7 +322,7 @@ def test_float_sums_that_could_overflow_the_dtype_are_refused():
     process = SecureSumFactory(1000.0).create(np.float16)
     assert process.next(process.initialize(), [np.float16(0.5)] * 65).result == 32.5
     with pytest.raises(
-        tf.errors.InvalidArgumentError,
+        ValueError,
         match=r"66 clients, float16 clipped to \[-1000, 1000\], can overflow the range of float16",
     ):
         process.next(process.initialize(), [np.float16(0.5)] * 66)
@@ -332,10 +332,24 @@ def test_sums_that_could_overflow_the_secure_sum_bits_are_refused():
     process = SecureSumFactory(2**61, 0).create(np.int64)
     assert process.next(process.initialize(), [np.int64(2**61 - 5)]).result == 2**61 - 5
     with pytest.raises(
-        tf.errors.InvalidArgumentError,
+        ValueError,
         match="2 clients, int64 .* can overflow the 62 bits of the secure sum; the limit is 1",
     ):
         process.next(process.initialize(), [np.int64(2**61 - 5), np.int64(0)])
+
+
+def test_inside_another_computation_an_overflowing_sum_is_refused_when_it_runs():
+    process = SecureSumFactory(2**30).create(np.int32)
+
+    @fc.federated_computation(FederatedType(np.int32, CLIENTS))
+    def secure_total(values):
+        return process.next(process.initialize(), values).result
+
+    assert secure_total([np.int32(2**30)]) == 2**30
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="summing the values of 2 clients, int32 clipped"
+    ):
+        secure_total([np.int32(1), np.int32(2)])
 
 
 # ---- modular sums

@@ -301,7 +301,11 @@ def test_the_process_returns_a_fresh_histogram_each_round_and_takes_its_state_ba
 @pytest.mark.parametrize(
     "options, error, message",
     [
-        ({"lower_bound": 2, "upper_bound": 1}, ValueError, "upper_bound must be no smaller"),
+        (
+            {"lower_bound": 2, "upper_bound": 1},
+            ValueError,
+            "upper_bound must be larger than lower_bound",
+        ),
         ({"num_bins": 0}, ValueError, "num_bins must be a positive int, got 0"),
         ({"arity": 1}, ValueError, "arity must be an int >= 2, got 1"),
         ({"clip_mechanism": "invalid"}, ValueError, "clip_mechanism must be one of"),

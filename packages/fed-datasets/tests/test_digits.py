@@ -71,7 +71,7 @@ def test_same_seed_same_split_and_alpha_controls_skew():
     ("kwargs", "message"),
     [
         ({"num_clients": 0}, "between 1 and 1797"),
-        ({"alpha": -1.0}, "alpha must be a positive number"),
+        ({"alpha": -1.0}, "alpha must be a finite positive number"),
         ({"test_fraction": 1.0}, r"test_fraction must be in \[0, 1\)"),
     ],
 )

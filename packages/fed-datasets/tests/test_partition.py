@@ -146,7 +146,11 @@ def test_natural_ids_group_examples_by_a_column():
     [
         (lambda e: partition_iid(e, 0), ValueError, "between 1 and the number of examples"),
         (lambda e: partition_iid(e, 11), ValueError, r"\(10\), got 11"),
-        (lambda e: partition_dirichlet(e, 2, alpha=0), ValueError, "alpha must be a positive"),
+        (
+            lambda e: partition_dirichlet(e, 2, alpha=0),
+            ValueError,
+            "alpha must be a finite positive number",
+        ),
         (lambda e: partition_dirichlet(e, 2, alpha=1, labels="y"), KeyError, "not a key"),
         (
             lambda e: partition_dirichlet(e, 2, alpha=1, labels=np.zeros(3)),

@@ -2,12 +2,15 @@ import hashlib
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from fed_datasets import (
+    DatabaseChangedError,
     DatabaseFormatError,
     ElementSpecCompatibilityError,
     SqlClientData,
@@ -244,3 +247,108 @@ def test_parsing_needs_defined_inner_dimensions(make_database, splits):
         load_and_parse_sql_client_data(
             make_database(splits), {"n": tf.TensorSpec([2, None], tf.int64)}
         )
+
+
+def test_a_database_removed_after_opening_is_a_clear_error(make_database, splits):
+    path = make_database(splits)
+    train = SqlClientData(path, "train")
+    assert _numbers(train.create_tf_dataset_for_client("bob")) == [3]
+    os.remove(path)
+    message = "database file .* was removed after"
+    with pytest.raises(FileNotFoundError, match=message):
+        _ = train.client_ids
+    with pytest.raises(FileNotFoundError, match=message):
+        train.create_tf_dataset_for_client("bob")
+    with pytest.raises(FileNotFoundError, match=message):
+        train.num_examples("bob")
+
+
+def test_iterating_a_dataset_whose_database_was_removed_does_not_crash(make_database, splits):
+    # TensorFlow's SqlDataset crashes the interpreter when its file cannot be opened: run it in a
+    # process of its own, so that a regression fails this test rather than the test session.
+    path = make_database(splits)
+    script = f"""
+import os
+import tensorflow as tf
+from fed_datasets import SqlClientData
+
+data = SqlClientData({str(path)!r}, "train")
+one = data.create_tf_dataset_for_client("alice")
+everyone = data.create_tf_dataset_from_all_clients(seed=0)
+os.remove({str(path)!r})
+for dataset in (one, everyone):
+    try:
+        list(dataset)
+    except tf.errors.InvalidArgumentError as error:
+        print("refused:", "was removed after it was opened" in str(error))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["refused: True", "refused: True"]
+
+
+def test_a_client_deleted_after_opening_is_not_listed_with_its_old_count(make_database, splits):
+    path = make_database(splits)
+    train = SqlClientData(path, "train")
+    dataset = train.create_tf_dataset_for_client("alice")
+    assert train.num_examples("alice") == 2
+    connection = sqlite3.connect(path)
+    connection.execute("DELETE FROM examples WHERE client_id = 'alice'")
+    connection.execute("DELETE FROM client_metadata WHERE client_id = 'alice'")
+    connection.commit()
+    connection.close()
+    message = "changed after this SqlClientData opened it .* open a new SqlClientData"
+    with pytest.raises(DatabaseChangedError, match=message):
+        _ = train.client_ids
+    with pytest.raises(DatabaseChangedError, match=message):
+        train.num_examples("alice")
+    with pytest.raises(DatabaseChangedError, match=message):
+        train.create_tf_dataset_for_client("bob")
+    # A dataset made before the change refuses to read the changed file rather than come up empty.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="changed after it was opened"):
+        list(dataset)
+    reopened = SqlClientData(path, "train")
+    assert reopened.client_ids == ["bob", "o'hara"]
+    assert _numbers(reopened.create_tf_dataset_for_client("bob")) == [3]
+
+
+def test_a_database_replaced_after_opening_is_refused(make_database, write_database, splits, proto):
+    path = make_database(splits)
+    train = SqlClientData(path, "train")
+    replacement = write_database(path.with_name("new.sqlite"), {"train": {"zed": [proto(n=[9])]}})
+    os.replace(replacement, path)
+    with pytest.raises(DatabaseChangedError, match="was replaced after this SqlClientData"):
+        train.create_tf_dataset_for_client("alice")
+
+
+def test_graph_datasets_check_the_database_of_a_path_with_glob_characters(
+    tmp_path, proto, write_database
+):
+    directory = tmp_path / "data [v2] *?"
+    directory.mkdir()
+    path = directory / "x.sqlite"
+    splits = {"train": {"a": [proto(n=[1])], "b": [proto(n=[2]), proto(n=[3])]}}
+    data = SqlClientData(write_database(path, splits), "train")
+    assert sorted(_numbers(data.create_tf_dataset_from_all_clients(seed=1))) == [1, 2, 3]
+
+
+def test_loading_with_an_element_spec_the_examples_do_not_match_is_refused_early(tmp_path):
+    path = tmp_path / "data.sqlite"
+    data = TestClientData({"a": {"x": np.array([1.0, 2.0], np.float32)}})
+    save_to_sql_client_data(data.client_ids, data.create_tf_dataset_for_client, path)
+    with pytest.raises(ElementSpecCompatibilityError, match=r"element_spec\['y'\] names a feature"):
+        load_and_parse_sql_client_data(path, {"y": tf.TensorSpec([], tf.float32)})
+    with pytest.raises(
+        ElementSpecCompatibilityError, match=r"has shape \[3\], but .* holds 1 value"
+    ):
+        load_and_parse_sql_client_data(path, {"x": tf.TensorSpec([3], tf.float32)})
+    with pytest.raises(ElementSpecCompatibilityError, match="is string, .* hold 'x' as float_list"):
+        load_and_parse_sql_client_data(path, {"x": tf.TensorSpec([], tf.string)})
+    loaded = load_and_parse_sql_client_data(path, {"x": tf.TensorSpec([], tf.float32)})
+    assert [float(e["x"]) for e in loaded.create_tf_dataset_for_client("a")] == [1.0, 2.0]

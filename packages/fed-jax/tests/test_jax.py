@@ -398,7 +398,7 @@ def test_the_canned_fed_avg_takes_numpy_step_sizes_and_refuses_bad_ones():
     data = [[{"x": np.ones((4, 2), np.float32), "y": np.ones(4, np.float32)}]]
     np.testing.assert_allclose(process.next(state, data)["w"], [0.2, 0.2], rtol=1e-6)
     for bad in (0, -1.0, True, "0.1"):
-        with pytest.raises(ValueError, match="step_size must be a positive number"):
+        with pytest.raises(ValueError, match="step_size must be a positive finite number"):
             fed_jax.build_jax_federated_averaging_process(batch, model, loss, bad)
 
 

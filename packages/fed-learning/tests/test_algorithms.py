@@ -63,10 +63,22 @@ def test_one_client_one_step_equals_one_centralized_sgd_step():
     train = output.metrics["client_work"]["train"]
     assert train["num_examples"] == 16
     assert train["num_batches"] == 1
-    # TFF's order: the Keras metrics, then loss, num_examples and num_batches.
-    assert list(train) == ["sparse_categorical_accuracy", "loss", "num_examples", "num_batches"]
+    # TFF's order: the Keras metrics, then loss, num_examples and num_batches; then the counts of
+    # clients left out of the round.
+    assert list(train) == [
+        "sparse_categorical_accuracy",
+        "loss",
+        "num_examples",
+        "num_batches",
+        "num_non_finite_clients",
+        "num_empty_clients",
+        "num_failed_clients",
+    ]
+    assert [train[k] for k in list(train)[-3:]] == [0, 0, 0]
     assert list(output.metrics) == ["distributor", "client_work", "aggregator", "finalizer"]
-    assert output.metrics["finalizer"] == collections.OrderedDict(update_non_finite=0)
+    assert output.metrics["finalizer"] == collections.OrderedDict(
+        update_non_finite=0, model_non_finite=0
+    )
 
 
 def _train_alone(process, state, dataset):

@@ -282,4 +282,7 @@ def test_a_tff_metrics_aggregator_replaces_the_default_one():
         _linear_fn, optimizers.build_sgdm(0.2), metrics_aggregator=num_examples_only
     )
     output = process.next(process.initialize(), [_dataset(8, seed=1), _dataset(4, seed=2)])
-    assert output.metrics["client_work"]["train"] == collections.OrderedDict(num_examples=12)
+    # The counts of clients left out of the round are added to what the aggregator reports, as in TFF.
+    assert output.metrics["client_work"]["train"] == collections.OrderedDict(
+        num_examples=12, num_non_finite_clients=0, num_empty_clients=0, num_failed_clients=0
+    )

@@ -29,14 +29,14 @@ def test_the_finalizer_applies_a_finite_update_and_measures_it_finite():
         optimizers.build_sgdm(0.5, momentum=0.9), WEIGHTS_TYPE
     )
     assert str(finalizer.next.type_signature.result.measurements) == (
-        "<update_non_finite=int32>@SERVER"
+        "<update_non_finite=int32,model_non_finite=int32>@SERVER"
     )
     state = finalizer.initialize()
     output = finalizer.next(state, WEIGHTS, [np.array([1.0, -2.0], np.float32), np.float32(4.0)])
     np.testing.assert_allclose(output.result.trainable[0], [0.5, 3.0])
     assert output.result.trainable[1] == pytest.approx(1.0)
     np.testing.assert_array_equal(output.result.non_trainable[0], [7.0])
-    assert output.measurements == collections.OrderedDict(update_non_finite=0)
+    assert output.measurements == collections.OrderedDict(update_non_finite=0, model_non_finite=0)
     # The momentum accumulator took the update in.
     np.testing.assert_allclose(output.state["accumulator"][0], [1.0, -2.0])
 
@@ -50,7 +50,8 @@ def test_a_non_finite_update_is_rejected_keeping_weights_and_optimizer_state():
     for got, want in zip(_trainable(output.result), _trainable(WEIGHTS)):
         np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(output.state["accumulator"][0], [0.0, 0.0])
-    assert output.measurements == collections.OrderedDict(update_non_finite=1)
+    # The update was refused for being non-finite, not for what it would do to the model.
+    assert output.measurements == collections.OrderedDict(update_non_finite=1, model_non_finite=0)
     inf = finalizer.next(state, WEIGHTS, [np.zeros(2, np.float32), np.float32(np.inf)])
     assert inf.measurements["update_non_finite"] == 1
     assert float(inf.result.trainable[1]) == 3.0
@@ -76,7 +77,9 @@ def test_a_custom_rejection_rule_and_its_measurements():
     no_measurements = templates.build_apply_optimizer_finalizer(
         optimizers.build_sgdm(1.0), WEIGHTS_TYPE, should_reject_update=lambda s, u: (False, None)
     )
-    assert str(no_measurements.next.type_signature.result.measurements) == "<>@SERVER"
+    assert str(no_measurements.next.type_signature.result.measurements) == (
+        "<model_non_finite=int32>@SERVER"
+    )
 
 
 def test_a_bad_rejection_rule_is_refused_saying_what_it_must_be():

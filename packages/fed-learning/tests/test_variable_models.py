@@ -190,7 +190,7 @@ def test_fed_avg_trains_a_custom_variable_model_as_a_hand_written_loop():
         _weighted_mean(trained, [len(x) for x, _ in PARTS]),
     )
     train = output.metrics["client_work"]["train"]
-    assert list(train) == ["num_examples", "loss", "accuracy"]
+    assert list(train)[:3] == ["num_examples", "loss", "accuracy"]
     assert train["num_examples"] == 17
     # The training loss is accumulated batch by batch during local training, over all clients.
     expected = sum(loss * n for loss, n in losses) / 17

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -281,7 +282,7 @@ def zeroing_factory(
     Measurements: `zeroing` (the inner aggregation's), `zeroing_norm`, `zeroed_count`. An infinite
     order of either sign is the max norm, as TensorFlow Federated takes it.
     """
-    if isinstance(norm_order, bool) or not isinstance(norm_order, int | float):
+    if isinstance(norm_order, bool) or not isinstance(norm_order, numbers.Real):
         raise TypeError(f"zeroing_factory: norm_order must be 1.0, 2.0 or inf, got {norm_order!r}.")
     if not (norm_order in (1.0, 2.0) or math.isinf(norm_order)):
         raise ValueError(f"zeroing_factory: norm_order must be 1.0, 2.0 or inf, got {norm_order}.")

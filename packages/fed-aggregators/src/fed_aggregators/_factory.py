@@ -4,11 +4,14 @@ creates an `AggregationProcess` for them."""
 from __future__ import annotations
 
 import abc
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 import fed_types
+from fed_core import Computation
 from fed_core.templates import AggregationProcess, EstimationProcess
 from fed_types import CLIENTS, SERVER, FederatedType, StructType, Type, to_type
 
@@ -65,6 +68,8 @@ def check_float(
             else ("positive" if low_open else "non-negative")
         )
         raise ValueError(f"{owner}: {name} must be {bound}, got {value}.")
+    if math.isinf(value):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value}.")
     return value
 
 
@@ -106,3 +111,59 @@ def check_scalar_estimation(
             f"{report}."
         )
     return process
+
+
+ClientCheck = Callable[[Sequence[Any], Sequence[Any] | None], None]
+"""`check(values, weights)`: raises if the clients' values (and weights, None when unweighted), given
+from Python one per client, cannot be aggregated."""
+
+
+class _CheckedNext(Computation):
+    """The `next` of an aggregation process that checks the clients' values it is called with from
+    Python before anything runs. Inside another computation (where the values are not known yet) it is
+    the computation it wraps, whose own TensorFlow checks still apply when it runs."""
+
+    def __init__(self, computation: Computation, check: ClientCheck):
+        super().__init__(computation.building_block, computation.name)
+        self._check = check
+        parameter = computation.type_signature.parameter
+        assert isinstance(parameter, StructType)
+        self._names = [name for name, _ in parameter.items()]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        given = dict(zip(self._names, args))
+        given.update((name, kwargs[name]) for name in self._names if name in kwargs)
+        values = given.get(self._names[1])
+        weights = given.get(self._names[2]) if len(self._names) > 2 else None
+        if isinstance(values, list | tuple) and (
+            weights is None or isinstance(weights, list | tuple)
+        ):
+            self._check(values, weights)
+        return super().__call__(*args, **kwargs)
+
+
+def with_client_check(process: AggregationProcess, check: ClientCheck) -> AggregationProcess:
+    """`process`, whose `next` first runs `check(values, weights)` when it is called from Python with
+    the clients' values (and weights) as lists: a check that needs to know the clients (how many, their
+    weights) then fails before any TensorFlow runs, with a plain Python error."""
+    return AggregationProcess(process.initialize, _CheckedNext(process.next, check))
+
+
+def weight_numbers(weights: Sequence[Any]) -> np.ndarray | None:
+    """The clients' weights as float64 numbers, or None if some weight is not a number (the call's own
+    type checks then say so)."""
+    try:
+        numbers = np.asarray([np.asarray(w, dtype=np.float64) for w in weights], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return numbers if numbers.ndim == 1 else None
+
+
+def check_weights_non_negative(owner: str, weights: np.ndarray) -> None:
+    """A ValueError naming `owner` and the first client whose weight is negative or not finite."""
+    bad = np.flatnonzero(~(np.isfinite(weights) & (weights >= 0)))
+    if bad.size:
+        raise ValueError(
+            f"{owner}: client weights must be finite non-negative numbers; client {int(bad[0])} has "
+            f"weight {weights[bad[0]]:g}."
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 import fed_core as fc
@@ -14,6 +15,9 @@ from fed_aggregators._factory import (
     UnweightedAggregationFactory,
     WeightedAggregationFactory,
     check_value_type,
+    check_weights_non_negative,
+    weight_numbers,
+    with_client_check,
 )
 from fed_aggregators._sum import SumFactory, empty_at_server
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
@@ -34,6 +38,28 @@ def _is_plain_sum(factory: UnweightedAggregationFactory) -> bool:
     return type(factory) is SumFactory
 
 
+def check_weights_in_graph(weights: tf.Tensor, owner: str) -> tf.Operation:
+    """A run-time check that client weights (a scalar or a vector of them) are finite and not negative."""
+    valid = weights >= 0  # False for NaN too
+    if weights.dtype.is_floating:
+        valid &= tf.math.is_finite(weights)
+    message = tf.strings.format(
+        f"{owner}: client weights must be finite non-negative numbers; got {{}}.", weights
+    )
+    return tf.debugging.Assert(tf.reduce_all(valid), [message])
+
+
+def checked_weight_computation(weight_type: Type, owner: str) -> fc.Computation:
+    """`(w -> w)`, which fails when the weight is negative or not finite (see `check_weights_in_graph`)."""
+
+    @ftf.computation(weight_type)
+    def checked_weight(weight):
+        with tf.control_dependencies([check_weights_in_graph(weight, owner)]):
+            return tf.identity(weight)
+
+    return checked_weight
+
+
 def _divide_computation(value_type: Type, denominator_type: Type, no_nan: bool) -> fc.Computation:
     @ftf.computation(value_type, denominator_type)
     def divide(total, denominator):
@@ -50,7 +76,10 @@ class MeanFactory(WeightedAggregationFactory):
     """The weighted mean `sum(w_i * v_i) / sum(w_i)` of client values (floats) with scalar weights.
 
     `value_sum_factory` sums the weighted values and `weight_sum_factory` the weights (both SumFactory by
-    default). With `no_nan_division`, a zero total weight gives zeros instead of NaN.
+    default). Weights must be finite and non-negative: another weight is refused when the round runs
+    (before anything runs, when `next` is called from Python with lists). A zero total weight gives NaN
+    (as in TensorFlow Federated), whatever the sum factories; with `no_nan_division`, zeros instead.
+    A call from Python with no clients is refused.
     """
 
     def __init__(
@@ -65,7 +94,11 @@ class MeanFactory(WeightedAggregationFactory):
         self._weight_sum_factory = _check_sum_factory(
             weight_sum_factory, "weight_sum_factory", "MeanFactory"
         )
-        self._no_nan_division = no_nan_division
+        if not isinstance(no_nan_division, bool | np.bool_):
+            raise TypeError(
+                f"MeanFactory: no_nan_division must be a bool, got {no_nan_division!r}."
+            )
+        self._no_nan_division = bool(no_nan_division)
 
     def create(self, value_type: Any, weight_type: Any) -> AggregationProcess:
         value_type = check_value_type(value_type, "MeanFactory", "f", "floating-point")
@@ -95,9 +128,12 @@ class MeanFactory(WeightedAggregationFactory):
                 )
             )
 
+        checked_weight = checked_weight_computation(weight_type, "MeanFactory")
+
         @ftf.computation(value_type, weight_type)
         def multiply(value, weight):
-            return tf.nest.map_structure(lambda x: x * tf.cast(weight, x.dtype), value)
+            with tf.control_dependencies([check_weights_in_graph(weight, "MeanFactory")]):
+                return tf.nest.map_structure(lambda x: x * tf.cast(weight, x.dtype), value)
 
         divide = _divide_computation(value_type, weight_type, self._no_nan_division)
 
@@ -114,7 +150,8 @@ class MeanFactory(WeightedAggregationFactory):
                         mean_value=empty_at_server(), mean_weight=empty_at_server()
                     )
                 )
-                return MeasuredProcessOutput(state, fc.federated_mean(value, weight), measurements)
+                checked = fc.federated_map(checked_weight, weight)
+                return MeasuredProcessOutput(state, fc.federated_mean(value, checked), measurements)
             weighted = fc.federated_map(multiply, fc.federated_zip((value, weight)))
             value_output = value_process.next(state.value_sum_process, weighted)
             weight_output = weight_process.next(state.weight_sum_process, weight)
@@ -133,7 +170,14 @@ class MeanFactory(WeightedAggregationFactory):
             )
             return MeasuredProcessOutput(new_state, mean, measurements)
 
-        return AggregationProcess(initialize, next_fn)
+        def check(values: Any, weights: Any) -> None:
+            if not values:
+                raise ValueError("MeanFactory needs at least one client; there are none.")
+            numbers = weight_numbers(weights)
+            if numbers is not None:
+                check_weights_non_negative("MeanFactory", numbers)
+
+        return with_client_check(AggregationProcess(initialize, next_fn), check)
 
     def __repr__(self) -> str:
         return (
@@ -144,7 +188,8 @@ class MeanFactory(WeightedAggregationFactory):
 
 class UnweightedMeanFactory(UnweightedAggregationFactory):
     """The plain mean `sum(v_i) / n` of client values (floats): `value_sum_factory` sums the values and
-    `count_sum_factory` the count of clients (both SumFactory by default)."""
+    `count_sum_factory` the count of clients (both SumFactory by default). A call from Python with no
+    clients is refused."""
 
     def __init__(
         self,
@@ -208,7 +253,11 @@ class UnweightedMeanFactory(UnweightedAggregationFactory):
             )
             return MeasuredProcessOutput(new_state, mean, measurements)
 
-        return AggregationProcess(initialize, next_fn)
+        def check(values: Any, weights: Any) -> None:
+            if not values:
+                raise ValueError("UnweightedMeanFactory needs at least one client; there are none.")
+
+        return with_client_check(AggregationProcess(initialize, next_fn), check)
 
     def __repr__(self) -> str:
         return (

@@ -127,6 +127,10 @@ class PrivateQuantileEstimationProcess(EstimationProcess):
         learning_rate = check_float(learning_rate, "learning_rate", owner, low=0.0, low_open=True)
         multiplier = check_float(multiplier, "multiplier", owner, low=0.0, low_open=True)
         increment = check_float(increment, "increment", owner, low=0.0, low_open=False)
+        if not isinstance(secure_estimation, bool | np.bool_):
+            raise TypeError(
+                f"{owner}: secure_estimation must be a bool, got {secure_estimation!r}."
+            )
         if secure_estimation:
             from fed_aggregators._secure import SecureSumFactory
 

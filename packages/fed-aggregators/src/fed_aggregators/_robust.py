@@ -11,7 +11,11 @@ Every factory here is both an `UnweightedAggregationFactory` (`create(value_type
 `model_aggregator`. Given weights, each rule uses its weighted form (see each class); a client of weight
 zero takes no part in a gathering rule, just as it adds nothing to a weighted mean (FedAvg gives weight
 zero to a client whose update is not finite). Values are floating-point tensors or structs of them;
-weights are numeric scalars, and must not be negative.
+weights are numeric scalars, finite and not negative.
+
+A rule's needs (how many clients, valid weights) are checked before anything runs when `next` is called
+from Python with lists of client values, and raise ValueError; inside another computation they are
+checked when the rule runs, and raise `tf.errors.InvalidArgumentError` with the same message.
 """
 
 from __future__ import annotations
@@ -32,8 +36,12 @@ from fed_aggregators._factory import (
     WeightedAggregationFactory,
     check_int,
     check_value_type,
+    check_weights_non_negative,
+    weight_numbers,
+    with_client_check,
 )
 from fed_aggregators._gather import federated_gather, stacked_type
+from fed_aggregators._mean import check_weights_in_graph, checked_weight_computation
 from fed_aggregators._sum import empty_at_server
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
 from fed_types import CLIENTS, FederatedType, TensorType, Type, to_type
@@ -99,14 +107,25 @@ class _GatheringFactory(_RobustFactory):
         unweighted), `num_clients` is `n` (int32, checked to be at least 1). Returns one float64 vector
         `[d]` per leaf and further measurements."""
 
-    def _check_participants(self, num_clients: tf.Tensor, weighted: bool) -> tf.Operation:
-        """Checks the number of participating clients; a rule needing more overrides this."""
+    def _needed(self, weighted: bool) -> tuple[int, str]:
+        """How many participating clients the rule needs, and the message that refuses fewer (with `{}`
+        for the number given); a rule needing more than one overrides this."""
         who = "client with a positive weight" if weighted else "client"
-        return _require(
-            num_clients >= 1,
-            f"{type(self).__name__} needs at least one {who}; got n = {{}}.",
-            num_clients,
-        )
+        return 1, f"{type(self).__name__} needs at least one {who}; got n = {{}}."
+
+    def _check_clients(self, values: Any, weights: Any) -> None:
+        """The checks of a call from Python, before anything runs (the same as `_apply`'s)."""
+        if weights is None:
+            participants = len(values)
+        else:
+            numbers = weight_numbers(weights)
+            if numbers is None:
+                return
+            check_weights_non_negative(type(self).__name__, numbers)
+            participants = int(np.sum(numbers > 0))
+        needed, message = self._needed(weights is not None)
+        if participants < needed:
+            raise ValueError(message.format(participants))
 
     def _apply(self, values: Any, weights: tf.Tensor | None) -> Any:
         leaves = tf.nest.flatten(values)
@@ -115,18 +134,13 @@ class _GatheringFactory(_RobustFactory):
         if weights is None:
             num_clients = tf.shape(leaves[0])[0]
         else:
+            checks.append(check_weights_in_graph(weights, type(self).__name__))
             weights = tf.cast(weights, tf.float64)
-            checks.append(
-                _require(
-                    tf.reduce_all(weights >= 0),
-                    f"{type(self).__name__}: client weights must be non-negative, got {{}}.",
-                    weights,
-                )
-            )
             # A client of weight zero takes no part, as it adds nothing to a weighted mean.
             index = tf.cast(tf.reshape(tf.where(weights > 0), [-1]), tf.int32)
             num_clients = tf.size(index)
-        checks.append(self._check_participants(num_clients, weights is not None))
+        needed, message = self._needed(weights is not None)
+        checks.append(_require(num_clients >= needed, message, num_clients))
         with tf.control_dependencies(checks):
             if index is not None:
                 leaves_taking_part = [tf.gather(leaf, index) for leaf in leaves]
@@ -170,7 +184,7 @@ class _GatheringFactory(_RobustFactory):
                 output = fc.federated_map(robust_aggregate, federated_gather(value))
                 return MeasuredProcessOutput(state, output.result, output.measurements)
 
-            return AggregationProcess(initialize, next_fn)
+            return with_client_check(AggregationProcess(initialize, next_fn), self._check_clients)
 
         @ftf.computation(stacked_type(value_type), stacked_type(weight_type))
         def weighted_robust_aggregate(values, weights):
@@ -186,7 +200,9 @@ class _GatheringFactory(_RobustFactory):
             output = fc.federated_map(weighted_robust_aggregate, gathered)
             return MeasuredProcessOutput(state, output.result, output.measurements)
 
-        return AggregationProcess(initialize, weighted_next_fn)
+        return with_client_check(
+            AggregationProcess(initialize, weighted_next_fn), self._check_clients
+        )
 
 
 def _sorted_columns(rows: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -310,7 +326,7 @@ class _KrumRule(_GatheringFactory):
     _num_byzantine: int
     _num_selected: int
 
-    def _check_participants(self, num_clients: tf.Tensor, weighted: bool) -> tf.Operation:
+    def _needed(self, weighted: bool) -> tuple[int, str]:
         f, m = self._num_byzantine, self._num_selected
         who = "clients with a positive weight" if weighted else "clients"
         if m == 1:
@@ -319,10 +335,9 @@ class _KrumRule(_GatheringFactory):
             needed = max(2 * f + 3, m + f)
             rule = "max(2 * num_byzantine + 3, num_selected + num_byzantine)"
             given = f"num_byzantine = {f}, num_selected = {m}"
-        return _require(
-            num_clients >= needed,
+        return (
+            needed,
             f"{type(self).__name__} needs n >= {rule} = {needed} {who} ({given}); got n = {{}}.",
-            num_clients,
         )
 
     def _rule(
@@ -400,14 +415,13 @@ class BulyanFactory(_GatheringFactory):
     def __init__(self, num_byzantine: int):
         self._num_byzantine = check_int(num_byzantine, "num_byzantine", "BulyanFactory", 0)
 
-    def _check_participants(self, num_clients: tf.Tensor, weighted: bool) -> tf.Operation:
+    def _needed(self, weighted: bool) -> tuple[int, str]:
         f = self._num_byzantine
         who = "clients with a positive weight" if weighted else "clients"
-        return _require(
-            num_clients >= 4 * f + 3,
+        return (
+            4 * f + 3,
             f"BulyanFactory needs n >= 4 * num_byzantine + 3 = {4 * f + 3} {who} "
             f"(num_byzantine = {f}); got n = {{}}.",
-            num_clients,
         )
 
     def _rule(
@@ -459,7 +473,8 @@ class NormBoundedMeanFactory(_RobustFactory):
     single client can move the mean by more than `norm_bound` times its share of the total weight.
 
     Stateless; measurements: `clipped_count` (int32), the number of clients whose value was scaled down
-    or replaced. Needs at least one client (with weights, a positive total weight).
+    or replaced. Needs at least one client; with weights, a zero total weight gives NaN (as a weighted
+    mean does).
     """
 
     def __init__(self, norm_bound: float):
@@ -491,6 +506,9 @@ class NormBoundedMeanFactory(_RobustFactory):
         def initialize():
             return empty_at_server()
 
+        if weight_type is not None:
+            checked_weight = checked_weight_computation(weight_type, "NormBoundedMeanFactory")
+
         def measured(state: Any, bounded: Any, mean: Any) -> MeasuredProcessOutput:
             measurements = fc.federated_zip(
                 collections.OrderedDict(clipped_count=fc.federated_sum(bounded[1]))
@@ -515,9 +533,15 @@ class NormBoundedMeanFactory(_RobustFactory):
         )
         def weighted_next_fn(state, value, weight):
             bounded = fc.federated_map(bound_norm, value)
-            return measured(state, bounded, fc.federated_mean(bounded[0], weight))
+            checked = fc.federated_map(checked_weight, weight)
+            return measured(state, bounded, fc.federated_mean(bounded[0], checked))
 
-        return AggregationProcess(initialize, weighted_next_fn)
+        def check(values: Any, weights: Any) -> None:
+            numbers = weight_numbers(weights)
+            if numbers is not None:
+                check_weights_non_negative("NormBoundedMeanFactory", numbers)
+
+        return with_client_check(AggregationProcess(initialize, weighted_next_fn), check)
 
     def __repr__(self) -> str:
         return f"NormBoundedMeanFactory(norm_bound={self._norm_bound})"

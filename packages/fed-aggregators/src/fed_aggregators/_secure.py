@@ -22,6 +22,7 @@ from fed_aggregators._factory import (
     UnweightedAggregationFactory,
     check_scalar_estimation,
     is_structure_of,
+    with_client_check,
 )
 from fed_aggregators._sum import empty_at_server
 from fed_core.templates import AggregationProcess, EstimationProcess, MeasuredProcessOutput
@@ -103,7 +104,9 @@ class SecureSumFactory(UnweightedAggregationFactory):
 
     A sum that could leave the value dtype, or need more than 62 bits in the secure sum, is refused:
     when `create` is called if the bounds alone rule it out, otherwise in the round, naming the
-    number of clients, before any sum is returned.
+    number of clients, before any sum is returned (a ValueError before anything runs when `next` is
+    called from Python with a list of values and fixed bounds; else `tf.errors.InvalidArgumentError`
+    when the sum runs).
     """
 
     def __init__(
@@ -189,11 +192,20 @@ class SecureSumFactory(UnweightedAggregationFactory):
                 f"got {value_type}."
             )
         dtype = dtypes.pop()
+        # How many clients the static bounds allow (None: no static bounds), and the refusal.
+        limit: tuple[int, str] | None = None
         if self._integer:
             shift = _IntegerShift(value_type, dtype, *self._bounds)
             sum_securely = shift.sum_securely
+            limit = (shift.max_clients, shift.overflow_message)
         else:
             sum_securely = _quantized_sum_securely(value_type, dtype)
+            if not self._processes:
+                upper, lower = self._bounds
+                limit = (
+                    _max_float_clients(upper, lower, dtype),
+                    _float_overflow_message(dtype).format("{}", f"{lower:g}", f"{upper:g}"),
+                )
         get_bounds, update_state, initialize = self._bound_functions(dtype)
 
         @ftf.computation(value_type)
@@ -236,7 +248,11 @@ class SecureSumFactory(UnweightedAggregationFactory):
             )
             return MeasuredProcessOutput(new_state, total, measurements)
 
-        return AggregationProcess(initialize, next_fn)
+        def check(values: Any, weights: Any) -> None:
+            if limit is not None and len(values) > limit[0]:
+                raise ValueError(limit[1].format(len(values)))
+
+        return with_client_check(AggregationProcess(initialize, next_fn), check)
 
     def _bound_functions(
         self, dtype: np.dtype
@@ -360,16 +376,16 @@ class _IntegerShift:
             by_dtype = info.max // upper
         if lower < 0:
             by_dtype = min(by_dtype, info.min // lower)
-        self._max_clients = int(min(by_bits, by_dtype))
+        self.max_clients = int(min(by_bits, by_dtype))
         limit = (
             f"the range of {name}"
             if by_dtype <= by_bits
             else f"the {_MAX_SECURE_SUM_BITS} bits of the secure sum"
         )
-        self._overflow_message = (
+        self.overflow_message = (
             "SecureSumFactory: summing the values of {} clients, "
             f"{name} clipped to [{lower}, {upper}], can overflow {limit}; the limit is "
-            f"{self._max_clients} clients. Narrow the bounds or use a wider dtype."
+            f"{self.max_clients} clients. Narrow the bounds or use a wider dtype."
         )
 
     def sum_securely(self, value: Any, upper: Any, lower: Any) -> Any:
@@ -389,7 +405,7 @@ class _IntegerShift:
 
             return tf.nest.map_structure(shift, value)
 
-        max_clients, message = self._max_clients, self._overflow_message
+        max_clients, message = self.max_clients, self.overflow_message
 
         @ftf.computation(shifted_type, bound_type, TensorType(_COUNT_DTYPE))
         def server_shift(total, lower, clients):
@@ -415,6 +431,33 @@ def _map_type(t: Type, dtype: Any) -> Type:
         return TensorType(dtype, t.shape)
     assert isinstance(t, StructType)
     return StructType([(n, _map_type(e, dtype)) for n, e in t.items()], t.python_container)
+
+
+def _float_overflow_message(dtype: np.dtype) -> str:
+    """The refusal of a float sum that could overflow, with `{}` for the clients, lower and upper bound."""
+    name = _dtype_name(dtype)
+    return (
+        "SecureSumFactory: summing the values of {} clients, "
+        f"{name} clipped to [{{}}, {{}}], can overflow the range of "
+        f"{name} or the {_MAX_SECURE_SUM_BITS} bits of the secure sum (which "
+        f"carries the quantized values of at most {_MAX_FLOAT_CLIENTS} clients, fewer for "
+        "bounds far from zero)."
+    )
+
+
+def _max_float_clients(upper: float, lower: float, dtype: np.dtype) -> int:
+    """The most clients whose float values, clipped to fixed bounds, the quantized sum carries: the
+    limits `dequantize` checks when it runs."""
+    span = upper - lower
+    scale = _QUANTIZATION_MAX / span if span > 0 else 0.0
+    largest_code = max(abs(round(lower * scale)), abs(round(upper * scale)))
+    magnitude = max(abs(lower), abs(upper))
+    limits = [_MAX_FLOAT_CLIENTS]
+    if largest_code > 0:
+        limits.append(math.ceil(2.0**_MAX_SECURE_SUM_BITS / largest_code) - 1)
+    if magnitude > 0:
+        limits.append(math.floor(float(np.finfo(dtype).max) / magnitude))
+    return int(min(limits))
 
 
 def _quantized_sum_securely(value_type: Type, dtype: np.dtype) -> Callable[[Any, Any, Any], Any]:
@@ -461,14 +504,7 @@ def _quantized_sum_securely(value_type: Type, dtype: np.dtype) -> Callable[[Any,
                 n * magnitude <= float(np.finfo(dtype).max),
             ]
         )
-        message = tf.strings.format(
-            "SecureSumFactory: summing the values of {} clients, "
-            f"{_dtype_name(dtype)} clipped to [{{}}, {{}}], can overflow the range of "
-            f"{_dtype_name(dtype)} or the {_MAX_SECURE_SUM_BITS} bits of the secure sum (which "
-            f"carries the quantized values of at most {_MAX_FLOAT_CLIENTS} clients, fewer for "
-            "bounds far from zero).",
-            (clients, lower, upper),
-        )
+        message = tf.strings.format(_float_overflow_message(dtype), (clients, lower, upper))
         with tf.control_dependencies([tf.debugging.Assert(fits, [message])]):
             step = span / _QUANTIZATION_MAX
             offsets = tf.cast(clients, tf.int64) * tf.cast(offset, tf.int64)

@@ -16,6 +16,7 @@ would exceed a budget:
 from __future__ import annotations
 
 import collections
+import numbers
 from typing import Any
 
 from fed_aggregators._dp import (
@@ -84,9 +85,9 @@ def _check_delta(delta: Any, owner: str) -> float:
 
 
 def _check_rounds(rounds: Any, owner: str) -> int:
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+    if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 0:
         raise ValueError(f"{owner}: rounds must be a non-negative int, got {rounds!r}.")
-    return rounds
+    return int(rounds)
 
 
 def epsilon(

@@ -17,13 +17,18 @@ def register_internal_package(path: str) -> None:
         _FED_PACKAGE_DIRS.append(directory)
 
 
+def is_internal_file(filename: str) -> bool:
+    """True if `filename` is a module of fed's packages (or of Python's import machinery)."""
+    path = os.path.abspath(filename)
+    if any(path.startswith(d + os.sep) for d in _FED_PACKAGE_DIRS):
+        return True
+    return "importlib" in path and "_bootstrap" in path
+
+
 def user_location() -> str:
     """`file:line: code` of the innermost stack frame outside fed's packages, or '' if there is none."""
     for frame in reversed(traceback.extract_stack()):
-        filename = os.path.abspath(frame.filename)
-        if any(filename.startswith(d + os.sep) for d in _FED_PACKAGE_DIRS):
-            continue
-        if "importlib" in filename and "_bootstrap" in filename:
+        if is_internal_file(frame.filename):
             continue
         code = (frame.line or "").strip()
         return (

@@ -11,7 +11,7 @@ an entry whose name the failed plugin registers too. Loading logs the failures a
 
 Environment variables, read when a :class:`PluginSystem` is made without arguments:
 ``FED_DISABLE_PLUGIN_AUTOLOAD=1`` turns discovery off; ``FED_DISABLED_PLUGINS=a,b`` skips the
-plugins with those entry-point or distribution names.
+plugins with those entry-point or distribution names (and warns of a name that matches none).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
+"""Marks a plugin's function as the implementation of the `fed_core.hookspecs` hook of the same name."""
 
 ENTRY_POINT_GROUP: Final = "fed_core.plugins"
 AUTOLOAD_ENV: Final = "FED_DISABLE_PLUGIN_AUTOLOAD"
@@ -533,6 +534,7 @@ class PluginSystem:
             ),
         )
         blocked = {_normalize(name) for name in self._disabled}
+        self._warn_of_unknown_disabled(entry_points)
         for entry_point in entry_points:
             source = _Source(entry_point.name, *_distribution_of(entry_point))
             if {_normalize(source.plugin), _normalize(source.distribution)} & blocked:
@@ -550,6 +552,23 @@ class PluginSystem:
                 self._add_plugin(plugin, source)
             except Exception as error:
                 self._report(source, _describe(error), error)
+
+    def _warn_of_unknown_disabled(self, entry_points: list[importlib.metadata.EntryPoint]) -> None:
+        """Warn of disabled names that no installed plugin or distribution has: a misspelt name
+        would otherwise leave its plugin enabled without a word."""
+        plugins = {entry_point.name for entry_point in entry_points}
+        distributions = {_distribution_of(entry_point)[0] for entry_point in entry_points}
+        known = {_normalize(name) for name in plugins | distributions}
+        unknown = sorted(name for name in self._disabled if _normalize(name) not in known)
+        if unknown:
+            warnings.warn(
+                f"{DISABLED_ENV} (or disabled=) names {', '.join(map(repr, unknown))}, which is "
+                f"neither an installed plugin nor a distribution that provides one. Installed plugins: "
+                f"{', '.join(sorted(plugins))}; their distributions: "
+                f"{', '.join(sorted(distributions))}.",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _add_plugin(self, plugin: object, source: _Source) -> None:
         """Register ``plugin`` and call its hooks, all or nothing; raise what it got wrong."""

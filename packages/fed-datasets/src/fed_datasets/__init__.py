@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from fed_datasets._sampling import build_client_selection_fn, build_uniform_sampling_fn
     from fed_datasets._sql import (
+        DatabaseChangedError,
         DatabaseFormatError,
         ElementSpecCompatibilityError,
         SqlClientData,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 # (as loading fed's plugins does) does not import TensorFlow.
 _HOMES = {
     "ClientData": "_client_data",
+    "DatabaseChangedError": "_sql",
     "DatabaseFormatError": "_sql",
     "DownloadError": "_download",
     "ElementSpecCompatibilityError": "_sql",
@@ -72,6 +74,7 @@ _HOMES = {
 
 __all__ = [
     "ClientData",
+    "DatabaseChangedError",
     "DatabaseFormatError",
     "DownloadError",
     "ElementSpecCompatibilityError",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import abc
 import collections
 import functools
+import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -31,10 +33,46 @@ def check_client_ids(client_ids: Iterable[str], what: str = "client_ids") -> tup
                 f"{what} must hold str client ids, got {client_id!r} of type "
                 f"{type(client_id).__name__}"
             )
+        if not client_id:
+            raise ValueError(f"{what} must be non-empty strings, got ''")
     if len(set(ids)) != len(ids):
         duplicates = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
         raise ValueError(f"{what} must be unique, got duplicates {duplicates[:5]}")
     return ids
+
+
+def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """`value` (a Python or numpy integer, not a bool) as an int in `[minimum, maximum]`."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
+    assert minimum is not None or maximum is None, "a maximum goes with a minimum"
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        if maximum is not None:
+            expected = f"an int between {minimum} and {maximum}"
+        else:
+            expected = {0: "a non-negative int", 1: "a positive int"}.get(
+                minimum, f"an int of at least {minimum}"
+            )
+        raise ValueError(f"{name} must be {expected}, got {value}")
+    return int(value)
+
+
+def check_positive_number(value: Any, name: str) -> float:
+    """`value` (a Python or numpy real number, not a bool) as a float, finite and positive."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a finite positive number, got {value!r} of type {type(value).__name__}"
+        )
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    return float(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """`value` (a Python or numpy bool) as a bool."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool, got {value!r} of type {type(value).__name__}")
+    return bool(value)
 
 
 def check_seed(seed: int | None, what: str = "seed") -> int | None:
@@ -135,8 +173,8 @@ class ClientData(abc.ABC):
         self, limit_count: int | None = None, seed: int | None = None
     ) -> Iterator[tf.data.Dataset]:
         """Yields the clients' datasets in an order shuffled by `seed`, at most `limit_count`."""
-        if limit_count is not None and (not isinstance(limit_count, int) or limit_count < 0):
-            raise ValueError(f"limit_count must be None or a non-negative int, got {limit_count!r}")
+        if limit_count is not None:
+            limit_count = check_int(limit_count, "limit_count", minimum=0)
         ids = self.client_ids
         order = np.random.default_rng(check_seed(seed)).permutation(len(ids))
         if limit_count is not None:
@@ -196,11 +234,19 @@ class ClientData(abc.ABC):
         if not isinstance(client_data, ClientData):
             raise TypeError(f"client_data must be a ClientData, got {type(client_data).__name__}")
         ids = client_data.client_ids
-        if not isinstance(num_test_clients, int) or not 0 < num_test_clients < len(ids):
+        if isinstance(num_test_clients, bool | np.bool_) or not isinstance(
+            num_test_clients, numbers.Integral
+        ):
+            raise TypeError(
+                f"num_test_clients must be an int, got {num_test_clients!r} of type "
+                f"{type(num_test_clients).__name__}"
+            )
+        if not 0 < num_test_clients < len(ids):
             raise ValueError(
                 f"num_test_clients must be an int between 1 and {len(ids) - 1} (the data has "
                 f"{len(ids)} clients), got {num_test_clients!r}"
             )
+        num_test_clients = int(num_test_clients)
         order = np.random.default_rng(check_seed(seed)).permutation(len(ids))
         test_ids: list[str] = []
         test_set: set[str] = set()
@@ -344,12 +390,24 @@ def _to_leaf(value: Any) -> np.ndarray:
     elif isinstance(value, tf.Tensor):
         array = value.numpy()
     else:
+        if value is None:
+            raise TypeError(
+                "examples must be arrays, lists or numbers (or dicts and tuples of them), got None"
+            )
         as_objects = np.array(value, dtype=object)
         if as_objects.size and all(isinstance(x, str | bytes) for x in as_objects.flat):
             array = as_objects
         else:
-            # Python lists and scalars convert as TensorFlow converts them (floats to float32).
-            array = tf.constant(value).numpy()
+            try:
+                # Python lists and scalars convert as TensorFlow converts them (floats to float32).
+                array = tf.constant(value).numpy()
+            except (TypeError, ValueError) as error:
+                text = repr(value)
+                raise ValueError(
+                    "examples must be arrays, or lists of numbers or of str of one shape (every "
+                    f"example alike); cannot convert {text[:80]}{'...' if len(text) > 80 else ''}: "
+                    f"{error}"
+                ) from None
     if array.dtype.kind in "SUO":
         # Object arrays of bytes: numpy's fixed-width bytes would drop trailing NUL bytes.
         items = array.ravel().tolist()
@@ -422,16 +480,19 @@ class TestClientData(ClientData):
             )
         self._client_ids = check_client_ids(tensor_slices_dict, "the keys of tensor_slices_dict")
         first_id = self._client_ids[0]
-        template = normalize_examples(tensor_slices_dict[first_id])
+
+        def normalized(client_id: str) -> Any:
+            try:
+                return normalize_examples(tensor_slices_dict[client_id])
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"client {client_id!r}: {error}") from None
+
+        template = normalized(first_id)
         reference = leaves_with_paths(template)
         columns: list[list[np.ndarray]] = [[] for _ in reference]
         offsets = [0]
         for client_id in self._client_ids:
-            structure = (
-                template
-                if client_id == first_id
-                else normalize_examples(tensor_slices_dict[client_id])
-            )
+            structure = template if client_id == first_id else normalized(client_id)
             try:
                 tf.nest.assert_same_structure(template, structure)
             except (TypeError, ValueError):

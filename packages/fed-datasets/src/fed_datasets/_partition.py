@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from fed_datasets._client_data import (
     TestClientData,
+    check_int,
+    check_positive_number,
     check_seed,
     leaves_with_paths,
     normalize_examples,
@@ -34,14 +36,14 @@ def _num_examples(structure: Any) -> int:
     return int(n)
 
 
-def _check_num_clients(num_clients: int, num_examples: int) -> None:
-    if isinstance(num_clients, bool) or not isinstance(num_clients, int | np.integer):
-        raise TypeError(f"num_clients must be an int, got {num_clients!r}")
+def _check_num_clients(num_clients: int, num_examples: int) -> int:
+    num_clients = check_int(num_clients, "num_clients")
     if not 1 <= num_clients <= num_examples:
         raise ValueError(
             f"num_clients must be between 1 and the number of examples ({num_examples}), "
             f"got {num_clients}"
         )
+    return num_clients
 
 
 def _column(structure: Any, column: Any, n: int, name: str) -> tuple[Any, np.ndarray]:
@@ -73,7 +75,7 @@ def partition_iid(examples: Any, num_clients: int, *, seed: int | None = None) -
     """Shuffles the examples and splits them into `num_clients` clients of (nearly) equal size."""
     structure = normalize_examples(examples)
     n = _num_examples(structure)
-    _check_num_clients(num_clients, n)
+    num_clients = _check_num_clients(num_clients, n)
     rng = np.random.default_rng(check_seed(seed))
     return _build(structure, np.array_split(rng.permutation(n), num_clients))
 
@@ -131,12 +133,11 @@ def partition_dirichlet(
     """
     structure = normalize_examples(examples)
     n = _num_examples(structure)
-    _check_num_clients(num_clients, n)
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+    num_clients = _check_num_clients(num_clients, n)
+    alpha = check_positive_number(alpha, "alpha")
     structure, label_values = _column(structure, labels, n, "labels")
     rng = np.random.default_rng(check_seed(seed))
-    return _build(structure, dirichlet_assignment(label_values, num_clients, float(alpha), rng))
+    return _build(structure, dirichlet_assignment(label_values, num_clients, alpha, rng))
 
 
 def partition_shards(
@@ -154,9 +155,8 @@ def partition_shards(
     """
     structure = normalize_examples(examples)
     n = _num_examples(structure)
-    _check_num_clients(num_clients, n)
-    if isinstance(shards_per_client, bool) or not isinstance(shards_per_client, int):
-        raise TypeError(f"shards_per_client must be an int, got {shards_per_client!r}")
+    num_clients = _check_num_clients(num_clients, n)
+    shards_per_client = check_int(shards_per_client, "shards_per_client")
     num_shards = num_clients * shards_per_client
     if not 1 <= num_shards <= n:
         raise ValueError(

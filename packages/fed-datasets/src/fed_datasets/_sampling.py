@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 import numpy as np
 import tensorflow as tf
 
-from fed_datasets._client_data import ClientData, check_seed
+from fed_datasets._client_data import ClientData, check_bool, check_int, check_seed
 
 T = TypeVar("T")
-
-
-def _check_count(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return int(value)
 
 
 def build_uniform_sampling_fn(
@@ -28,14 +22,20 @@ def build_uniform_sampling_fn(
     the same items, different rounds independent draws. Without it, every call draws afresh.
     Items are drawn without replacement unless `replace`.
     """
+    if isinstance(sample_range, str | bytes) or not isinstance(sample_range, Iterable):
+        raise TypeError(
+            "sample_range must be a sequence of items (such as client ids), got "
+            f"{type(sample_range).__name__}"
+        )
     items = list(sample_range)
     if not items:
         raise ValueError("sample_range must hold at least one item, got none")
+    replace = check_bool(replace, "replace")
     seed = check_seed(random_seed, "random_seed")
 
     def sample(round_num: int, size: int) -> list[T]:
-        round_num = _check_count(round_num, "round_num")
-        size = _check_count(size, "size")
+        round_num = check_int(round_num, "round_num", minimum=0)
+        size = check_int(size, "size", minimum=0)
         if not replace and size > len(items):
             raise ValueError(
                 f"cannot draw {size} items without replacement from {len(items)}; pass "
@@ -62,7 +62,7 @@ def build_client_selection_fn(
     """
     if not isinstance(client_data, ClientData):
         raise TypeError(f"client_data must be a ClientData, got {type(client_data).__name__}")
-    count = _check_count(clients_per_round, "clients_per_round")
+    count = check_int(clients_per_round, "clients_per_round", minimum=1)
     sample_ids = build_uniform_sampling_fn(client_data.client_ids, replace, random_seed)
 
     def select(round_num: int) -> list[tf.data.Dataset]:

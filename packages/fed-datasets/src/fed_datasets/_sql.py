@@ -4,12 +4,16 @@ The schema: a table `examples(split_name TEXT, client_id TEXT, serialized_exampl
 with one serialized `tf.train.Example` per row, and a table
 `client_metadata(client_id TEXT, split_name TEXT, num_examples INTEGER)` with one row per client
 and split.
+
+A `SqlClientData` reads its client ids and example counts when it is opened, and examples when a
+dataset is iterated; the file must stay as it was in between. A change is detected through the
+database header, which SQLite rewrites on every committed change to a database in its default
+rollback-journal mode (as TensorFlow Federated's files and `save_to_sql_client_data`'s are).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 import tempfile
@@ -25,6 +29,7 @@ from fed_datasets._client_data import (
     ClientData,
     ClientId,
     DatasetFn,
+    check_bool,
     check_client_ids,
     is_python_id,
     python_client_id,
@@ -37,10 +42,17 @@ REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {
 }
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_HEADER_BYTES = 100
+"""The size of a SQLite database header; its file change counter moves with every committed change."""
 
 
 class DatabaseFormatError(ValueError):
     """A file is not a SQLite database in the schema `SqlClientData` reads."""
+
+
+class DatabaseChangedError(RuntimeError):
+    """The database file of a `SqlClientData` changed after it was opened (its client ids and example
+    counts were read then): open it again."""
 
 
 class ElementSpecCompatibilityError(TypeError):
@@ -105,12 +117,36 @@ def _sql_quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _file_identity(path: Path) -> tuple[bytes, tuple[int, int]]:
+    """The database header and the file's (device, inode): both change when the file is changed or
+    replaced."""
+    with open(path, "rb") as f:
+        stat = os.fstat(f.fileno())
+        return f.read(_HEADER_BYTES), (stat.st_dev, stat.st_ino)
+
+
+def _page_size(header: bytes) -> int:
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def _glob_escaped(path: str) -> str:
+    """`path` as a pattern of `tf.io.matching_files` that matches only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in path)
+
+
 class SqlClientData(ClientData):
     """`ClientData` read from a SQLite database in TensorFlow Federated's schema.
 
     Each element is a scalar string, the serialized `tf.train.Example` of one example; parse it
     with `preprocess` (the canned data sets and `load_and_parse_sql_client_data` do). The file is
     opened read-only. With `split_name`, only that split's clients and examples are read.
+
+    Client ids and example counts are read when the `SqlClientData` is opened. The file must not
+    change afterwards: once it is removed, changed or replaced, `client_ids`, `num_examples` and
+    `create_tf_dataset_for_client` raise `FileNotFoundError` or `DatabaseChangedError`, and a
+    dataset iterated after that fails with `tf.errors.InvalidArgumentError` saying the same (a
+    dataset is read lazily, when it is iterated).
 
     Raises:
       FileNotFoundError: no file at `database_filepath`.
@@ -120,23 +156,51 @@ class SqlClientData(ClientData):
     def __init__(self, database_filepath: str | os.PathLike[str], split_name: str | None = None):
         if split_name is not None and not isinstance(split_name, str):
             raise TypeError(f"split_name must be None or a str, got {type(split_name).__name__}")
+        if not isinstance(database_filepath, str | os.PathLike):
+            raise TypeError(
+                f"database_filepath must be a str or a path, got {type(database_filepath).__name__}"
+            )
         path = Path(database_filepath)
         check_database_format(path)
         self._path = path.resolve()
         self._split_name = split_name
-        query = "SELECT DISTINCT client_id FROM client_metadata"
+        query = "SELECT client_id, SUM(num_examples) FROM client_metadata"
         params: tuple[str, ...] = ()
         if split_name is not None:
             query += " WHERE split_name = ?"
             params = (split_name,)
+        self._identity = _file_identity(self._path)
         with _connect_read_only(self._path) as connection:
-            ids = sorted(str(row[0]) for row in connection.execute(query, params))
-        if not ids:
+            rows = connection.execute(query + " GROUP BY client_id", params).fetchall()
+        counts = {str(client_id): int(n or 0) for client_id, n in rows}
+        if not counts:
             where = f" for split {split_name!r}" if split_name is not None else ""
             raise DatabaseFormatError(
                 f"table 'client_metadata' of database {str(path)!r} lists no clients{where}"
             )
-        self._client_ids = tuple(ids)
+        self._check_unchanged()  # the ids and counts come from the file as it was when opened
+        self._num_examples = counts
+        self._client_ids = tuple(sorted(counts))
+
+    def _check_unchanged(self) -> None:
+        try:
+            identity = _file_identity(self._path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"the database file {str(self._path)!r} of this SqlClientData was removed after "
+                "it was opened"
+            ) from None
+        if identity[1] != self._identity[1]:
+            raise DatabaseChangedError(
+                f"the database file {str(self._path)!r} was replaced after this SqlClientData "
+                "opened it; open a new SqlClientData to read the new file"
+            )
+        if identity[0] != self._identity[0]:
+            raise DatabaseChangedError(
+                f"the database file {str(self._path)!r} changed after this SqlClientData opened it "
+                "(its client ids and example counts were read then); open a new SqlClientData to "
+                "read it as it is now"
+            )
 
     @property
     def database_filepath(self) -> Path:
@@ -150,26 +214,22 @@ class SqlClientData(ClientData):
 
     @property
     def client_ids(self) -> list[str]:
+        self._check_unchanged()
         return list(self._client_ids)
 
     @property
     def element_type_structure(self) -> tf.TensorSpec:
         return tf.TensorSpec(shape=(), dtype=tf.string)
 
-    @functools.cached_property
-    def _num_examples(self) -> dict[str, int]:
-        query = "SELECT client_id, SUM(num_examples) FROM client_metadata"
-        params: tuple[str, ...] = ()
-        if self._split_name is not None:
-            query += " WHERE split_name = ?"
-            params = (self._split_name,)
-        with _connect_read_only(self._path) as connection:
-            rows = connection.execute(query + " GROUP BY client_id", params)
-            return {str(client_id): int(n) for client_id, n in rows}
-
     def num_examples(self, client_id: str) -> int:
         """The number of examples of one client, as the `client_metadata` table records it."""
-        return self._num_examples[self._check_known(client_id)]
+        client_id = self._check_known(client_id)
+        self._check_unchanged()
+        return self._num_examples[client_id]
+
+    def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
+        self._check_unchanged()
+        return self.serializable_dataset_fn(client_id)
 
     def _query_suffix(self) -> str:
         if self._split_name is None:
@@ -181,16 +241,42 @@ class SqlClientData(ClientData):
         uri = _read_only_uri(self._path)
         prefix = "SELECT serialized_example_proto FROM examples WHERE client_id = "
         suffix = self._query_suffix()
+        path = str(self._path)
+        header = self._identity[0]
+        page_size = _page_size(header)
+        removed = (
+            f"SqlClientData: the database file {path!r} was removed after it was opened; open a "
+            "new SqlClientData"
+        )
+        changed = (
+            f"SqlClientData: the database file {path!r} changed after it was opened (its client "
+            "ids and example counts were read then); open a new SqlClientData"
+        )
 
-        def dataset_fn(client_id: ClientId) -> tf.data.Dataset:
-            if is_python_id(client_id):
-                query = prefix + _sql_quote(python_client_id(client_id)) + suffix
-            else:
-                escaped = tf.strings.regex_replace(client_id, "'", "''")
-                query = tf.strings.join([prefix, "'", escaped, "'", suffix])
+        def read(query: tf.Tensor) -> tf.data.Dataset:
+            # TensorFlow's SqlDataset crashes the process when it cannot open its file, and reads
+            # whatever the file holds now: check, just before it opens, that it is the file opened.
+            exists = tf.size(tf.io.matching_files(_glob_escaped(path))) > 0
+            with tf.control_dependencies([tf.debugging.Assert(exists, [removed])]):
+                first_page = (
+                    tf.data.FixedLengthRecordDataset(path, page_size)
+                    .take(1)
+                    .reduce(tf.constant(b""), lambda _, page: page)
+                )
+            same = tf.equal(tf.strings.substr(first_page, 0, _HEADER_BYTES), header)
+            with tf.control_dependencies([tf.debugging.Assert(same, [changed])]):
+                query = tf.identity(query)
             return tf.data.experimental.SqlDataset(
                 driver_name="sqlite", data_source_name=uri, query=query, output_types=tf.string
             )
+
+        def dataset_fn(client_id: ClientId) -> tf.data.Dataset:
+            if is_python_id(client_id):
+                query = tf.constant(prefix + _sql_quote(python_client_id(client_id)) + suffix)
+            else:
+                escaped = tf.strings.regex_replace(client_id, "'", "''")
+                query = tf.strings.join([prefix, "'", escaped, "'", suffix])
+            return tf.data.Dataset.from_tensors(query).flat_map(read)
 
         return dataset_fn
 
@@ -259,6 +345,16 @@ def save_to_sql_client_data(
         or clients' element specs differ.
     """
     ids = check_client_ids(client_ids)
+    if not callable(dataset_fn):
+        raise TypeError(
+            "dataset_fn must be a callable from client id to tf.data.Dataset, got "
+            f"{type(dataset_fn).__name__}"
+        )
+    allow_overwrite = check_bool(allow_overwrite, "allow_overwrite")
+    if not isinstance(database_filepath, str | os.PathLike):
+        raise TypeError(
+            f"database_filepath must be a str or a path, got {type(database_filepath).__name__}"
+        )
     path = Path(database_filepath)
     if path.exists() and not allow_overwrite:
         raise FileExistsError(f"{str(path)!r} exists; pass allow_overwrite=True to replace it")
@@ -354,6 +450,57 @@ def build_example_parser(
     return parse
 
 
+_FEATURE_LISTS = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
+
+
+def _check_stored_features(
+    client_data: SqlClientData, element_spec: Mapping[str, tf.TensorSpec]
+) -> None:
+    """Checks that the database's first example has the features `element_spec` parses, of the
+    right kinds and sizes, so that a wrong spec is refused when loading rather than when a dataset
+    is iterated."""
+    kinds = _check_element_spec(element_spec, "element_spec")
+    with _connect_read_only(client_data.database_filepath) as connection:
+        row = connection.execute("SELECT serialized_example_proto FROM examples LIMIT 1").fetchone()
+    if row is None:
+        return
+    features = tf.train.Example.FromString(row[0]).features.feature
+
+    def describe(feature: tf.train.Feature) -> str:
+        kind = feature.WhichOneof("kind")
+        return f"{kind}[{len(getattr(feature, kind).value)}]" if kind else "empty"
+
+    stored = {key: describe(feature) for key, feature in features.items()}
+    for key, spec in element_spec.items():
+        variable_length = bool(spec.shape.rank) and spec.shape[0] is None
+        if key not in features:
+            if variable_length:
+                continue  # parsed as no values
+            raise ElementSpecCompatibilityError(
+                f"element_spec[{key!r}] names a feature the stored examples lack; they hold "
+                f"{stored}"
+            )
+        feature = features[key]
+        kind = feature.WhichOneof("kind")
+        if kind is not None and kind != _FEATURE_LISTS[kinds[key]]:
+            raise ElementSpecCompatibilityError(
+                f"element_spec[{key!r}] is {spec.dtype.name}, parsed from a "
+                f"{_FEATURE_LISTS[kinds[key]]} feature, but the stored examples hold {key!r} as "
+                f"{stored[key]}"
+            )
+        count = len(getattr(feature, kind).value) if kind is not None else 0
+        inner = int(np.prod(spec.shape[1:], dtype=np.int64)) if spec.shape.rank else 1
+        if variable_length:
+            fits = inner == 0 or count % inner == 0
+        else:
+            fits = count == int(np.prod(spec.shape, dtype=np.int64))
+        if not fits:
+            raise ElementSpecCompatibilityError(
+                f"element_spec[{key!r}] has shape {spec.shape.as_list()}, but the first stored "
+                f"example holds {count} values for it ({stored[key]})"
+            )
+
+
 def load_and_parse_sql_client_data(
     database_filepath: str | os.PathLike[str], element_spec: Mapping[str, tf.TensorSpec]
 ) -> ClientData:
@@ -362,14 +509,17 @@ def load_and_parse_sql_client_data(
     Raises:
       FileNotFoundError: no file at `database_filepath`.
       DatabaseFormatError: the file is not a SQLite database in the expected schema.
-      ElementSpecCompatibilityError: `element_spec` is not a flat dict of supported tensors.
+      ElementSpecCompatibilityError: `element_spec` is not a flat dict of supported tensors, or
+        the stored examples do not have its features (checked on the first example).
     """
     parse = build_example_parser(element_spec)
+    client_data = SqlClientData(database_filepath)
+    _check_stored_features(client_data, element_spec)
 
     def parse_dataset(dataset: tf.data.Dataset) -> tf.data.Dataset:
         return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
-    return SqlClientData(database_filepath).preprocess(parse_dataset)
+    return client_data.preprocess(parse_dataset)
 
 
 def load_sql_splits(

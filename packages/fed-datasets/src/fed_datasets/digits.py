@@ -11,11 +11,18 @@ EMNIST at a smaller size.
 from __future__ import annotations
 
 import collections
+import numbers
 from importlib import resources
 
 import numpy as np
 
-from fed_datasets._client_data import ClientData, TestClientData, check_seed
+from fed_datasets._client_data import (
+    ClientData,
+    TestClientData,
+    check_int,
+    check_positive_number,
+    check_seed,
+)
 from fed_datasets._partition import dirichlet_assignment
 
 NUM_EXAMPLES = 1797
@@ -46,17 +53,18 @@ def load_data(
     `test_fraction` of them to test (each client keeps at least one train image). The same
     `seed` gives the same split.
     """
-    if isinstance(num_clients, bool) or not isinstance(num_clients, int):
-        raise TypeError(f"num_clients must be an int, got {num_clients!r}")
-    if not 1 <= num_clients <= NUM_EXAMPLES:
-        raise ValueError(f"num_clients must be between 1 and {NUM_EXAMPLES}, got {num_clients}")
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not alpha > 0:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
-    if not isinstance(test_fraction, int | float) or not 0 <= test_fraction < 1:
+    num_clients = check_int(num_clients, "num_clients", 1, NUM_EXAMPLES)
+    alpha = check_positive_number(alpha, "alpha")
+    if isinstance(test_fraction, bool | np.bool_) or not isinstance(test_fraction, numbers.Real):
+        raise TypeError(
+            f"test_fraction must be a number in [0, 1), got {test_fraction!r} of type "
+            f"{type(test_fraction).__name__}"
+        )
+    if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction!r}")
     pixels, labels = load_arrays()
     rng = np.random.default_rng(check_seed(seed))
-    assignment = dirichlet_assignment(labels, num_clients, float(alpha), rng)
+    assignment = dirichlet_assignment(labels, num_clients, alpha, rng)
     train, test = {}, {}
     for i, indices in enumerate(assignment):
         shuffled = rng.permutation(indices)

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from fed_datasets._client_data import ClientData, TestClientData
+from fed_datasets._client_data import ClientData, TestClientData, check_bool
 from fed_datasets._sql import load_sql_splits
 
 FILENAME = "emnist_all.sqlite.lzma"
@@ -49,8 +49,7 @@ def load_data(
     `base_url` (default `$FED_DATASETS_BASE_URL` or TensorFlow Federated's public bucket).
     With `only_digits`, only the 10 digit classes; otherwise all 62 classes.
     """
-    if not isinstance(only_digits, bool):
-        raise TypeError(f"only_digits must be a bool, got {only_digits!r}")
+    only_digits = check_bool(only_digits, "only_digits")
     train, test = load_sql_splits(
         FILENAME, SPLITS[only_digits], _parse, cache_dir=cache_dir, base_url=base_url
     )

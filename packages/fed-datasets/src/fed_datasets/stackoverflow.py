@@ -70,7 +70,9 @@ def load_word_counts(
     With `vocab_size`, only the `vocab_size` most frequent tokens.
     """
     if vocab_size is not None and (
-        isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= 0
+        isinstance(vocab_size, bool | np.bool_)
+        or not isinstance(vocab_size, int | np.integer)
+        or vocab_size <= 0
     ):
         raise ValueError(f"vocab_size must be None or a positive int, got {vocab_size!r}")
     path = fetch_tar_bz2_member(

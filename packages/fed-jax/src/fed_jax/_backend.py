@@ -51,6 +51,9 @@ class JaxBackend(Backend):
     def load(self, computation: CompiledComputation) -> LoadedJaxComputation:
         return LoadedJaxComputation(computation, self)
 
+    def check(self, computation: CompiledComputation) -> None:
+        _read_modules(computation)
+
     def record_batched_call(self, num_clients: int) -> None:
         with self._lock:
             self.batched_calls += 1
@@ -107,6 +110,23 @@ def _check_module(
         )
 
 
+def _read_modules(computation: CompiledComputation) -> tuple[Any, Any | None]:
+    """The leaf's exported modules (the vectorized one or None), each checked against the leaf's type;
+    ValueError if the payload does not parse or does not fit. Deserializing runs nothing."""
+    name = computation.name or "computation"
+    fn_type = computation.type_signature
+    assert isinstance(fn_type, FunctionType)
+    inputs, outputs = leaf_types(fn_type.parameter), leaf_types(fn_type.result)
+    payload = JaxPayload.decode(computation.payload)
+    single = _deserialize(payload.single, name)
+    _check_module(single, inputs, outputs, name, fn_type, batched=False)
+    if payload.batched is None:
+        return single, None
+    batched = _deserialize(payload.batched, name)
+    _check_module(batched, inputs, outputs, name, fn_type, batched=True)
+    return single, batched
+
+
 class LoadedJaxComputation(LoadedComputation):
     """One JAX leaf, ready to run: called with values in executor form, returns JAX arrays, and structs
     as `fed_types.Struct`s."""
@@ -119,16 +139,9 @@ class LoadedJaxComputation(LoadedComputation):
         self._parameter = fn_type.parameter
         self._result = fn_type.result
         self._inputs = leaf_types(fn_type.parameter)
-        payload = JaxPayload.decode(computation.payload)
-        outputs = leaf_types(fn_type.result)
-        single = _deserialize(payload.single, self._name)
-        _check_module(single, self._inputs, outputs, self._name, fn_type, batched=False)
+        single, batched = _read_modules(computation)
         self._single = jax.jit(single.call)
-        self._batched = None
-        if payload.batched is not None:
-            batched = _deserialize(payload.batched, self._name)
-            _check_module(batched, self._inputs, outputs, self._name, fn_type, batched=True)
-            self._batched = batched.call
+        self._batched = None if batched is None else batched.call
         self._batched_by_sharing: dict[tuple[bool, ...], Any] = {}
         self._lock = threading.Lock()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,12 +29,16 @@ def build_jax_federated_averaging_process(
     for name, t in (("model_type", model_t), ("batch_type", batch_t)):
         if not isinstance(t, (TensorType, StructType)):
             raise TypeError(f"{name} must be a tensor type or a struct of them, got {t}.")
+    if not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be a function of (model, batch) that returns the loss, got {loss_fn!r}."
+        )
     try:
-        valid = not isinstance(step_size, (bool, str, bytes)) and float(step_size) > 0
+        valid = not isinstance(step_size, (bool, str, bytes)) and 0 < float(step_size) < math.inf
     except (TypeError, ValueError):
         valid = False
     if not valid:
-        raise ValueError(f"step_size must be a positive number, got {step_size!r}.")
+        raise ValueError(f"step_size must be a positive finite number, got {step_size!r}.")
     step_size = float(step_size)
 
     @computation

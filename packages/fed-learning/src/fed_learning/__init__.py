@@ -1,5 +1,6 @@
 """fed-learning: federated learning on fed (exposed as `fed.learning`)."""
 
+from fed_core.execution import ClientWorkError
 from fed_learning import (
     algorithms,
     model_update_aggregator,
@@ -22,6 +23,7 @@ from fed_learning.templates import ClientWeighting, LoopImplementation
 
 __all__ = [
     "ClientWeighting",
+    "ClientWorkError",
     "LoopImplementation",
     "Model",
     "ModelWeights",

@@ -15,6 +15,7 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 import fed_core as fc
@@ -203,6 +204,38 @@ def _choose(finite: tf.Tensor, value: Any, fallback: Any) -> Any:
     )
 
 
+CLIENT_STATUS_NAMES = ("num_non_finite_clients", "num_empty_clients", "num_failed_clients")
+"""The counts of clients left out of a round, by reason, that client work reports beside its metrics."""
+
+
+def _client_status(finite: tf.Tensor, count: tf.Tensor) -> collections.OrderedDict[str, tf.Tensor]:
+    """One client's entry in the counts of `CLIENT_STATUS_NAMES` (int32, summed over clients)."""
+    return collections.OrderedDict(
+        num_non_finite_clients=tf.cast(tf.logical_not(finite), tf.int32),
+        num_empty_clients=tf.cast(tf.equal(count, 0), tf.int32),
+        num_failed_clients=tf.constant(0, tf.int32),
+    )
+
+
+def failed_client_result(work_on_client: fc.Computation) -> Any:
+    """What a client whose work raised contributes when its failure is dropped: zeros of the client work's
+    result type (a zero update of weight 0, metric states that sum as no data) with `num_failed_clients`
+    1. Raises NotImplementedError if the result holds a tensor without a fully defined shape."""
+    result_type = work_on_client.type_signature.result
+
+    def zeros(spec: tf.TensorSpec) -> np.ndarray:
+        if not spec.shape.is_fully_defined():
+            raise NotImplementedError(
+                f"Dropping failed clients needs client results of fully defined shapes; "
+                f"{work_on_client.name or 'the client work'} returns {result_type}."
+            )
+        return np.zeros(spec.shape, spec.dtype.as_numpy_dtype)
+
+    result = tf.nest.map_structure(zeros, ftf.to_tf_spec(result_type))
+    result[2]["num_failed_clients"] = np.int32(1)
+    return result
+
+
 def _gradients(tape: tf.GradientTape, loss: tf.Tensor, sources: list[Any]) -> list[tf.Tensor]:
     # A weight the loss does not depend on gets a zero gradient (and so stays as it is).
     return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -214,11 +247,12 @@ def build_train_on_client(
     uniform_weighting: bool,
     proximal_strength: float,
 ) -> fc.Computation:
-    """`(weights, data) -> <ClientResult(update, weight), local metrics>`: one pass of local training with
-    `optimizer` from the given weights. `update` is the initial minus the trained trainable weights,
-    `weight` the client's example count (1 with uniform weighting). With `proximal_strength` mu > 0 the
-    loss adds `mu/2 * ||w - w_initial||^2` (FedProx). A client whose update has a NaN or Inf gets weight 0,
-    a zero update and the metrics of a client without data, as in TFF."""
+    """`(weights, data) -> <ClientResult(update, weight), local metrics, status>`: one pass of local
+    training with `optimizer` from the given weights. `update` is the initial minus the trained trainable
+    weights, `weight` the client's example count (1 with uniform weighting). With `proximal_strength`
+    mu > 0 the loss adds `mu/2 * ||w - w_initial||^2` (FedProx). A client whose update has a NaN or Inf
+    gets weight 0, a zero update and the metrics of a client without data, as in TFF; a client without
+    examples gets weight 0 with either weighting. `status` counts the client in `CLIENT_STATUS_NAMES`."""
     from fed_learning.templates._templates import ClientResult
 
     @ftf.computation(weights_type_of(model), data_type_of(model))
@@ -256,16 +290,21 @@ def build_train_on_client(
         finite = _all_finite(update)
         update = [tf.where(finite, u, tf.zeros_like(u)) for u in update]
         weight = tf.constant(1.0) if uniform_weighting else tf.cast(count, tf.float32)
-        weight = tf.where(finite, weight, 0.0)
+        weight = tf.where(tf.logical_and(finite, count > 0), weight, 0.0)
         metrics = _choose(finite, session.metrics(local), zero_metrics)
-        return ClientResult(tf.nest.pack_sequence_as(weights.trainable, update), weight), metrics
+        return (
+            ClientResult(tf.nest.pack_sequence_as(weights.trainable, update), weight),
+            metrics,
+            _client_status(finite, count),
+        )
 
     return train_on_client
 
 
 def build_gradient_on_client(model: TrainableModel) -> fc.Computation:
-    """`(weights, data) -> <ClientResult(gradient, example count), local metrics>`: the mean gradient of the
-    loss over all the client's examples at the given weights (FedSGD); the weights are not changed."""
+    """`(weights, data) -> <ClientResult(gradient, example count), local metrics, status>`: the mean
+    gradient of the loss over all the client's examples at the given weights (FedSGD); the weights are not
+    changed. A non-finite gradient counts as in `build_train_on_client`."""
     from fed_learning.templates._templates import ClientResult
 
     @ftf.computation(weights_type_of(model), data_type_of(model))
@@ -302,6 +341,7 @@ def build_gradient_on_client(model: TrainableModel) -> fc.Computation:
                 tf.where(finite, num_examples, 0.0),
             ),
             metrics,
+            _client_status(finite, count),
         )
 
     return gradient_on_client
@@ -372,6 +412,12 @@ def build_metrics_aggregation(
 
         return aggregate_legacy
     if metrics_aggregator is not None:
+        if not callable(metrics_aggregator):
+            raise TypeError(
+                "metrics_aggregator must be a function (metric_finalizers, "
+                "local_unfinalized_metrics_type) -> federated computation, got "
+                f"{metrics_aggregator!r}."
+            )
         finalizers = (
             model.finalize_metrics
             if isinstance(model, FunctionalModel)

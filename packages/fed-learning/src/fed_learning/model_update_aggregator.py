@@ -55,6 +55,12 @@ def _clipping(inner: AggregationFactory, secure_estimation: bool = False) -> Agg
     return clipping_factory(norm, inner, clipped_count_sum_factory=count)
 
 
+def _check_flags(preset: str, **flags: object) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{preset}: {name} must be a bool, got {value!r}.")
+
+
 def _mean(weighted: bool, value_sum_factory=None) -> AggregationFactory:
     if weighted:
         return MeanFactory(value_sum_factory)
@@ -86,6 +92,7 @@ def robust_aggregator(
     `debug_measurements_fn(factory)` may wrap the mean to add measurements; it must keep its
     weightedness.
     """
+    _check_flags("robust_aggregator", zeroing=zeroing, clipping=clipping, weighted=weighted)
     factory = _mean(weighted)
     if debug_measurements_fn is not None:
         factory = _debug(debug_measurements_fn, factory, weighted, "robust_aggregator")
@@ -104,6 +111,7 @@ def dp_aggregator(
     `dp` extra; account for the privacy it spends with `fed.aggregators.dp`."""
     from fed_aggregators import DifferentiallyPrivateFactory
 
+    _check_flags("dp_aggregator", zeroing=zeroing)
     factory = DifferentiallyPrivateFactory.gaussian_adaptive(noise_multiplier, clients_per_round)
     return _zeroing(factory) if zeroing else factory
 
@@ -117,6 +125,7 @@ def compression_aggregator(
 ) -> AggregationFactory:
     """The robust mean whose value sum is compressed: tensors with more than 20,000 elements are
     quantized to 8 bits (`EncodedSumFactory.quantize_above_threshold`)."""
+    _check_flags("compression_aggregator", zeroing=zeroing, clipping=clipping, weighted=weighted)
     factory = _mean(
         weighted, EncodedSumFactory.quantize_above_threshold(quantization_bits=8, threshold=20000)
     )
@@ -135,6 +144,7 @@ def secure_aggregator(
     """The robust mean summed with secure aggregation (Bonawitz et al. 2017), on
     `federated_secure_sum_bitwidth`: values are clipped per coordinate to a bound that follows the 95th
     percentile of the norms (times two), and the norm estimates use secure sums too."""
+    _check_flags("secure_aggregator", zeroing=zeroing, clipping=clipping, weighted=weighted)
     bound = PrivateQuantileEstimationProcess.no_noise(
         initial_estimate=50.0,
         target_quantile=0.95,

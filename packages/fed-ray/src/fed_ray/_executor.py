@@ -438,12 +438,11 @@ class RayExecutor(Executor):
             return self._on_driver("federated_weighted_mean", state, fn_type, arg)
         partials = self._partials("weighted_mean", self._aligned(structure), len(arg[0]))
         total = sum(weight for _, weight in partials)
-        if total == 0:
-            raise ValueError(
-                "federated_mean: the clients' weights sum to zero, so the weighted mean is undefined."
-            )
         summed = _fold(np.add, [p for p, _ in partials])
-        return _cast(map_structure(lambda leaf: leaf / total, summed), _result_member(fn_type))
+        # Weights that sum to zero give NaN, as in the local executor.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = map_structure(lambda leaf: leaf / total, summed)
+        return _cast(mean, _result_member(fn_type))
 
     def _aggregate(self, state: ExecutionState, fn_type: FunctionType, arg: Struct) -> Any:
         clients, zero, accumulate, merge, report = arg

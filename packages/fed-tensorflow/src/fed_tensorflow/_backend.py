@@ -132,6 +132,9 @@ class TensorFlowBackend(Backend):
     def load(self, computation: CompiledComputation) -> LoadedTensorFlowComputation:
         return LoadedTensorFlowComputation(computation, self)
 
+    def check(self, computation: CompiledComputation) -> None:
+        GraphPayload.decode(computation.payload).check(computation.type_signature)  # type: ignore[arg-type]
+
     def load_for_graph(self, computation: CompiledComputation) -> LoadedTensorFlowComputation:
         """`load`, cached (by leaf, then by payload): for computations called while another one is traced."""
         return self._graph_loads.get(computation)  # type: ignore[return-value]

@@ -56,6 +56,9 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
         for t in inputs
     ]
     result_types: list[Type] = []
+    # fed's own errors about the result, raised again as they are: TensorFlow would prefix them with
+    # its trace of the function's conversion.
+    result_errors: list[Exception] = []
 
     def graph(*flat_inputs: tf.Tensor) -> list[tf.Tensor]:
         leaves = (
@@ -70,11 +73,20 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
                 result = fn(*[_with_containers(value, t) for value, t in elements])
             else:
                 result = fn(_with_containers(pack(parameter_type, leaves), parameter_type))
-        outputs, result_type = _graph_outputs(result, name)
+        try:
+            outputs, result_type = _graph_outputs(result, name)
+        except (TypeError, NotImplementedError) as error:
+            result_errors.append(error)
+            raise
         result_types.append(result_type)
         return outputs
 
-    concrete = tf.function(graph, input_signature=specs).get_concrete_function()
+    try:
+        concrete = tf.function(graph, input_signature=specs).get_concrete_function()
+    except Exception:
+        if result_errors:
+            raise result_errors[0] from None
+        raise
     payload = _freeze(concrete, name, len(specs))
     leaf = CompiledComputation(
         FRONTEND, payload, FunctionType(parameter_type, result_types[0]), name

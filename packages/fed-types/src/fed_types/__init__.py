@@ -20,6 +20,7 @@ from fed_types._placements import (
 from fed_types._serialization import deserialize_type, serialize_type
 from fed_types._struct import Struct
 from fed_types._types import (
+    MAX_NESTING,
     UNKNOWN_RANK,
     AbstractType,
     FederatedType,
@@ -41,6 +42,7 @@ from fed_types.types import is_structure_of
 
 __all__ = [
     "CLIENTS",
+    "MAX_NESTING",
     "SERVER",
     "UNKNOWN_RANK",
     "AbstractType",

@@ -17,11 +17,13 @@ whose members may differ.
 
 from __future__ import annotations
 
+import re
 from typing import NoReturn
 
 from fed_types._placements import Placement, placement_from_name
 from fed_types._types import (
     DTYPE_NAMES,
+    MAX_NESTING,
     UNKNOWN_RANK,
     AbstractType,
     FederatedType,
@@ -34,6 +36,10 @@ from fed_types._types import (
     Type,
 )
 
+# Words that are not dtypes of the notation but would be read as abstract types: almost always a
+# misspelt dtype (`float`, `int`, `float33`, `string`).
+_LOOKS_LIKE_A_DTYPE = re.compile(r"(bool|str|string|u?int\d*|float\d*|complex\d*|double|half)")
+
 
 class TypeNotationError(ValueError):
     """Raised by `parse_type` for text that is not a type in compact notation; `position` is
@@ -42,7 +48,18 @@ class TypeNotationError(ValueError):
     def __init__(self, text: str, position: int, message: str):
         self.text = text
         self.position = position
-        super().__init__(f"{message} (at position {position}):\n  {text}\n  {' ' * position}^")
+        # A long text is shown around the position only.
+        start = max(0, position - _CONTEXT)
+        shown = text[start : position + _CONTEXT]
+        before = "..." if start > 0 else ""
+        after = "..." if position + _CONTEXT < len(text) else ""
+        caret = " " * (len(before) + position - start)
+        super().__init__(
+            f"{message} (at position {position}):\n  {before}{shown}{after}\n  {caret}^"
+        )
+
+
+_CONTEXT = 60
 
 
 def parse_type(text: str) -> Type:
@@ -63,6 +80,7 @@ class _Parser:
     def __init__(self, text: str):
         self._text = text
         self._pos = 0
+        self._depth = 0
 
     def parse(self) -> Type:
         result = self._type()
@@ -120,7 +138,15 @@ class _Parser:
     def _type(self) -> Type:
         self._skip_space()
         start = self._pos
-        result = self._primary()
+        if self._depth == MAX_NESTING:
+            raise TypeNotationError(
+                self._text, start, f"Types nested more than {MAX_NESTING} deep are not supported"
+            )
+        self._depth += 1
+        try:
+            result = self._primary()
+        finally:
+            self._depth -= 1
         while True:
             if self._accept("*"):
                 result = self._build(start, SequenceType, result)
@@ -163,7 +189,7 @@ class _Parser:
             return PlacementType()
         if name in DTYPE_NAMES:
             return self._build(start, TensorType, name, self._shape())
-        if self._peek() == "[":
+        if self._peek() == "[" or _LOOKS_LIKE_A_DTYPE.fullmatch(name):
             names = ", ".join(sorted(DTYPE_NAMES))
             raise TypeNotationError(
                 self._text, start, f"Unknown dtype {name!r}: expected one of {names}"

@@ -33,6 +33,7 @@ import numpy as np
 
 from fed_types._placements import placement_from_uri
 from fed_types._types import (
+    MAX_NESTING,
     UNKNOWN_RANK,
     AbstractType,
     FederatedType,
@@ -127,9 +128,10 @@ def deserialize_type(data: dict[str, Any]) -> Type:
     Raises ValueError naming the key and value at fault (and where in the type) for malformed input.
     """
     if not isinstance(data, dict):
-        raise ValueError(f"Expected a serialized type (a dict), got {data!r}.")
+        raise ValueError(f"Expected a serialized type (a dict), got {_short(data)}.")
     version = data.get("version")
-    if version != VERSION:
+    # 1.0 and True equal 1 in Python, but are not the version this reader knows.
+    if type(version) is not int or version != VERSION:
         raise ValueError(
             f"Unsupported serialized type: key 'version' is {version!r}, expected {VERSION}."
         )
@@ -137,19 +139,26 @@ def deserialize_type(data: dict[str, Any]) -> Type:
         raise ValueError(
             f"Expected the keys ['type', 'version'] in a serialized type, got {sorted(data)}."
         )
-    return _read(data["type"], "type")
+    return _read(data["type"], "type", 0)
 
 
 def _malformed(where: str, message: str) -> ValueError:
+    if len(where) > 120:  # deep inside a type: its start and end say where
+        where = f"{where[:50]}...{where[-60:]}"
     return ValueError(f"Malformed serialized type at {where}: {message}.")
 
 
-def _read(node: Any, where: str) -> Type:
+def _read(node: Any, where: str, depth: int) -> Type:
+    if depth == MAX_NESTING:
+        raise _malformed(where, f"types nested more than {MAX_NESTING} deep are not supported")
+    depth += 1
     if not isinstance(node, dict):
-        raise _malformed(where, f"expected a dict, got {node!r}")
+        raise _malformed(where, f"expected a dict, got {_short(node)}")
     kind = node.get("kind")
-    if kind not in _NODE_KEYS:
-        raise _malformed(where, f"key 'kind' is {kind!r}, expected one of {sorted(_NODE_KEYS)}")
+    if not isinstance(kind, str) or kind not in _NODE_KEYS:
+        raise _malformed(
+            where, f"key 'kind' is {_short(kind)}, expected one of {sorted(_NODE_KEYS)}"
+        )
     required = _NODE_KEYS[kind] | {"kind"}
     allowed = required | ({"container"} if kind == "struct" else set())
     if not required <= set(node) <= allowed:
@@ -157,22 +166,29 @@ def _read(node: Any, where: str) -> Type:
             where, f"a {kind} node has keys {sorted(node)}, expected {sorted(required)}"
         )
     if kind == "tensor":
-        return TensorType(_read_dtype(node["dtype"], where), _read_shape(node["shape"], where))
+        dtype = _read_dtype(node["dtype"], where)
+        return _construct(where, TensorType, dtype, _read_shape(node["shape"], where))
     if kind == "sequence":
-        return _construct(where, SequenceType, _read(node["element"], f"{where}.element"))
+        return _construct(where, SequenceType, _read(node["element"], f"{where}.element", depth))
     if kind == "struct":
-        return _read_struct(node, where)
+        return _read_struct(node, where, depth)
     if kind == "function":
         parameter = node["parameter"]
         return FunctionType(
-            None if parameter is None else _read(parameter, f"{where}.parameter"),
-            _read(node["result"], f"{where}.result"),
+            None if parameter is None else _read(parameter, f"{where}.parameter", depth),
+            _read(node["result"], f"{where}.result", depth),
         )
     if kind == "abstract":
         return _construct(where, AbstractType, node["label"])
     if kind == "placement":
         return PlacementType()
-    return _read_federated(node, where)
+    return _read_federated(node, where, depth)
+
+
+def _short(value: Any) -> str:
+    """The repr of `value`, cut short: malformed input can be large."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _construct(where: str, constructor: type[Type], *args: Any) -> Type:
@@ -197,24 +213,26 @@ def _read_shape(shape: Any, where: str) -> Any:
     ):
         raise _malformed(
             where,
-            f"key 'shape' is {shape!r}, expected null or a list of non-negative ints and nulls",
+            f"key 'shape' is {_short(shape)}, expected null or a list of non-negative ints and nulls",
         )
     return shape
 
 
-def _read_struct(node: dict[str, Any], where: str) -> Type:
+def _read_struct(node: dict[str, Any], where: str, depth: int) -> Type:
     elements = node["elements"]
     if not isinstance(elements, list):
-        raise _malformed(where, f"key 'elements' is {elements!r}, expected a list")
+        raise _malformed(where, f"key 'elements' is {_short(elements)}, expected a list")
     items: list[tuple[str | None, Type]] = []
     for index, element in enumerate(elements):
         at = f"{where}.elements[{index}]"
         if not isinstance(element, dict) or set(element) != {"name", "type"}:
-            raise _malformed(at, f"expected a dict with keys ['name', 'type'], got {element!r}")
+            raise _malformed(
+                at, f"expected a dict with keys ['name', 'type'], got {_short(element)}"
+            )
         name = element["name"]
         if name is not None and not isinstance(name, str):
             raise _malformed(at, f"key 'name' is {name!r}, expected a str or null")
-        items.append((name, _read(element["type"], f"{at}.type")))
+        items.append((name, _read(element["type"], f"{at}.type", depth)))
     return _construct(where, StructType, items, _read_container(node.get("container"), where))
 
 
@@ -256,7 +274,7 @@ def _is_container_class(cls: Any) -> bool:
     return dataclasses.is_dataclass(cls) or getattr(cls, "__attrs_attrs__", None) is not None
 
 
-def _read_federated(node: dict[str, Any], where: str) -> Type:
+def _read_federated(node: dict[str, Any], where: str, depth: int) -> Type:
     uri = node["placement"]
     try:
         placement = placement_from_uri(uri)
@@ -268,5 +286,5 @@ def _read_federated(node: dict[str, Any], where: str) -> Type:
     if not isinstance(all_equal, bool):
         raise _malformed(where, f"key 'all_equal' is {all_equal!r}, expected true or false")
     return _construct(
-        where, FederatedType, _read(node["member"], f"{where}.member"), placement, all_equal
+        where, FederatedType, _read(node["member"], f"{where}.member", depth), placement, all_equal
     )

@@ -18,6 +18,12 @@ class Struct:
     __slots__ = ("_elements", "_names")
 
     def __init__(self, elements: Iterable[tuple[str | None, Any]]):
+        if not isinstance(elements, Iterable) or isinstance(elements, (str, bytes)):
+            raise TypeError(
+                f"Expected the elements of a Struct as (name or None, value) pairs, got "
+                f"{elements!r} of Python type {type(elements).__qualname__}; Struct.named(a=1) "
+                "and Struct.unnamed(1, 2) build one from values."
+            )
         items = []
         names: dict[str, int] = {}
         for index, item in enumerate(elements):
@@ -73,7 +79,16 @@ class Struct:
                 ) from None
         if isinstance(key, slice):
             return [v for _, v in self._elements[key]]
-        return self._elements[key][1]
+        if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
+            raise TypeError(
+                f"Struct elements are read by position (an int), name (a str) or slice, got {key!r}."
+            )
+        try:
+            return self._elements[key][1]
+        except IndexError:
+            raise IndexError(
+                f"Index {key} out of range for a Struct of {len(self._elements)} elements."
+            ) from None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,11 @@ _PYTHON_DTYPES: dict[type, np.dtype] = {
     str: _STR,
     bytes: _STR,
 }
+
+
+MAX_NESTING = 100
+"""How deeply types may nest where they are read from text or data (`parse_type`,
+`deserialize_type`): deeper ones are refused rather than exhausting Python's recursion limit."""
 
 
 def dtype_name(dtype: np.dtype) -> str:
@@ -150,8 +156,11 @@ class _UnknownRank:
 
 
 UNKNOWN_RANK = _UnknownRank()
+"""The shape of a tensor whose rank is not known: `TensorType(np.float32, UNKNOWN_RANK)` is `float32[*]`."""
 
 Shape = tuple[int | None, ...] | _UnknownRank
+
+_MAX_DIMENSION = np.iinfo(np.int64).max
 
 
 def to_shape(shape: Any) -> Shape:
@@ -167,21 +176,26 @@ def to_shape(shape: Any) -> Shape:
         shape = shape.as_list()
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (shape,)
-    if not isinstance(shape, Iterable) or isinstance(shape, (str, bytes)):
+    # Mappings and sets are iterable, but their order is not a shape's.
+    if not isinstance(shape, Iterable) or isinstance(shape, (str, bytes, Mapping, AbstractSet)):
         raise TypeError(f"Expected a shape (a sequence of ints or None), got {shape!r}.")
     dims: list[int | None] = []
     for dim in shape:
         # A TF1-style Dimension holds its size in `value`.
         if hasattr(dim, "value") and not isinstance(dim, (int, np.integer)):
             dim = dim.value
-        if dim is None or dim == -1:
+        if dim is None or (isinstance(dim, (int, np.integer)) and dim == -1):
             dims.append(None)
-        elif isinstance(dim, (int, np.integer)) and not isinstance(dim, bool) and dim >= 0:
+        elif (
+            isinstance(dim, (int, np.integer))
+            and not isinstance(dim, bool)
+            and 0 <= dim <= _MAX_DIMENSION
+        ):
             dims.append(int(dim))
         else:
             raise TypeError(
-                f"Expected each dimension to be a non-negative int or None, got {dim!r} in "
-                f"{shape!r}."
+                f"Expected each dimension to be an int in [0, 2**63 - 1] or None, got {dim!r} "
+                f"in {shape!r}."
             )
     return tuple(dims)
 
@@ -481,6 +495,11 @@ class StructType(Type):
     _container: type | None
 
     def __init__(self, elements: Any, container_type: type | None = None):
+        if container_type is not None and not isinstance(container_type, type):
+            raise TypeError(
+                f"Expected the Python container of a struct type to be a class (such as dict or "
+                f"a namedtuple) or None, got {describe(container_type)}."
+            )
         items: list[tuple[str | None, Type]] = []
         if isinstance(elements, Mapping):
             source: Iterable[Any] = elements.items()
@@ -552,6 +571,11 @@ class StructType(Type):
             return self._elements[self.index_of(key)][1]
         if isinstance(key, slice):
             return [t for _, t in self._elements[key]]
+        if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
+            raise TypeError(
+                f"The elements of struct type {self} are read by position (an int), name (a str) "
+                f"or slice, got {key!r}."
+            )
         try:
             return self._elements[key][1]
         except IndexError:
@@ -789,6 +813,11 @@ class FederatedType(Type):
             raise TypeError(f"Expected a placement (CLIENTS or SERVER), got {placement!r}.")
         if all_equal is None:
             all_equal = placement is SERVER or placement == SERVER
+        elif not isinstance(all_equal, (bool, np.bool_)):
+            # bool("no") is True: only a bool says what was meant.
+            raise TypeError(
+                f"Expected all_equal to be True, False or None, got {describe(all_equal)}."
+            )
         self._init(_member=member, _placement=placement, _all_equal=bool(all_equal))
 
     @property

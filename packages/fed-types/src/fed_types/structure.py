@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from fed_types._containers import Elements, container_items, is_namedtuple_class
@@ -246,6 +246,11 @@ def pack_sequence_as(structure: Any, flat_sequence: list[Any]) -> Any:
 
     Raises ValueError if `flat_sequence` has more or fewer leaves than `structure`.
     """
+    if not isinstance(flat_sequence, Iterable) or isinstance(flat_sequence, (str, bytes)):
+        raise TypeError(
+            f"pack_sequence_as expects the flat sequence of leaves as a list, got "
+            f"{describe(flat_sequence)}."
+        )
     flat = list(flat_sequence)
     leaves = iter(flat)
     count = len(flatten(structure))
@@ -295,6 +300,8 @@ def map_structure(fn: Callable[..., Any], *structures: Any) -> Any:
 
     Raises ValueError if no structure is given, TypeError if they differ in structure.
     """
+    if not callable(fn):
+        raise TypeError(f"map_structure expects a function first, got {describe(fn)}.")
     if not structures:
         raise ValueError("map_structure needs at least one structure.")
     first = structures[0]

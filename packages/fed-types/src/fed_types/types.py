@@ -67,35 +67,65 @@ __all__ = [
 ]
 
 
+def _check_type(type_spec: object, function: str) -> None:
+    if not isinstance(type_spec, Type):
+        raise TypeError(
+            f"{function} expects a fed Type, got {type_spec!r} of Python type "
+            f"{type(type_spec).__qualname__}; to_type converts type specs."
+        )
+
+
+def _check_predicate(predicate: object, function: str) -> None:
+    if not callable(predicate):
+        raise TypeError(f"{function} expects a predicate (a callable), got {predicate!r}.")
+
+
 def preorder(type_spec: Type) -> Iterator[Type]:
     """`type_spec` and every type nested in it, parents before their children."""
+    _check_type(type_spec, "preorder")
+    return _preorder(type_spec)
+
+
+def _preorder(type_spec: Type) -> Iterator[Type]:
     yield type_spec
     for child in type_spec.children():
-        yield from preorder(child)
+        yield from _preorder(child)
 
 
 def contains(type_spec: Type, predicate: Callable[[Type], bool]) -> bool:
     """True if `predicate` holds for `type_spec` or any type nested in it."""
+    _check_type(type_spec, "contains")
+    _check_predicate(predicate, "contains")
     return any(predicate(t) for t in preorder(type_spec))
 
 
 def contains_only(type_spec: Type, predicate: Callable[[Type], bool]) -> bool:
     """True if `predicate` holds for `type_spec` and every type nested in it."""
+    _check_type(type_spec, "contains_only")
+    _check_predicate(predicate, "contains_only")
     return all(predicate(t) for t in preorder(type_spec))
 
 
 def count(type_spec: Type, predicate: Callable[[Type], bool]) -> int:
     """How many of `type_spec` and the types nested in it satisfy `predicate`."""
+    _check_type(type_spec, "count")
+    _check_predicate(predicate, "count")
     return sum(1 for t in preorder(type_spec) if predicate(t))
 
 
 def is_structure_of(type_spec: Type, predicate: Callable[[TensorType], bool]) -> bool:
     """True if `type_spec` is a tensor type, or a (nested) struct of tensor types, and `predicate`
     holds for every one of those tensor types. The empty struct qualifies."""
+    _check_type(type_spec, "is_structure_of")
+    _check_predicate(predicate, "is_structure_of")
+    return _is_structure_of(type_spec, predicate)
+
+
+def _is_structure_of(type_spec: Type, predicate: Callable[[TensorType], bool]) -> bool:
     if isinstance(type_spec, TensorType):
         return bool(predicate(type_spec))
     if isinstance(type_spec, StructType):
-        return all(is_structure_of(element, predicate) for element in type_spec)
+        return all(_is_structure_of(element, predicate) for element in type_spec)
     return False
 
 
@@ -114,6 +144,7 @@ def is_structure_of_floats(type_spec: Type) -> bool:
 
     The empty struct qualifies: it holds nothing else.
     """
+    _check_type(type_spec, "is_structure_of_floats")
     return is_structure_of(
         _unplaced(type_spec), lambda t: bool(np.issubdtype(t.dtype, np.floating))
     )
@@ -122,10 +153,12 @@ def is_structure_of_floats(type_spec: Type) -> bool:
 def is_structure_of_integers(type_spec: Type) -> bool:
     """True if `type_spec` is a tensor of an integer dtype (signed or not), or structs of them,
     possibly federated. The empty struct qualifies."""
+    _check_type(type_spec, "is_structure_of_integers")
     return is_structure_of(_unplaced(type_spec), lambda t: bool(np.issubdtype(t.dtype, np.integer)))
 
 
 def is_structure_of_tensors(type_spec: Type) -> bool:
     """True if `type_spec` is a tensor, or structs of tensors (not federated). The empty struct
     qualifies."""
+    _check_type(type_spec, "is_structure_of_tensors")
     return is_structure_of(type_spec, lambda t: True)

@@ -203,6 +203,15 @@ def private_heavy_hitters(
             f"{owner}: some strings count more than the clients that hold them, so the computation "
             "was built with multi_contribution=True; pass multi_contribution=True here too."
         )
+    if not (
+        seed is None
+        or isinstance(seed, np.random.Generator)
+        or (isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0)
+    ):
+        raise TypeError(
+            f"{owner}: seed must be None, a non-negative int or a numpy.random.Generator, got "
+            f"{seed!r}."
+        )
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     if noise.mechanism == "laplace":
         noised = counts + rng.laplace(0.0, noise.noise_scale, size=counts.shape)

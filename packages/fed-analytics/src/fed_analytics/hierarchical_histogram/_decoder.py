@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,13 +25,37 @@ def _layers(hierarchical_histogram: Any) -> list[list[float]]:
         hierarchical_histogram = hierarchical_histogram.to_list()
     try:
         layers = [[float(v) for v in layer] for layer in hierarchical_histogram]
-    except TypeError:
+    except (TypeError, ValueError):
         raise TypeError(
             "HierarchicalHistogramDecoder: expected a hierarchical histogram (a tf.RaggedTensor with "
             "one row per layer, its {'flat_values', 'nested_row_splits'} struct, or a list of "
-            f"layers), got {hierarchical_histogram!r}."
+            f"layers of numbers), got {hierarchical_histogram!r}."
         ) from None
+    for index, layer in enumerate(layers):
+        if not all(math.isfinite(v) for v in layer):
+            raise ValueError(
+                "HierarchicalHistogramDecoder: the histogram's counts must be finite, got "
+                f"{layer} in layer {index}."
+            )
     return layers
+
+
+def _check_number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"HierarchicalHistogramDecoder: {name} must be a finite number, got {value!r}."
+        )
+    if not math.isfinite(value):
+        raise ValueError(
+            f"HierarchicalHistogramDecoder: {name} must be a finite number, got {value!r}."
+        )
+    return float(value)
+
+
+def _check_index(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"HierarchicalHistogramDecoder: {name} must be an int, got {value!r}.")
+    return int(value)
 
 
 def _arity(layers: list[list[float]]) -> int:
@@ -77,6 +103,12 @@ class HierarchicalHistogramDecoder:
         self._arity = _arity(self._hierarchical_histogram)
         self._num_layers = len(self._hierarchical_histogram)
         self._size = len(self._hierarchical_histogram[-1])
+        lower_bound = _check_number(lower_bound, "lower_bound")
+        upper_bound = _check_number(upper_bound, "upper_bound")
+        if not isinstance(use_efficient, bool | np.bool_):
+            raise TypeError(
+                f"HierarchicalHistogramDecoder: use_efficient must be a bool, got {use_efficient!r}."
+            )
         if upper_bound < lower_bound:
             raise ValueError(
                 "HierarchicalHistogramDecoder: upper_bound must be no smaller than lower_bound, got "
@@ -158,6 +190,7 @@ class HierarchicalHistogramDecoder:
         """The estimate of node `index` of layer `layer` (layer 0 is the root): its value, or with
         `use_efficient`, the inverse-variance weighting of its estimates from below and from above.
         Raises ValueError for a node that does not exist."""
+        layer, index = _check_index(layer, "layer"), _check_index(index, "index")
         self._check_index(layer, index)
         if not self._use_efficient:
             return self._hierarchical_histogram[layer][index]
@@ -218,6 +251,7 @@ class HierarchicalHistogramDecoder:
     def range_query(self, left: int, right: int) -> float:
         """The estimated sum of the bins `left` to `right`, both included, from the fewest nodes that
         cover them."""
+        left, right = _check_index(left, "left"), _check_index(right, "right")
         if left < 0 or right >= self._size:
             raise ValueError(f"[{left}, {right}] is outside the valid range [0, {self._size}).")
         if left > right:
@@ -237,9 +271,16 @@ class HierarchicalHistogramDecoder:
                 "quantile_query needs a consistent hierarchical histogram (every node the sum of its "
                 "children); call enforce_consistency() first."
             )
+        if isinstance(q, bool) or not isinstance(q, numbers.Real):
+            raise TypeError(f"q must be a number in [0, 1], got {q!r}.")
         if not 0 <= q <= 1:
             raise ValueError(f"q must be in [0, 1], got {q}.")
-        target = q * self.range_query(0, self._size - 1)
+        total = self.range_query(0, self._size - 1)
+        if total <= 0:
+            raise ValueError(
+                f"quantile_query needs a histogram that counts some records; its total is {total}."
+            )
+        target = q * total
         layer, index = 0, 0
         while layer < self._num_layers - 1:
             before = 0.0

@@ -42,11 +42,36 @@ from fed_analytics.hierarchical_histogram._clipping import (
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
 from fed_types import CLIENTS, FederatedType, TensorType, to_type
 
+_MAX_TREE_NODES = 2**31 - 1
+"""The most nodes of a tree: TensorFlow counts the bins (`tf.math.bincount`) with int32 indices."""
+
 NO_NOISE_MECHANISMS = ["no-noise"]
 CENTRAL_DP_MECHANISMS = ["central-gaussian"]
 DISTRIBUTED_DP_MECHANISMS = ["distributed-discrete-gaussian"]
 DP_MECHANISMS = CENTRAL_DP_MECHANISMS + DISTRIBUTED_DP_MECHANISMS + NO_NOISE_MECHANISMS
 """The DP mechanisms the hierarchical histogram takes (TensorFlow Federated's list)."""
+
+
+class _HistogramOfBins(HistogramClippingSumFactory):
+    """A `HistogramClippingSumFactory` built for histograms of `num_bins` bins (its tree, its noise and
+    its bounds are), which refuses others."""
+
+    def __init__(self, num_bins: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._num_bins = num_bins
+
+    def create(self, value_type: Any) -> AggregationProcess:
+        t = to_type(value_type)
+        if (
+            isinstance(t, TensorType)
+            and t.shape is not None
+            and tuple(t.shape) != (self._num_bins,)
+        ):
+            raise TypeError(
+                "create_hierarchical_histogram_aggregation_factory: this factory is for histograms "
+                f"of num_bins={self._num_bins} bins (such as int32[{self._num_bins}]), got {t}."
+            )
+        return super().create(value_type)
 
 
 def tree_as_struct(flat_values: tf.Tensor, depth: int, arity: int) -> collections.OrderedDict:
@@ -177,6 +202,12 @@ def check_hierarchical_histogram_parameters(
     check_positive_int(num_bins, "num_bins", owner)
     if isinstance(arity, bool) or not isinstance(arity, (int, np.integer)) or arity < 2:
         raise ValueError(f"{owner}: arity must be an int >= 2, got {arity!r}.")
+    nodes = _tree.tree_size(_tree.tree_depth(int(num_bins), int(arity)), int(arity))
+    if nodes > _MAX_TREE_NODES:
+        raise ValueError(
+            f"{owner}: num_bins={num_bins} with arity={arity} makes a tree of {nodes} nodes, more "
+            f"than the {_MAX_TREE_NODES} a tensor of counts can index; use fewer bins."
+        )
     check_member(clip_mechanism, CLIP_MECHANISMS, "clip_mechanism", owner)
     check_positive_int(max_records_per_user, "max_records_per_user", owner)
     check_member(dp_mechanism, DP_MECHANISMS, "dp_mechanism", owner)
@@ -308,7 +339,8 @@ def create_hierarchical_histogram_aggregation_factory(
             )
     if dp_mechanism == "no-noise":
         record_sum = SecureSumFactory(max_records_per_user) if enable_secure_sum else SumFactory()
-        return HistogramClippingSumFactory(
+        return _HistogramOfBins(
+            int(num_bins),
             clip_mechanism=clip_mechanism,
             max_records_per_user=max_records_per_user,
             inner_agg_factory=_TreeSumFactory(arity, record_sum),
@@ -340,7 +372,8 @@ def create_hierarchical_histogram_aggregation_factory(
         record_aggregation_factory=record_sum,
         noise_seed=seed,
     )
-    return HistogramClippingSumFactory(
+    return _HistogramOfBins(
+        int(num_bins),
         clip_mechanism=clip_mechanism,
         max_records_per_user=max_records_per_user,
         inner_agg_factory=tree_sum,

@@ -50,10 +50,12 @@ def _check_bounds(owner: str, lower_bound: Any, upper_bound: Any) -> tuple[float
             or not np.isfinite(value)
         ):
             raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}.")
-    if upper_bound < lower_bound:
+    if not upper_bound > lower_bound:
+        # Equal bounds give bins of width zero, into which no record falls.
         raise ValueError(
-            f"{owner}: upper_bound must be no smaller than lower_bound, got upper_bound="
-            f"{upper_bound} and lower_bound={lower_bound}."
+            f"{owner}: upper_bound must be larger than lower_bound (records are counted in bins of "
+            f"[lower_bound, upper_bound)), got upper_bound={upper_bound} and "
+            f"lower_bound={lower_bound}."
         )
     return float(lower_bound), float(upper_bound)
 

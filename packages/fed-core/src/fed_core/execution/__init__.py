@@ -31,6 +31,11 @@ from fed_core.execution.data import (
     run_materialize,
     uri_scheme,
 )
+from fed_core.execution.failures import (
+    ClientFailure,
+    ClientWorkError,
+    handle_client_failures,
+)
 from fed_core.execution.interface import (
     ExecutionContext,
     ExecutionState,
@@ -76,7 +81,9 @@ def set_local_execution_context(
 __all__ = [
     "NO_ARGUMENT",
     "Backend",
+    "ClientFailure",
     "ClientValues",
+    "ClientWorkError",
     "Context",
     "CreateDataDescriptor",
     "DataBackend",
@@ -98,6 +105,7 @@ __all__ = [
     "create_context",
     "expand_all_equal",
     "get_context",
+    "handle_client_failures",
     "leaves",
     "local_cpp_executor_factory",
     "local_executor_factory",

@@ -47,6 +47,11 @@ class Backend(abc.ABC):
     def load(self, computation: CompiledComputation) -> LoadedComputation:
         """Prepares `computation` to run (deserialize, build a callable); called once per leaf and cached."""
 
+    def check(self, computation: CompiledComputation) -> None:  # noqa: B027 (optional to override)
+        """Raises ValueError if `computation` could not run: a payload that does not parse, or that does
+        not take and return what the leaf's type says. Called when a serialized computation is read, so
+        it reads the payload and runs nothing. The default checks nothing."""
+
 
 class LeafCache:
     """Loaded leaves, each loaded once: found by the leaf object's identity on the fast path (no hashing

@@ -127,3 +127,4 @@ def local_executor_factory(
 
 
 local_cpp_executor_factory = local_executor_factory
+"""TFF's name for `local_executor_factory` (fed has one local executor)."""

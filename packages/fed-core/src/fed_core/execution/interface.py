@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fed_core import plugins
+from fed_core.execution import failures
 from fed_core.execution.backends import LoadedComputation, run_per_member
 from fed_core.execution.data import DataDescriptor
 from fed_core.execution.values import NO_ARGUMENT, ClientValues, to_executor_form
@@ -112,11 +113,45 @@ class FunctionValue:
         return self._call(argument)
 
     def map(self, clients: ClientValues, state: ExecutionState) -> ClientValues:
-        """Runs this function on every client's member; compiled leaves go to their backend in one call."""
+        """Runs this function on every client's member; compiled leaves go to their backend in one call.
+        Within `handle_client_failures` for this function, each client runs on its own instead (see
+        there)."""
         pool = state.pool_for_client_work()
+        handler = failures.handler_for(self.block)
+        if handler is not None:
+            return self._map_handling_failures(clients, state, pool, handler)
         if self._loaded is not None:
             return self._loaded.map(clients, pool)
         return ClientValues(run_per_member(self._call_in_worker(state), clients.members(), pool))
+
+    def _map_handling_failures(
+        self,
+        clients: ClientValues,
+        state: ExecutionState,
+        pool: PoolExecutor | None,
+        handler: failures.ClientFailureHandler,
+    ) -> ClientValues:
+        call = self._call_in_worker(state)
+
+        def attempt(member: Any) -> tuple[bool, Any]:
+            try:
+                return True, call(member)
+            except Exception as error:  # any failure of one client's work is handled below
+                return False, error
+
+        outcomes = run_per_member(attempt, clients.members(), pool)
+        failed = [(k, error) for k, (ok, error) in enumerate(outcomes) if not ok]
+        if failed and handler.fallback is None:
+            k, error = failed[0]
+            raise failures.ClientWorkError(handler.name(), k, len(outcomes), error) from error
+        results = [value for _, value in outcomes]
+        if failed:
+            result_type = self.type_signature.result  # type: ignore[attr-defined]
+            fallback = conform(handler.fallback(), result_type)  # type: ignore[misc]
+            for k, error in failed:
+                results[k] = fallback
+                handler.failures.append(failures.ClientFailure(k, error))
+        return ClientValues(results)
 
     def _call_in_worker(self, state: ExecutionState) -> Callable[[Any], Any]:
         def call(argument: Any) -> Any:
@@ -263,10 +298,15 @@ def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
         return value
     if isinstance(value, bool) and t.dtype != np.bool_:
         raise _mismatch(t, value, path)
-    if isinstance(value, float) and t.dtype.kind in "iub":
-        raise _mismatch(t, value, path)
+    if (isinstance(value, float) and t.dtype.kind in "iub") or value is None:
+        raise _mismatch(t, value, path)  # numpy would make None a NaN
     try:
-        array = np.asarray(value, dtype=t.dtype)
+        with np.errstate(over="raise"):  # 1e40 as a float32 would be inf
+            array = np.asarray(value, dtype=t.dtype)
+    except FloatingPointError:
+        raise _mismatch(
+            t, value, path, f"{value!r} is beyond the range of {t.dtype.name}"
+        ) from None
     except (TypeError, ValueError, OverflowError):
         raise _mismatch(t, value, path) from None
     if t.dtype.kind in "iu" and not np.array_equal(array, np.asarray(value)):

@@ -13,6 +13,7 @@ import numpy as np
 from fed_core.execution.backends import run_per_member
 from fed_core.execution.interface import ExecutionState, FunctionValue
 from fed_core.execution.values import ClientValues, leaves, map_structure, to_executor_form
+from fed_core.intrinsics.secure_bounds import bounds_problem
 from fed_types import FederatedType, FunctionType, Struct, StructType, TensorType, Type
 
 # Clients are folded into accumulators in groups of this size, then the accumulators are merged in order.
@@ -78,15 +79,14 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
         raise ValueError("federated_mean needs at least one client; there are none.")
     weights = np.asarray(weight.stacked(), dtype=np.float64)
     total = weights.sum()
-    if total == 0:
-        raise ValueError(
-            "federated_mean: the clients' weights sum to zero, so the weighted mean is undefined."
-        )
 
     def weighted(leaf: Any) -> np.ndarray:
         array = np.asarray(leaf)
         scale = weights.reshape((-1,) + (1,) * (array.ndim - 1))
-        return (np.sum(array * scale, axis=0) / total).astype(array.dtype)
+        # Weights that sum to zero make the mean undefined: NaN, as the division gives in TensorFlow
+        # (and in MeanFactory's general path), so that learning rounds can refuse it as non-finite.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (np.sum(array * scale, axis=0) / total).astype(array.dtype)
 
     return map_structure(weighted, value.stacked())
 
@@ -201,14 +201,23 @@ def federated_select(state: ExecutionState, fn_type: FunctionType, arg: Struct) 
     return ClientValues(out)
 
 
-def _bounds(bound: Any, value_type: Type) -> list[int]:
-    """One integer bound per tensor of `value_type`: a scalar bound applies to every tensor."""
+def _bounds(operator: str, kind: str, bound: Any, value_type: Type) -> list[int]:
+    """One integer bound per tensor of `value_type` (a scalar bound applies to every tensor), each
+    checked against the values' dtype (see `secure_bounds`)."""
     bound_leaves = [int(np.asarray(b)) for b in leaves(bound)]
-    return bound_leaves * _count_tensors(value_type) if len(bound_leaves) == 1 else bound_leaves
+    tensors = _tensor_types(value_type)
+    bounds = bound_leaves * len(tensors) if len(bound_leaves) == 1 else bound_leaves
+    problem = bounds_problem(kind, bounds, [t.dtype for t in tensors])
+    if problem is not None:
+        raise ValueError(f"{operator}: {problem}.")
+    return bounds
 
 
-def _count_tensors(t: Type) -> int:
-    return sum(_count_tensors(e) for e in t) if isinstance(t, StructType) else 1
+def _tensor_types(t: Type) -> list[TensorType]:
+    if isinstance(t, StructType):
+        return [leaf for element in t for leaf in _tensor_types(element)]
+    assert isinstance(t, TensorType)
+    return [t]
 
 
 def _secure_sum(
@@ -236,10 +245,25 @@ def _secure_sum(
         return zeros(_result_member(fn_type))
     stacked = clients.stacked()
     sums = iter(
-        np.asarray(finish(_exact_sum(np.asarray(leaf)), bound)).astype(np.asarray(leaf).dtype)
+        _fitting(name, finish(_exact_sum(np.asarray(leaf)), bound), np.asarray(leaf).dtype)
         for leaf, bound in zip(leaves(stacked), bounds)
     )
     return map_structure(lambda _: next(sums), stacked)
+
+
+def _fitting(name: str, total: Any, dtype: np.dtype) -> np.ndarray:
+    """`total` (exact, in int64 or Python integers) cast to `dtype`, or an OverflowError: a sum that
+    does not fit its dtype is refused rather than wrapped around."""
+    info = np.iinfo(dtype)
+    exact = np.asarray(total)
+    if exact.size and (int(exact.max()) > info.max or int(exact.min()) < info.min):
+        largest = int(exact.max()) if int(exact.max()) > info.max else int(exact.min())
+        raise OverflowError(
+            f"{name}: the sum of the clients' {dtype.name} values is {largest}, which overflows "
+            f"{dtype.name} (range [{info.min}, {info.max}]); sum them in a wider dtype (cast to "
+            "int64 before the sum), or bound them more tightly so that the sum fits."
+        )
+    return exact.astype(dtype)
 
 
 def _exact_sum(stacked: np.ndarray) -> np.ndarray:
@@ -259,7 +283,7 @@ def federated_secure_sum(state: ExecutionState, fn_type: FunctionType, arg: Stru
         "federated_secure_sum",
         clients,
         fn_type,
-        _bounds(bound, _result_member(fn_type)),
+        _bounds("federated_secure_sum", "max_input", bound, _result_member(fn_type)),
         lambda a, b: (a >= 0) & (a <= b),
         lambda b: f"[0, {b}]",
         lambda total, b: total,
@@ -272,7 +296,7 @@ def federated_secure_sum_bitwidth(state: ExecutionState, fn_type: FunctionType, 
         "federated_secure_sum_bitwidth",
         clients,
         fn_type,
-        _bounds(bitwidth, _result_member(fn_type)),
+        _bounds("federated_secure_sum_bitwidth", "bitwidth", bitwidth, _result_member(fn_type)),
         lambda a, b: (a >= 0) & (a < (1 << b)),
         lambda b: f"[0, 2**{b})",
         lambda total, b: total % (1 << b),
@@ -281,11 +305,7 @@ def federated_secure_sum_bitwidth(state: ExecutionState, fn_type: FunctionType, 
 
 def federated_secure_modular_sum(state: ExecutionState, fn_type: FunctionType, arg: Struct) -> Any:
     clients, modulus = arg[0], arg[1]
-    bounds = _bounds(modulus, _result_member(fn_type))
-    if min(bounds) < 1:
-        raise ValueError(
-            f"federated_secure_modular_sum: the modulus must be positive, got {min(bounds)}."
-        )
+    bounds = _bounds("federated_secure_modular_sum", "modulus", modulus, _result_member(fn_type))
     reduced = ClientValues([_reduce_mod(member, bounds) for member in clients.members()])
     return _secure_sum(
         "federated_secure_modular_sum",

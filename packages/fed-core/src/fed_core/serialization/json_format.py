@@ -226,6 +226,11 @@ def deserialize_computation(data: bytes) -> Computation:
         raise ValueError(
             f"Expected a serialized computation (UTF-8 JSON), but the bytes do not parse: {error}."
         ) from None
+    except RecursionError:
+        # Only the type entries nest, and `fed_types.MAX_NESTING` bounds them far below this.
+        raise ValueError(
+            "Malformed serialized computation: its JSON is nested too deeply to be read."
+        ) from None
     if not isinstance(document, dict):
         raise ValueError(
             "Expected a serialized computation (a JSON object), got a JSON "
@@ -237,7 +242,8 @@ def deserialize_computation(data: bytes) -> Computation:
             f"{FORMAT!r}."
         )
     version = document.get("version")
-    if version != VERSION:
+    # 1.0 and True equal 1 in Python, but are not the version this reader knows.
+    if type(version) is not int or version != VERSION:
         raise ValueError(
             f"Unsupported serialized computation version {version!r}: this fed reads version "
             f"{VERSION}."
@@ -265,6 +271,14 @@ def deserialize_computation(data: bytes) -> Computation:
             f"Malformed serialized computation: its root block has type {block.type_signature}, "
             "expected a function type."
         )
+    unbound = reader.free[root]
+    if unbound:
+        name_, (_, at) = next(iter(unbound.items()))
+        raise _malformed(
+            at,
+            f"the reference {name_!r} is bound by no enclosing lambda or block (unbound names: "
+            f"{sorted(unbound)})",
+        )
     return Computation(block, name)
 
 
@@ -291,8 +305,17 @@ class _Reader:
         if not isinstance(blocks, list) or not blocks:
             raise _malformed("blocks", f"expected a non-empty list of blocks, got {blocks!r}")
         self.blocks: list[bb.ComputationBuildingBlock] = []
+        # The names each block refers to and does not bind, with their types and where they are
+        # referred to: the root must have none, and each binding must fit its references.
+        self.free: list[_Free] = []
+        self._free_by_block: dict[int, _Free] = {}
         for position, entry in enumerate(blocks):
-            self.blocks.append(self._read(entry, f"blocks[{position}]"))
+            where = f"blocks[{position}]"
+            block = self._read(entry, where)
+            free = _free_references(block, self._free_by_block, where)
+            self.blocks.append(block)
+            self.free.append(free)
+            self._free_by_block[id(block)] = free
 
     def _read(self, entry: Any, where: str) -> bb.ComputationBuildingBlock:
         if not isinstance(entry, dict):
@@ -336,6 +359,77 @@ class _Reader:
                 f"{len(self.types) - 1})",
             )
         return self.types[index]
+
+
+_Free = dict[str, tuple[Type, str]]
+_NO_FREE: _Free = {}
+
+
+def _free_references(
+    block: bb.ComputationBuildingBlock, free_by_block: dict[int, _Free], where: str
+) -> _Free:
+    """The names `block` refers to without binding them, each with its type and the place of a reference,
+    from those of its children (read before it, so nothing here recurses over the depth of the tree).
+
+    Refuses a reference whose type does not accept the value its lambda parameter or block local binds.
+    """
+    if isinstance(block, bb.Reference):
+        return {block.name: (block.type_signature, where)}
+    free: _Free
+    if isinstance(block, bb.Lambda):
+        free = free_by_block[id(block.result)]
+        if block.parameter_name is None:
+            return free
+        assert block.parameter_type is not None
+        return _bind(free, block.parameter_name, block.parameter_type, "the lambda's parameter")
+    if isinstance(block, bb.Block):
+        free = {}
+        bound: dict[str, Type] = {}
+        for name, value in [*block.locals, (None, block.result)]:
+            for ref, (ref_type, at) in free_by_block[id(value)].items():
+                if ref in bound:
+                    _check_binding(ref, ref_type, at, bound[ref], "the block's local")
+                else:
+                    _merge(free, ref, ref_type, at)
+            if name is not None:
+                bound[name] = value.type_signature
+        return free
+    children = list(block.children())
+    if not children:
+        return _NO_FREE
+    if len(children) == 1:
+        return free_by_block[id(children[0])]
+    free = {}
+    for child in children:
+        for ref, (ref_type, at) in free_by_block[id(child)].items():
+            _merge(free, ref, ref_type, at)
+    return free
+
+
+def _bind(free: _Free, name: str, value_type: Type, binder: str) -> _Free:
+    if name not in free:
+        return free
+    ref_type, at = free[name]
+    _check_binding(name, ref_type, at, value_type, binder)
+    return {ref: found for ref, found in free.items() if ref != name}
+
+
+def _check_binding(name: str, ref_type: Type, at: str, value_type: Type, binder: str) -> None:
+    if not ref_type.is_assignable_from(value_type):
+        raise _malformed(
+            at,
+            f"the reference {name!r} has type {ref_type}, but {binder} {name!r} has type {value_type}",
+        )
+
+
+def _merge(free: _Free, name: str, ref_type: Type, at: str) -> None:
+    known = free.get(name)
+    if known is None:
+        free[name] = (ref_type, at)
+    elif known[0] != ref_type:
+        raise _malformed(
+            at, f"the reference {name!r} has type {ref_type}, but at {known[1]} it has {known[0]}"
+        )
 
 
 def _string(entry: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
@@ -434,7 +528,7 @@ def _read_intrinsic(
     try:
         definition = definitions.lookup(uri)
     except LookupError as error:
-        raise _malformed(where, str(error)) from None
+        raise _malformed(where, str(error).rstrip(".")) from None
     if not isinstance(fn_type, FunctionType):
         raise _malformed(where, f"key 'type' names {fn_type}, expected a function type")
     try:
@@ -484,7 +578,14 @@ def _read_compiled(
             f"the compiled leaf {name!r} is of the frontend {frontend!r}, which no installed backend runs "
             f"(registered: {list(backends.names())})",
         )
-    return bb.CompiledComputation(frontend, payload, fn_type, name)
+    leaf = bb.CompiledComputation(frontend, payload, fn_type, name)
+    try:
+        backends.build(frontend).check(leaf)
+    except (TypeError, ValueError) as error:
+        raise _malformed(
+            where, f"the compiled leaf {name!r} cannot run: {str(error).rstrip('.')}"
+        ) from None
+    return leaf
 
 
 _READERS: dict[str, Callable[[_Reader, dict[str, Any], str], bb.ComputationBuildingBlock]] = {

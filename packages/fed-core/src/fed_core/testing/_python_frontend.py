@@ -42,10 +42,19 @@ FRONTEND = "python"
 
 
 def _source_without_decorators(fn: Callable[..., Any]) -> str:
-    lines = textwrap.dedent(inspect.getsource(fn)).splitlines()
+    try:
+        lines = textwrap.dedent(inspect.getsource(fn)).splitlines()
+    except (OSError, TypeError):
+        lines = []
     start = next(
-        k for k, line in enumerate(lines) if line.lstrip().startswith(("def ", "async def "))
+        (k for k, line in enumerate(lines) if line.lstrip().startswith(("def ", "async def "))),
+        None,
     )
+    if start is None or getattr(fn, "__name__", "<lambda>") == "<lambda>":
+        raise TypeError(
+            f"python_computation needs a function defined with def, whose source it stores; got "
+            f"{fn!r}."
+        )
     return "\n".join(lines[start:]) + "\n"
 
 
@@ -135,6 +144,13 @@ class PythonBackend(Backend):
     def record_map(self, num_clients: int) -> None:
         with self._lock:
             self.map_calls.append(num_clients)
+
+    def check(self, computation: bb.CompiledComputation) -> None:
+        try:
+            spec = json.loads(computation.payload)
+            compile(spec["source"], f"<python computation {spec['name']}>", "exec")
+        except (ValueError, KeyError, TypeError, SyntaxError) as error:
+            raise ValueError(f"The payload is not a python computation's: {error!r}.") from None
 
     def load(self, computation: bb.CompiledComputation) -> LoadedComputation:
         spec = json.loads(computation.payload)

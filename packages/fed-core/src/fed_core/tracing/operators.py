@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fed_core._errors import FederatedTypeError
+from fed_core._errors import FederatedTypeError, user_location
 from fed_core.execution.context import context_scope
 from fed_core.intrinsics.definitions import (
     FEDERATED_AGGREGATE,
@@ -37,6 +37,7 @@ from fed_core.intrinsics.definitions import (
     is_integer,
     is_numeric,
 )
+from fed_core.intrinsics.secure_bounds import bounds_problem
 from fed_core.ir import building_blocks as bb
 from fed_core.ir.build import fresh_name, let, operands
 from fed_core.tracing.computation import PolymorphicComputation
@@ -315,8 +316,39 @@ def _secure(uri: str, operator: str, value: Any, bound: Any, bound_name: str) ->
             f"a {bound_name} that is an integer scalar or a struct matching {t.member}",
             f"{b}",
         )
+    constants = _constant_leaves(bound_block)
+    if constants is not None:
+        dtypes = [leaf.dtype for leaf in _tensor_leaves(t.member)]
+        problem = bounds_problem(
+            bound_name, constants * len(dtypes) if scalar_ok else constants, dtypes
+        )
+        if problem is not None:
+            location = user_location()
+            raise ValueError(f"{operator}: {problem}." + (f"\n  at {location}" if location else ""))
     argument = operands(value_block, bound_block)
     return call_intrinsic(uri, argument.type_signature, FederatedType(t.member, SERVER), argument)
+
+
+def _constant_leaves(block: bb.ComputationBuildingBlock) -> list[int] | None:
+    """The integers of a constant bound (a literal, or a struct of them), or None if it is computed."""
+    if isinstance(block, bb.Literal):
+        return [int(block.value)]
+    if isinstance(block, bb.Struct):
+        leaves: list[int] = []
+        for _, element in block.elements:
+            found = _constant_leaves(element)
+            if found is None:
+                return None
+            leaves += found
+        return leaves
+    return None
+
+
+def _tensor_leaves(t: Type) -> list[TensorType]:
+    if isinstance(t, StructType):
+        return [leaf for element in t for leaf in _tensor_leaves(element)]
+    assert isinstance(t, TensorType)
+    return [t]
 
 
 def federated_secure_sum(value: Any, max_input: Any) -> Value:

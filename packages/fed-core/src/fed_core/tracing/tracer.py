@@ -16,6 +16,7 @@ from fed_core.intrinsics import definitions
 from fed_core.ir import build
 from fed_core.ir import building_blocks as bb
 from fed_core.ir.build import fresh_name
+from fed_core.tracing._misuse import operation_error
 from fed_core.tracing.computation import Computation, PolymorphicComputation, pack_arguments
 from fed_types import (
     CLIENTS,
@@ -150,6 +151,63 @@ class Value:
 
     def __repr__(self) -> str:
         return f"<Value {self.type_signature}: {self._block}>"
+
+    # Arithmetic, comparisons and tensor conversions are the work of frontends' computations: each
+    # raises an error that says so (see `_misuse`). Identity still makes values usable as dict keys.
+    __hash__ = object.__hash__
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        # numpy and TensorFlow (whose tensor conversion tries this first) ask for an array.
+        raise operation_error(self.type_signature)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        raise operation_error(self.type_signature, f"np.{ufunc.__name__}")
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        raise operation_error(self.type_signature, f"np.{func.__name__}")
+
+
+def _refuse(symbol: str) -> Callable[..., Any]:
+    def refuse(self: Value, *args: Any) -> Any:
+        raise operation_error(self.type_signature, symbol)
+
+    return refuse
+
+
+for _names, _symbol in [
+    (("__add__", "__radd__"), "+"),
+    (("__sub__", "__rsub__"), "-"),
+    (("__mul__", "__rmul__"), "*"),
+    (("__truediv__", "__rtruediv__"), "/"),
+    (("__floordiv__", "__rfloordiv__"), "//"),
+    (("__mod__", "__rmod__"), "%"),
+    (("__divmod__", "__rdivmod__"), "divmod()"),
+    (("__pow__", "__rpow__"), "**"),
+    (("__matmul__", "__rmatmul__"), "@"),
+    (("__and__", "__rand__"), "&"),
+    (("__or__", "__ror__"), "|"),
+    (("__xor__", "__rxor__"), "^"),
+    (("__lshift__", "__rlshift__"), "<<"),
+    (("__rshift__", "__rrshift__"), ">>"),
+    (("__lt__",), "<"),
+    (("__le__",), "<="),
+    (("__gt__",), ">"),
+    (("__ge__",), ">="),
+    (("__eq__",), "=="),
+    (("__ne__",), "!="),
+    (("__neg__",), "unary -"),
+    (("__pos__",), "unary +"),
+    (("__invert__",), "~"),
+    (("__abs__",), "abs()"),
+    (("__round__",), "round()"),
+    (("__float__",), "float()"),
+    (("__int__",), "int()"),
+    (("__complex__",), "complex()"),
+    (("__index__",), "operator.index()"),
+]:
+    for _name in _names:
+        setattr(Value, _name, _refuse(_symbol))
+del _names, _symbol, _name
 
 
 def _selection(block: bb.ComputationBuildingBlock, key: int | str) -> bb.Selection:
@@ -301,11 +359,18 @@ def make_decorator(
                 updated=(),
             )
         parameter_type, spread = _parameter_type(fn, type_specs)
-        return build(fn, parameter_type, spread)
+        computation = build(fn, parameter_type, spread)
+        # Kept so that a one-parameter computation can be called by keyword, as the function could.
+        if type(computation) is not Computation:
+            return computation
+        names = list(inspect.signature(fn).parameters)
+        return Computation(computation.building_block, computation.name, names)
 
     def decorator(*args: Any) -> Any:
         if args and is_function(args[0]):
             return wrap(args[0], args[1:])
+        for spec in args:
+            to_type(spec)  # a bad type spec is reported where it is written, not when applied
         return lambda fn: wrap(fn, args)
 
     return decorator

@@ -32,6 +32,7 @@ from fed_learning.templates import (
     build_broadcast_process,
 )
 from fed_learning.templates._client_work import check_loop_options
+from fed_learning.templates._templates import ClientFailureGuard, GuardedComputation
 from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType
 
 
@@ -133,7 +134,7 @@ def build_fed_eval(
 
     return LearningProcess(
         initialize,
-        next_fn,
+        GuardedComputation(next_fn, [ClientFailureGuard(evaluate, None)]),
         lambda state: state.global_model_weights,
         lambda state, weights: state._replace(global_model_weights=weights),
     )
@@ -174,4 +175,4 @@ def build_federated_evaluation(
         per_client = fc.federated_map(evaluate, fc.federated_zip((weights_at_clients, client_data)))
         return fc.federated_zip(collections.OrderedDict(eval=aggregate(per_client)))
 
-    return evaluation
+    return GuardedComputation(evaluation, [ClientFailureGuard(evaluate, None)])

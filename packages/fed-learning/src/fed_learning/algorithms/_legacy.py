@@ -10,6 +10,7 @@ from fed_core.templates import AggregationProcess, IterativeProcess
 from fed_learning.algorithms._fed_avg import ModelFn, build_weighted_fed_avg
 from fed_learning.models import FunctionalModel
 from fed_learning.templates import ClientWeighting, DistributionProcess
+from fed_learning.templates._templates import GuardedComputation, guards_of
 
 
 def build_federated_averaging_process(
@@ -57,4 +58,7 @@ def build_federated_averaging_process(
             )
         )
 
-    return IterativeProcess(process.initialize, next_fn)
+    # The round keeps the client failure handling of the process it wraps.
+    return IterativeProcess(
+        process.initialize, GuardedComputation(next_fn, guards_of(process.next))
+    )

@@ -130,6 +130,12 @@ def as_optimizer(optimizer: Optimizer | Callable[[], Any]) -> Optimizer:
     older `client_optimizer_fn=lambda: tf.keras.optimizers.SGD(0.02)`)."""
     if isinstance(optimizer, Optimizer):
         return optimizer
+    if hasattr(optimizer, "get_config") and hasattr(optimizer, "apply_gradients"):
+        raise TypeError(
+            f"Got a Keras optimizer instance ({type(optimizer).__name__}): give a function returning "
+            f"one, such as `lambda: keras.optimizers.{type(optimizer).__name__}(...)`, as TFF takes "
+            "it, or a fed optimizer (fed.learning.optimizers.build_sgdm(...))."
+        )
     if callable(optimizer):
         made = optimizer()
         if isinstance(made, Optimizer):

@@ -5,6 +5,7 @@ model runs in a Keras `StatelessScope`)."""
 from __future__ import annotations
 
 import collections
+import inspect
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -199,6 +200,12 @@ def keras_metric_spec(metric: Any, name: str | None = None) -> MetricSpec:
     if isinstance(metric, type) or (
         callable(metric) and not hasattr(metric, "stateless_update_state")
     ):
+        if _takes_arguments(metric):
+            raise TypeError(
+                f"Expected a Keras 3 metric (or a no-argument function returning one), got the function "
+                f"{getattr(metric, '__name__', metric)!r}, which takes arguments: wrap a metric function "
+                "of (y_true, y_pred) as keras.metrics.MeanMetricWrapper(fn, name=...)."
+            )
         metric = metric()
     if not hasattr(metric, "stateless_update_state"):
         raise TypeError(
@@ -212,12 +219,33 @@ def keras_metric_spec(metric: Any, name: str | None = None) -> MetricSpec:
     )
 
 
+def _takes_arguments(fn: Any) -> bool:
+    """Whether calling `fn()` would fail for want of arguments (a metric function, not a constructor)."""
+    if isinstance(fn, type):
+        return False
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.default is inspect.Parameter.empty
+        and p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
 def metric_specs(metrics: Any) -> list[MetricSpec]:
     """MetricSpecs from what TFF and fed accept as metrics: a list of Keras metrics (instances or no-argument
     constructors) or MetricSpecs; a mapping of names to them (the names are the reported ones); or a
     no-argument function returning a metric, a list or a mapping of metrics."""
     if metrics is None:
         return []
+    if hasattr(metrics, "stateless_update_state") and not isinstance(metrics, type):
+        kind = type(metrics).__name__
+        raise TypeError(
+            f"Expected a list of Keras metrics (or a function returning them), got a single {kind} "
+            f"metric: give it in a list, [{kind}(...)]."
+        )
     if isinstance(metrics, MetricSpec):
         return [metrics]
     if isinstance(metrics, Mapping):
@@ -572,13 +600,16 @@ def _fresh_seed_state(variable: Any, seed: int | None) -> tf.Tensor:
 def keras_loss(loss_fn: Any, loss_weights: Sequence[float] | None) -> Callable[..., tf.Tensor]:
     """`(output, label, sample_weight=None) -> loss` from a Keras loss (instance, function or name) or a list
     of them, one per model output, combined with `loss_weights`."""
-    import keras
 
     losses = list(loss_fn) if isinstance(loss_fn, (list, tuple)) else [loss_fn]
-    losses = [keras.losses.get(fn) if isinstance(fn, str) else fn for fn in losses]
+    losses = [_keras_loss_by_name(fn) if isinstance(fn, str) else fn for fn in losses]
     for fn in losses:
         if not callable(fn):
-            raise TypeError(f"Expected a Keras loss (instance, function or name), got {fn!r}.")
+            raise TypeError(
+                "loss must be a Keras loss (an instance such as keras.losses.MeanSquaredError(), a "
+                "function of (y_true, y_pred), or a name such as 'mse'), or a list of them, one per "
+                f"model output; got {fn!r}."
+            )
     if loss_weights is not None and not isinstance(loss_fn, (list, tuple)):
         raise ValueError("loss_weights can only be given with a list of losses.")
     weights = list(loss_weights) if loss_weights is not None else [1.0] * len(losses)
@@ -589,7 +620,10 @@ def keras_loss(loss_fn: Any, loss_weights: Sequence[float] | None) -> Callable[.
         # Keras loss functions (unlike Loss objects) take no sample_weight.
         extra = {} if sample_weight is None else {"sample_weight": sample_weight}
         if len(losses) == 1:
+            _check_label_shape(losses[0], label, output)
             return tf.reduce_mean(losses[0](label, output, **extra))
+        for fn, t, p in zip(losses, label, output):
+            _check_label_shape(fn, t, p)
         return tf.add_n(
             [
                 w * tf.reduce_mean(fn(t, p, **extra))
@@ -598,6 +632,102 @@ def keras_loss(loss_fn: Any, loss_weights: Sequence[float] | None) -> Callable[.
         )
 
     return loss
+
+
+def _keras_loss_by_name(name: str) -> Any:
+    import keras
+
+    try:
+        return keras.losses.get(name)
+    except ValueError:
+        raise ValueError(
+            f"Unknown Keras loss name {name!r}: give a name keras.losses.get knows (such as 'mse' or "
+            "'sparse_categorical_crossentropy'), or a loss instance."
+        ) from None
+
+
+def _is_keras_loss(fn: Any) -> bool:
+    """Keras's own losses (Loss objects and the functions of keras.losses) align the ranks of labels and
+    predictions that differ by a trailing dimension of 1, as Keras training does."""
+    import keras
+
+    return isinstance(fn, keras.losses.Loss) or (getattr(fn, "__module__", "") or "").startswith(
+        "keras."
+    )
+
+
+def _shape_text(t: Any) -> str:
+    shape = tf.TensorShape(getattr(t, "shape", None))
+    if shape.rank is None:
+        return f"{tf.as_dtype(t.dtype).name}[...]"
+    dims = ",".join("?" if d is None else str(d) for d in shape.as_list())
+    return f"{tf.as_dtype(t.dtype).name}[{dims}]"
+
+
+def _check_label_shape(fn: Any, label: Any, prediction: Any) -> None:
+    """Refuses, while the training step is traced, labels and predictions whose shapes differ only by a
+    trailing dimension of 1 when the loss is not one of Keras's: an elementwise loss such as
+    `tf.square(y_true - y_pred)` would broadcast them against each other (labels [N,1] and predictions
+    [N] make an [N,N] difference) and train on a wrong loss without any error."""
+    if _is_keras_loss(fn) or not (hasattr(label, "shape") and hasattr(prediction, "shape")):
+        return
+    a, b = tf.TensorShape(label.shape), tf.TensorShape(prediction.shape)
+    if a.rank is None or b.rank is None or abs(a.rank - b.rank) != 1:
+        return
+    longer, shorter = (a, b) if a.rank > b.rank else (b, a)
+    if longer[-1] == 1 and longer[:-1].is_compatible_with(shorter):
+        name = getattr(fn, "__name__", type(fn).__name__)
+        raise ValueError(
+            f"The labels are {_shape_text(label)} and the model's predictions {_shape_text(prediction)}: "
+            f"the loss {name} would broadcast them against each other instead of comparing them "
+            "example by example. Give labels of the predictions' shape (reshape them in the dataset), "
+            "or use a Keras loss, which aligns them as Keras training does."
+        )
+
+
+def _check_input_spec(keras_model: Any, input_spec: Any) -> None:
+    """Checks that `input_spec` holds type specs and that its `x` fits the Keras model's inputs (their
+    number and shapes, where the model knows them)."""
+    for leaf in tf.nest.flatten(input_spec):
+        if not isinstance(leaf, tf.TypeSpec):
+            raise TypeError(
+                "input_spec must hold tf.TensorSpecs (a dataset's element_spec is one), got "
+                f"{type(leaf).__name__} {leaf!r}."
+            )
+    try:
+        inputs = list(keras_model.inputs or [])
+    except (AttributeError, ValueError):  # a subclassed model that has not been called
+        return
+    if not inputs:
+        return
+    x_spec = split_batch(input_spec)[0]
+    specs = tf.nest.flatten(x_spec)
+    expected = "<" + ",".join(_shape_text(t) for t in inputs) + ">"
+    given = "<" + ",".join(_shape_text(t) for t in specs) + ">"
+    if isinstance(x_spec, Mapping):
+        by_name = {getattr(t, "name", None): t for t in inputs}
+        if set(x_spec) != set(by_name):
+            raise ValueError(
+                f"input_spec's x has the inputs {sorted(x_spec)}, but the Keras model takes "
+                f"{sorted(n for n in by_name if n is not None)}."
+            )
+        pairs = [(by_name[name], x_spec[name]) for name in x_spec]
+    elif len(specs) != len(inputs):
+        raise ValueError(
+            f"input_spec's x does not fit the Keras model: the model takes {len(inputs)} input(s), "
+            f"{expected}; input_spec gives {len(specs)}, {given}."
+        )
+    else:
+        pairs = list(zip(inputs, specs))
+    for model_input, spec in pairs:
+        want, got = tf.TensorShape(model_input.shape), tf.TensorShape(getattr(spec, "shape", None))
+        if want.rank is None or got.rank is None:
+            continue
+        if want.rank != got.rank or not want[1:].is_compatible_with(got[1:]):
+            raise ValueError(
+                f"input_spec's x does not fit the Keras model: the model takes {expected} (the first "
+                f"dimension is the batch), input_spec gives {given}."
+            )
 
 
 def functional_model_from_keras(
@@ -663,6 +793,12 @@ def keras_functional_model(
         raise TypeError(
             f"Expected a Keras 3 model (keras.Model), got {type(keras_model).__name__}."
         )
+    if loss_fn is None:
+        raise TypeError(
+            "loss is required: a Keras loss (such as keras.losses.MeanSquaredError()), a function of "
+            "(y_true, y_pred) or a loss's name; or a list of them, one per model output. Got None."
+        )
+    _check_input_spec(keras_model, input_spec)
     if check_compiled:
         warn_if_compiled(keras_model)
     call = KerasCall(keras_model)

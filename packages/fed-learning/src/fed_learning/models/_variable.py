@@ -225,7 +225,7 @@ def from_keras_model(
         )
     warn_if_compiled(keras_model)
     functional = keras_functional_model(
-        keras_model, loss, input_spec, list(metrics or []), loss_weights, check_compiled=False
+        keras_model, loss, input_spec, metrics, loss_weights, check_compiled=False
     )
     return KerasVariableModel(keras_model, functional)
 

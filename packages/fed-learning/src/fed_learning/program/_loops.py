@@ -11,9 +11,13 @@ from typing import Any
 from fed_core.framework import run_sync
 
 ROUND_NUMBER_KEY = "round_number"
+"""The key of the round number in the metrics `run_training_process` releases."""
 TRAINING_TIME_KEY = "training_time_in_seconds"
+"""The key of a round's training time, in seconds, in the released metrics."""
 EVALUATION_METRICS_PREFIX = "evaluation/"
+"""The prefix of the evaluation metrics' names in the released metrics."""
 EVALUATION_TIME_KEY = "evaluation_time_in_seconds"
+"""The key of an evaluation's time, in seconds, in the released metrics."""
 
 
 def _split_output(output: Any) -> tuple[Any, Any]:
@@ -77,6 +81,21 @@ def run_training_process(
     stopped, when rounds are deterministic), and does not evaluate round 0 again. Managers may be TFF's
     (coroutine methods) or plain. `progress=True` shows a progress bar with the latest metrics (tqdm).
     """
+    if not (
+        callable(getattr(training_process, "initialize", None))
+        and callable(getattr(training_process, "next", None))
+    ):
+        raise TypeError(
+            "training_process must be an iterative process (with initialize and next), such as one "
+            f"from fed.learning.algorithms, got {training_process!r}."
+        )
+    for name, fn in (
+        ("training_selection_fn", training_selection_fn),
+        ("evaluation_fn", evaluation_fn),
+        ("evaluation_selection_fn", evaluation_selection_fn),
+    ):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a function, got {type(fn).__name__}.")
     total_rounds = _check_positive(total_rounds, "total_rounds")
     rounds_per_evaluation = _check_positive(rounds_per_evaluation, "rounds_per_evaluation")
     rounds_per_saving_program_state = _check_positive(

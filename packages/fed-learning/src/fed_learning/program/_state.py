@@ -175,6 +175,8 @@ class FileProgramStateManager(ProgramStateManager):
             raise ValueError(
                 f"keep_total must be an int >= 0 (0 keeps every save), got {keep_total!r}."
             )
+        if not isinstance(root_dir, (str, os.PathLike)) or not str(root_dir):
+            raise TypeError(f"root_dir must be a folder's path, got {root_dir!r}.")
         self._root = Path(root_dir)
         self._prefix = prefix
         self._keep_total = keep_total

@@ -34,6 +34,11 @@ class EvaluationManager:
             raise ValueError(f"cohort_size must be a positive int, got {cohort_size!r}.")
         if not callable(create_process_fn):
             raise TypeError(f"create_process_fn must be callable, got {create_process_fn!r}.")
+        if not callable(getattr(data_source, "iterator", None)):
+            raise TypeError(
+                "data_source must be a FederatedDataSource (such as "
+                f"fed.program.ClientDataDataSource), got {type(data_source).__name__}."
+            )
         self._iterator = data_source.iterator()
         self._metrics_manager = aggregated_metrics_manager
         self._create_process_fn = create_process_fn

@@ -62,9 +62,18 @@ async def train_model(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
+    if not (
+        callable(getattr(train_process, "initialize", None))
+        and callable(getattr(train_process, "next", None))
+    ):
+        raise TypeError(
+            "train_process must be a learning process (with initialize and next), such as one from "
+            f"fed.learning.algorithms, got {train_process!r}."
+        )
     if not isinstance(train_data_source, FederatedDataSource):
         raise TypeError(
-            f"train_data_source must be a FederatedDataSource, got {train_data_source!r}."
+            "train_data_source must be a FederatedDataSource (such as "
+            f"fed.program.ClientDataDataSource), got {type(train_data_source).__name__}."
         )
     if evaluation_manager is not None and not (
         isinstance(evaluation_periodicity, datetime.timedelta)

@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import collections
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 import fed_core as fc
 import fed_tensorflow as ftf
 from fed_core.templates import MeasuredProcessOutput
-from fed_learning._client_training import build_metrics_aggregation, build_train_on_client
+from fed_learning._client_training import (
+    CLIENT_STATUS_NAMES,
+    build_metrics_aggregation,
+    build_train_on_client,
+    failed_client_result,
+)
 from fed_learning.models import FunctionalModel, ModelWeights
 from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
 from fed_learning.optimizers import Optimizer
-from fed_learning.templates._templates import ClientWorkProcess, FinalizerProcess
-from fed_types import CLIENTS, SERVER, FederatedType, TensorType, to_type
+from fed_learning.templates._templates import (
+    ClientFailureGuard,
+    ClientWorkProcess,
+    FinalizerProcess,
+    GuardedComputation,
+    check_client_failure,
+)
+from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType, to_type
 
 
 class ClientWeighting(enum.Enum):
@@ -61,6 +73,7 @@ def build_model_delta_client_work(
     *,
     metrics_aggregator: Any = None,
     loop_implementation: LoopImplementation | None = None,
+    client_failure: str = "raise",
 ) -> ClientWorkProcess:
     """Client work that trains the model (`model_fn()`, or a FunctionalModel) with `optimizer` (a fed
     optimizer, or a function returning one or a Keras optimizer) over one pass of each client's data, returning
@@ -69,15 +82,18 @@ def build_model_delta_client_work(
 
     With `proximal_strength` mu > 0 the local loss adds `mu/2 * ||w - w_initial||^2` (FedProx). An update
     with a NaN or Inf in it is not averaged in: its weight is 0, it is replaced by zeros, and the client's
-    metrics are left out. `metrics_aggregator` is TFF's: `(metric_finalizers, local_unfinalized_metrics_type)
-    -> federated computation` (by default the metric states are summed, then finalized);
-    `loop_implementation` is accepted and not needed.
+    metrics are left out. A client without data has weight 0 too. `train` also counts the clients left
+    out: `num_non_finite_clients`, `num_empty_clients` and `num_failed_clients`. `client_failure` says
+    what a client whose work raises does to the round: "raise" (the round fails with a ClientWorkError
+    naming the client) or "drop" (the client is left out, with a warning). `metrics_aggregator` is TFF's:
+    `(metric_finalizers, local_unfinalized_metrics_type) -> federated computation` (by default the metric
+    states are summed, then finalized); `loop_implementation` is accepted and not needed.
     """
-    if proximal_strength < 0:
-        raise ValueError(f"proximal_strength must be >= 0, got {proximal_strength}.")
+    check_proximal_strength(proximal_strength)
     if not isinstance(client_weighting, ClientWeighting):
         raise TypeError(f"client_weighting must be a ClientWeighting, got {client_weighting!r}.")
     check_loop_options(loop_implementation)
+    check_client_failure(client_failure)
     model = as_model(model_fn)
     work = build_train_on_client(
         model,
@@ -85,18 +101,41 @@ def build_model_delta_client_work(
         client_weighting is ClientWeighting.UNIFORM,
         proximal_strength,
     )
-    return client_work_process(model, work, metrics_aggregator)
+    return client_work_process(model, work, metrics_aggregator, client_failure)
+
+
+def check_proximal_strength(proximal_strength: Any) -> float:
+    """Validates FedProx's `proximal_strength`: a finite float >= 0."""
+    if isinstance(proximal_strength, bool) or not isinstance(
+        proximal_strength, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"proximal_strength must be a float >= 0, got {type(proximal_strength).__name__} "
+            f"{proximal_strength!r}."
+        )
+    if not (np.isfinite(proximal_strength) and proximal_strength >= 0):
+        raise ValueError(f"proximal_strength must be a finite float >= 0, got {proximal_strength}.")
+    return float(proximal_strength)
 
 
 def client_work_process(
-    model: TrainableModel, work_on_client: fc.Computation, metrics_aggregator: Any = None
+    model: TrainableModel,
+    work_on_client: fc.Computation,
+    metrics_aggregator: Any = None,
+    client_failure: str = "raise",
 ) -> ClientWorkProcess:
     """A stateless ClientWorkProcess around `work_on_client: (<weights, data> -> <ClientResult, local
-    metrics>)`: it maps the work over the clients, aggregates their metrics and reports them as
-    `OrderedDict(train=...)`."""
+    metrics, status>)`: it maps the work over the clients, aggregates their metrics and reports them with
+    the summed status counts (`CLIENT_STATUS_NAMES`) as `OrderedDict(train=...)`. A client whose work
+    raises fails the round ("raise") or is left out with `failed_client_result` ("drop")."""
+    check_client_failure(client_failure)
     weights_type, data_type = work_on_client.type_signature.parameter  # type: ignore[misc]
     metrics_type = work_on_client.type_signature.result[1]  # type: ignore[index]
     aggregate_metrics = build_metrics_aggregation(model, metrics_type, metrics_aggregator)
+    fallback = None
+    if client_failure == "drop":
+        dropped = failed_client_result(work_on_client)
+        fallback = lambda: dropped  # noqa: E731
 
     @fc.federated_computation
     def initialize():
@@ -109,12 +148,38 @@ def client_work_process(
     )
     def next_fn(state, weights, client_data):
         results = fc.federated_map(work_on_client, fc.federated_zip((weights, client_data)))
-        measurements = fc.federated_zip(
-            collections.OrderedDict(train=aggregate_metrics(results[1]))
-        )
+        train = aggregate_metrics(results[1])
+        status = fc.federated_sum(results[2])
+        measurements = fc.federated_zip(_train_report(train, status))
         return MeasuredProcessOutput(state, results[0], measurements)
 
-    return ClientWorkProcess(initialize, next_fn)
+    return ClientWorkProcess(
+        initialize, GuardedComputation(next_fn, [ClientFailureGuard(work_on_client, fallback)])
+    )
+
+
+def _train_report(train: Any, status: Any) -> collections.OrderedDict[str, Any]:
+    """`OrderedDict(train=...)` with the counts of left-out clients added to the training metrics, or put
+    beside them where the metrics are not a struct with names or already use one of the counts' names."""
+    member = train.type_signature.member
+    names = member.names() if isinstance(member, StructType) else []
+    if names and None not in names and not set(names) & set(CLIENT_STATUS_NAMES):
+        merged = [(name, train[name]) for name in names]
+        merged += [(name, status[name]) for name in CLIENT_STATUS_NAMES]
+        return collections.OrderedDict(train=fc.federated_zip(collections.OrderedDict(merged)))
+    return collections.OrderedDict(
+        [("train", train)] + [(name, status[name]) for name in CLIENT_STATUS_NAMES]
+    )
+
+
+def _all_finite(structure: Any) -> tf.Tensor:
+    """Whether every floating-point tensor of `structure` is free of NaN and Inf."""
+    flags = [
+        tf.reduce_all(tf.math.is_finite(t))
+        for t in map(tf.convert_to_tensor, tf.nest.flatten(structure))
+        if t.dtype.is_floating
+    ]
+    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
 def reject_non_finite_update(
@@ -123,10 +188,26 @@ def reject_non_finite_update(
     """The default `should_reject_update` of `build_apply_optimizer_finalizer`: rejects an update with a
     NaN or Inf in it, and measures `update_non_finite` (int32: 1 if rejected, else 0)."""
     del state
-    flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(update)]
-    finite = tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+    finite = _all_finite(update)
     non_finite = tf.cast(tf.logical_not(finite), tf.int32)
     return tf.logical_not(finite), collections.OrderedDict(update_non_finite=non_finite)
+
+
+def _with_model_check(measurements: Any) -> collections.OrderedDict[str, Any]:
+    """`should_reject_update`'s measurements as an OrderedDict with room for `model_non_finite`."""
+    if measurements is None or (isinstance(measurements, tuple) and not measurements):
+        return collections.OrderedDict()
+    if not isinstance(measurements, Mapping):
+        raise TypeError(
+            "should_reject_update must return its measurements as a dict of tensors (or None), got "
+            f"{type(measurements).__name__}."
+        )
+    if "model_non_finite" in measurements:
+        raise ValueError(
+            "should_reject_update's measurements may not use the name 'model_non_finite': the "
+            "finalizer reports it."
+        )
+    return collections.OrderedDict(measurements)
 
 
 def build_apply_optimizer_finalizer(
@@ -138,9 +219,13 @@ def build_apply_optimizer_finalizer(
     `optimizer` to them; the optimizer's state is the finalizer's state.
 
     `should_reject_update(new_optimizer_state, update) -> (reject, measurements)` decides, in TensorFlow,
-    whether to keep the previous weights and optimizer state instead; its measurements (a structure of
+    whether to keep the previous weights and optimizer state instead; its measurements (a dict of
     tensors, or None for none) are the finalizer's. By default an update with a NaN or Inf is rejected and
-    measured as `OrderedDict(update_non_finite=0 or 1)`.
+    measured as `update_non_finite` (0 or 1).
+
+    Whatever `should_reject_update` says, an update that would make the new trainable weights or the new
+    optimizer state non-finite (a learning rate that overflows them, say) is refused too, and measured as
+    `model_non_finite` (1 if refused for that reason alone, else 0).
     """
     if not callable(should_reject_update):
         raise TypeError(
@@ -168,20 +253,31 @@ def build_apply_optimizer_finalizer(
         new_state, trainable = optimizer.next(opt_state, list(weights.trainable), list(update))
         # The new weights keep the containers (lists or tuples) of the old ones, so the state's type holds.
         trainable = tf.nest.pack_sequence_as(weights.trainable, list(trainable))
-        reject, measurements = should_reject_update(new_state, update)
+        returned = should_reject_update(new_state, update)
+        if not (isinstance(returned, (tuple, list)) and len(returned) == 2):
+            raise TypeError(
+                f"should_reject_update must return a pair (reject, measurements), got {returned!r}."
+            )
+        reject, measurements = returned
         reject = tf.convert_to_tensor(reject)
         if reject.dtype != tf.bool or reject.shape.rank != 0:
             raise TypeError(
                 "should_reject_update must return a scalar bool as its first value, got "
                 f"{TensorType(reject.dtype.as_numpy_dtype, reject.shape.as_list())}."
             )
+        measurements = _with_model_check(measurements)
+        model_non_finite = tf.logical_and(
+            tf.logical_not(reject),
+            tf.logical_not(tf.logical_and(_all_finite(trainable), _all_finite(new_state))),
+        )
+        measurements["model_non_finite"] = tf.cast(model_non_finite, tf.int32)
+        reject = tf.logical_or(reject, model_non_finite)
         new_state = tf.nest.map_structure(
             lambda old, new: tf.where(reject, old, new), opt_state, new_state
         )
         trainable = tf.nest.map_structure(
             lambda old, new: tf.where(reject, old, new), weights.trainable, trainable
         )
-        measurements = () if measurements is None else measurements
         return new_state, ModelWeights(trainable, weights.non_trainable), measurements
 
     @fc.federated_computation

@@ -10,20 +10,24 @@ the round.
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
 import fed_core as fc
+from fed_core.execution import ClientWorkError, handle_client_failures
+from fed_core.execution.failures import describe_error
 from fed_core.templates import (
     AggregationProcess,
     IterativeProcess,
     MeasuredProcess,
     MeasuredProcessOutput,
 )
-from fed_types import CLIENTS, SERVER, FederatedType, Type
+from fed_types import CLIENTS, SERVER, FederatedType, TensorType, Type
 
 
 class ClientResult(NamedTuple):
@@ -72,6 +76,13 @@ def conform_weights(current: Any, new: Any) -> Any:
         )
     given = [[_array(v) for v in tf.nest.flatten(part)] for part in parts]
     expected = [[np.asarray(v) for v in tf.nest.flatten(part)] for part in current]
+    for name, part in zip(("trainable", "non_trainable"), given):
+        for index, array in enumerate(part):
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise ValueError(
+                    f"The model weights must be finite: {name}[{index}] "
+                    f"({TensorType(array.dtype, array.shape)}) holds NaN or Inf."
+                )
     fits = all(
         len(g) == len(e)
         and all(
@@ -95,6 +106,124 @@ def conform_weights(current: Any, new: Any) -> Any:
 
 def _array(value: Any) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
+CLIENT_FAILURE_POLICIES = ("raise", "drop")
+
+
+def check_client_failure(client_failure: Any) -> str:
+    """Validates a `client_failure` policy: "raise" or "drop"."""
+    if not isinstance(client_failure, str) or client_failure not in CLIENT_FAILURE_POLICIES:
+        raise ValueError(
+            f"client_failure must be one of {list(CLIENT_FAILURE_POLICIES)}, got {client_failure!r}."
+        )
+    return client_failure
+
+
+class ClientFailureGuard(NamedTuple):
+    """How a round handles a client whose `work` (the computation mapped over clients) raises: with no
+    `fallback`, the round raises a ClientWorkError that names the client; with one, the client's result is
+    `fallback()` and the round goes on without its work."""
+
+    work: fc.Computation
+    fallback: Callable[[], Any] | None
+
+
+class GuardedComputation(fc.Computation):
+    """A computation whose calls handle failures of client work by its `client_failure_guards`, and pass
+    their result to `after` (for warnings about it). Used as the `next` of processes with client work: the
+    handling belongs to calls of this object, so a computation that embeds it in its own traced body
+    (or that is deserialized from it) raises the client's own error instead."""
+
+    def __init__(
+        self,
+        computation: fc.Computation,
+        guards: Sequence[ClientFailureGuard] = (),
+        after: Callable[[Any], None] | None = None,
+        before: Callable[[tuple[Any, ...], dict[str, Any]], None] | None = None,
+    ):
+        super().__init__(computation.building_block, computation.name)
+        self.client_failure_guards = tuple(guards)
+        self._after = after
+        self._before = before
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._before is not None:
+            self._before(args, kwargs)
+        with contextlib.ExitStack() as stack:
+            dropped = [
+                (guard, stack.enter_context(handle_client_failures(guard.work, guard.fallback)))
+                for guard in self.client_failure_guards
+            ]
+            try:
+                result = super().__call__(*args, **kwargs)
+            except ClientWorkError as error:
+                error.add_note(
+                    "The arguments of the call (a process's state) are unchanged and can be used "
+                    "again. To leave failing clients out of a round instead, build the process with "
+                    "client_failure='drop'."
+                )
+                raise
+        for guard, failures in dropped:
+            if failures:
+                _warn_dropped(guard, failures)
+        if self._after is not None:
+            self._after(result)
+        return result
+
+
+def guards_of(computation: Any) -> tuple[ClientFailureGuard, ...]:
+    """The client failure guards of a GuardedComputation (none for another computation)."""
+    return getattr(computation, "client_failure_guards", ())
+
+
+def _warn_dropped(guard: ClientFailureGuard, failures: Sequence[Any]) -> None:
+    listed = "; ".join(
+        f"client {f.client_index}: {describe_error(f.error)}" for f in sorted(failures)
+    )
+    name = guard.work.name or "the client work"
+    warnings.warn(
+        f"{len(failures)} client(s) failed in {name} and were left out of the round "
+        f"(client_failure='drop'): {listed}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def _check_round_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuses a round without clients, which has nothing to aggregate, with a message that says so."""
+    client_data = args[1] if len(args) > 1 else kwargs.get("client_data")
+    if isinstance(client_data, (list, tuple)) and not client_data:
+        raise ValueError(
+            "next needs the data of at least one client: client_data is an empty list. Give one "
+            "dataset per client taking part in the round."
+        )
+
+
+def _warn_about_round(output: Any) -> None:
+    """Warns when a round's finalizer refused the update, as its measurements report."""
+    if not isinstance(output, LearningProcessOutput) or not isinstance(output.metrics, Mapping):
+        return
+    finalizer = output.metrics.get("finalizer")
+    if not isinstance(finalizer, Mapping):
+        return
+    if finalizer.get("model_non_finite", 0):
+        warnings.warn(
+            "The round's server update was refused: applying it would have made the model weights or "
+            "the server optimizer's state non-finite (NaN or Inf). The model and the optimizer state are "
+            "kept as they were; a smaller server learning rate may help.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    elif finalizer.get("update_non_finite", 0):
+        warnings.warn(
+            "The round's aggregated update was not finite, so it was refused and the model and the "
+            "server optimizer state are kept as they were. This happens when no client contributed a "
+            "usable update (every client without data, with a non-finite update, or failed: see "
+            "metrics['client_work']['train']) or when the aggregate overflows.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _check_placed(t: Type, placement: Any, what: str, process: str) -> None:
@@ -169,13 +298,25 @@ class LearningProcess(IterativeProcess):
         get_model_weights: Callable[[Any], Any],
         set_model_weights: Callable[[Any, Any], Any],
     ):
+        # `next` handles its client work's failures (see GuardedComputation) and warns when a round
+        # keeps the model because the update was refused.
+        if isinstance(next_fn, fc.Computation):  # else IterativeProcess says what it must be
+            next_fn = GuardedComputation(
+                next_fn, guards_of(next_fn), after=_warn_about_round, before=_check_round_arguments
+            )
         super().__init__(initialize_fn, next_fn)
         self._get = get_model_weights
         self._set = set_model_weights
 
     def get_model_weights(self, state: Any) -> Any:
         """The server's model weights held in `state`."""
-        return self._get(state)
+        try:
+            return self._get(state)
+        except (AttributeError, KeyError, IndexError, TypeError):
+            raise TypeError(
+                "Expected a state of this process (as initialize() or next() return it), got "
+                f"{type(state).__name__}."
+            ) from None
 
     def set_model_weights(self, state: Any, model_weights: Any) -> Any:
         """A copy of `state` holding `model_weights` as the server's model weights.
@@ -198,6 +339,18 @@ def compose_learning_process(
 ) -> LearningProcess:
     """Composes the four parts into a LearningProcess whose metrics are
     `OrderedDict(distributor=..., client_work=..., aggregator=..., finalizer=...)`."""
+    for value, kind, name in (
+        (initial_model_weights_fn, fc.Computation, "initial_model_weights_fn"),
+        (model_weights_distributor, DistributionProcess, "model_weights_distributor"),
+        (client_work, ClientWorkProcess, "client_work"),
+        (model_update_aggregator, AggregationProcess, "model_update_aggregator"),
+        (model_finalizer, FinalizerProcess, "model_finalizer"),
+    ):
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"compose_learning_process: {name} must be a {kind.__name__}, got "
+                f"{type(value).__name__}."
+            )
     weights_type = initial_model_weights_fn.type_signature.result
     if isinstance(weights_type, FederatedType):
         raise TypeError(
@@ -253,7 +406,7 @@ def compose_learning_process(
 
     return LearningProcess(
         initialize,
-        next_fn,
+        GuardedComputation(next_fn, guards_of(client_work.next)),
         lambda state: state.global_model_weights,
         lambda state, weights: state._replace(global_model_weights=weights),
     )

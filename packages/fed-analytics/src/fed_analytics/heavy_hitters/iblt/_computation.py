@@ -75,7 +75,8 @@ def build_iblt_computation(
       `max_words_per_user // batch_size` batches are read; without, its `max_words_per_user` most frequent
       distinct strings are kept.
     - The sketches are summed with `federated_sum`, or, with `secure_sum_bitwidth`, with the secure sums
-      (the sketch modulo its prime, counts bounded by `2**secure_sum_bitwidth - 1`).
+      (the sketch modulo its prime, counts bounded by `2**secure_sum_bitwidth - 1`: a `max_words_per_user`
+      above that bound is refused here, and a client's count above it, when the round runs).
     - The server decodes the sum, keeps strings that at least `k_anonymity` clients hold, orders them
       by count (most frequent first; ties in an order that depends only on the summed sketch), keeps the
       first `max_heavy_hitters`, and applies `string_postprocessor` (a TensorFlow function of the
@@ -96,6 +97,20 @@ def build_iblt_computation(
         raise ValueError("k_anonymity must be an int >= 1, got None.")
     if not isinstance(multi_contribution, bool):
         raise TypeError(f"multi_contribution must be a bool, got {multi_contribution!r}.")
+    if (
+        secure_sum_bitwidth is not None
+        and multi_contribution
+        and max_words_per_user is not None
+        and max_words_per_user > 2**secure_sum_bitwidth - 1
+    ):
+        # A client's count of one string reaches max_words_per_user; the secure sum takes at most
+        # 2**secure_sum_bitwidth - 1 from each client.
+        raise ValueError(
+            f"secure_sum_bitwidth={secure_sum_bitwidth} sums counts of at most "
+            f"{2**secure_sum_bitwidth - 1} per client, but with multi_contribution a client counts "
+            f"a string up to max_words_per_user={max_words_per_user} times; raise "
+            "secure_sum_bitwidth or lower max_words_per_user."
+        )
     for name, fn in (
         ("string_postprocessor", string_postprocessor),
         ("decode_iblt_fn", decode_iblt_fn),

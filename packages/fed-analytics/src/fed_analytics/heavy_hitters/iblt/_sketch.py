@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 FIELD_SIZE = 2**31 - 1
@@ -27,6 +28,7 @@ BYTES_PER_CHUNK = 3
 """Bytes of a string per chunk: 3 bytes (< 2**24) always fit below FIELD_SIZE."""
 
 DEFAULT_REPETITIONS = 3
+"""The default number of repetitions: each string is added to one cell in each of this many tables."""
 
 # Space overhead per repetition count: the table's cells per expected string, for decoding to succeed
 # with high probability (from the analysis of IBLT peeling thresholds).
@@ -50,8 +52,19 @@ def check_parameters(capacity: int, string_max_bytes: int, repetitions: int) -> 
         ("string_max_bytes", string_max_bytes, 1),
         ("repetitions", repetitions, 3),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+
+
+def _check_shape(what: str, tensor: tf.Tensor, expected: list[int | None]) -> None:
+    """A ValueError when `tensor`'s static shape is known not to be `expected` (None: any size)."""
+    shape = tensor.shape
+    if shape.rank is not None and (
+        shape.rank != len(expected)
+        or any(d is not None and e is not None and d != e for d, e in zip(shape, expected))
+    ):
+        wanted = "[" + ", ".join("?" if e is None else str(e) for e in expected) + "]"
+        raise ValueError(f"{what} must have shape {wanted}, got {shape.as_list()}.")
 
 
 # -- strings and chunks -------------------------------------------------------------------------------
@@ -141,6 +154,8 @@ def encode(
     size = table_size(capacity, repetitions)
     strings = tf.convert_to_tensor(strings, tf.string)
     values = tf.cast(values, tf.int64)
+    _check_shape("encode: strings", strings, [None])
+    _check_shape("encode: values (one per string)", values, [strings.shape[0]])
     ones = tf.ones_like(values)
     cells, updates, value_updates = _contributions(
         strings, ones, values, string_max_bytes, size, repetitions, seed
@@ -200,6 +215,14 @@ def decode(
     chunks_per_string = num_chunks(string_max_bytes)
     sketch = tf.math.floormod(tf.cast(iblt, tf.int64), FIELD_SIZE)
     value_table = tf.cast(iblt_values, tf.int64)
+    # The sketch's shape follows from the parameters: a sketch made with others cannot be decoded.
+    _check_shape(
+        f"decode: iblt (capacity={capacity}, string_max_bytes={string_max_bytes}, "
+        f"repetitions={repetitions})",
+        sketch,
+        [repetitions, size, chunks_per_string + 2],
+    )
+    _check_shape("decode: iblt_values", value_table, [repetitions, size, 1])
     count_column = chunks_per_string
 
     def pure_cells(table: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
