@@ -7,6 +7,11 @@ from fed_learning.models._functional import (
     ModelWeights,
     functional_model_from_keras,
 )
+from fed_learning.models._reconstruction import (
+    ReconstructionBatchOutput,
+    ReconstructionDatasetSplitFn,
+    ReconstructionModel,
+)
 from fed_learning.models._variable import (
     KerasVariableModel,
     Model,
@@ -22,6 +27,9 @@ __all__ = [
     "MetricSpec",
     "Model",
     "ModelWeights",
+    "ReconstructionBatchOutput",
+    "ReconstructionDatasetSplitFn",
+    "ReconstructionModel",
     "VariableModel",
     "from_compiled_keras_model",
     "from_keras_model",
