@@ -4,6 +4,7 @@ import collections
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -189,3 +190,40 @@ def test_simulation_composes_dataset_computations_with_learning_processes():
         )
     assert callable(fed.simulation.compose_dataset_computation_with_iterative_process)
     assert callable(fed.simulation.compose_dataset_computation_with_computation)
+
+
+def test_the_lazy_submodules_import_by_name_as_the_same_modules():
+    # TFF's users write `from tensorflow_federated.python... import` rarely, but `import fed.learning` and
+    # `from fed.aggregators import dp` are how Python users reach a submodule.
+    code = textwrap.dedent(
+        """
+        import sys
+        import fed.learning
+        import fed.learning.algorithms as algorithms
+        from fed.aggregators import dp
+        import fed.simulation.datasets.emnist as emnist
+        import fed_aggregators.dp, fed_datasets.emnist, fed_learning.algorithms
+        import fed.framework
+        import fed_core.framework
+
+        assert fed.framework is fed_core.framework
+
+        assert fed.learning is sys.modules["fed.learning"] is fed.__dict__["learning"]
+        assert algorithms is fed_learning.algorithms is fed.learning.algorithms
+        assert dp is fed_aggregators.dp
+        assert emnist is fed_datasets.emnist  # one module, not a second copy under another name
+        for missing in ("fed.nothing", "fed.learning.nothing"):
+            try:
+                __import__(missing)
+            except ModuleNotFoundError as error:
+                assert repr(missing) in str(error), error
+            else:
+                raise AssertionError(missing)
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -8,7 +8,10 @@ so `import fed` alone stays light.
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
+import sys
+from types import ModuleType
 from typing import Any
 
 from fed import backends, structure, types
@@ -85,6 +88,48 @@ _HAS_JAX = importlib.util.find_spec("fed_jax") is not None
 _lazy_getattr, __dir__ = lazy_exports(__name__, {**_LAZY, **(_OPTIONAL if _HAS_JAX else {})})
 
 
+def _submodule(fullname: str) -> ModuleType | None:
+    """The module that `fed.X.Y...` names: the attribute chain from `fed`, or the real submodule of a
+    package along it that is not imported yet; None if there is none."""
+    value: Any = sys.modules[__name__]
+    for part in fullname.split(".")[1:]:
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            if not isinstance(value, ModuleType):
+                return None
+            try:
+                value = importlib.import_module(f"{value.__name__}.{part}")
+            except ImportError:
+                return None
+    return value if isinstance(value, ModuleType) else None
+
+
+class _SubmoduleImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes the lazy submodules importable by name, as TFF's are: `import fed.learning`,
+    `from fed.aggregators import dp`, `import fed.simulation.datasets.emnist`. The name `fed.X.Y` is bound
+    to the module that the attribute `fed.X.Y` is (never a second copy of it); the module keeps its own
+    `__name__`."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        package, _, rest = fullname.partition(".")
+        if package != __name__ or rest.partition(".")[0] not in _lazy_names:
+            return None
+        module = _submodule(fullname)
+        if module is None:
+            return None
+        return importlib.util.spec_from_loader(fullname, self)
+
+    def create_module(self, spec: Any) -> ModuleType | None:
+        module = _submodule(spec.name)
+        if module is not None and not hasattr(module, "__path__"):
+            module.__path__ = []  # type: ignore[attr-defined]  # so that `fed.X.Y` can be imported too
+        return module
+
+    def exec_module(self, module: ModuleType) -> None:
+        """The module is already loaded."""
+
+
 def __getattr__(name: str) -> Any:
     if name in _OPTIONAL and not _HAS_JAX:
         raise AttributeError(
@@ -92,6 +137,11 @@ def __getattr__(name: str) -> Any:
         )
     return _lazy_getattr(name)
 
+
+# The submodules that `import fed.X` reaches through this importer: the lazy ones, and fed-core's `framework`.
+_lazy_names = frozenset(_LAZY) | {"framework"} | (frozenset(_OPTIONAL) if _HAS_JAX else frozenset())
+if not any(isinstance(finder, _SubmoduleImporter) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _SubmoduleImporter())
 
 __all__ = [
     "CLIENTS",
