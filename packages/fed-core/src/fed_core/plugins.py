@@ -585,7 +585,13 @@ class PluginSystem:
                 raise ValueError(
                     f"this plugin object is already registered, as {self._sources[other_name]}"
                 )
-        self._manager.register(plugin, name=source.plugin)
+        try:
+            self._manager.register(plugin, name=source.plugin)
+        except BaseException:
+            # pluggy before 1.6 keeps a plugin whose hooks it refused registered under its name.
+            if self._manager.has_plugin(source.plugin):
+                self._manager.unregister(name=source.plugin)
+            raise
         try:
             self._check_hooks(plugin)
             for kind in KINDS:
