@@ -457,3 +457,36 @@ def test_a_lookup_table_made_inside_serves_a_dataset_map_on_every_client():
         return fc.federated_map(total, datasets)
 
     assert on_clients([[1, 2], [3], [5, 5]]) == [30, 30, -2]
+
+
+def test_a_nested_function_reduces_a_dataset_that_reads_state_made_inside():
+    # Freezing inlines `scaled_total`, passing the variable and the table into it through an
+    # `Identity` each, which the dataset captures: loading such a graph must finish (TensorFlow's
+    # automatic control dependencies looped forever on those aliases).
+    @ftf.computation(SequenceType(TensorType(np.int64)), np.float32)
+    def total(dataset, scale):
+        weight = tf.Variable(scale)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant([1, 2], tf.int64), tf.constant([10.0, 20.0])
+            ),
+            -1.0,
+        )
+
+        @tf.function
+        def scaled_total(dataset):
+            weight.assign_add(1.0)
+            scaled = dataset.map(lambda x: weight * table.lookup(x))
+            return scaled.reduce(tf.constant(0.0), lambda a, b: a + b)
+
+        return scaled_total(dataset)
+
+    @fc.federated_computation(
+        FederatedType(SequenceType(TensorType(np.int64)), CLIENTS),
+        FederatedType(np.float32, CLIENTS),
+    )
+    def on_clients(datasets, scales):
+        return fc.federated_map(total, (datasets, scales))
+
+    assert total([1, 2, 3], np.float32(1.0)) == 2.0 * (10.0 + 20.0 - 1.0)
+    assert on_clients([[1], [2, 2]], [0.0, 2.0]) == [10.0, 3.0 * 40.0]

@@ -82,7 +82,7 @@ def test_fed_train_runs_a_program_from_a_config_and_resumes(tmp_path):
         ),
         (
             "[model]\nfunction='os:getcwd'\n[data]\nname='digits'\n[training]\nrounds=1\nseed='abc'\n",
-            "invalid literal",
+            "[training] seed must be an int >= 0, got 'abc'",
         ),
         (
             "[model]\nfunction='os:getcwd'\n[data]\nname='digits'\n[training]\nrounds=1\naggregator='nope'\n",

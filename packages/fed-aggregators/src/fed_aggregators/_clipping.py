@@ -12,7 +12,7 @@ import collections
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -127,9 +127,9 @@ class _BoundedFactory:
         value_type = check_value_type(value_type, self._owner, "f", "floating-point")
         weighted = weight_type is not None
         inner = (
-            self._inner.create(value_type, weight_type)
+            cast(WeightedAggregationFactory, self._inner).create(value_type, weight_type)
             if weighted
-            else self._inner.create(value_type)
+            else cast(UnweightedAggregationFactory, self._inner).create(value_type)
         )
         norm, bound = self._norm, self._make_bound(value_type)
         count = self._count_sum_factory.create(TensorType(COUNT_DTYPE))

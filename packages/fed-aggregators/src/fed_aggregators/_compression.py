@@ -17,7 +17,7 @@ import collections
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -64,6 +64,11 @@ def check_known_shapes(value_type: Type, owner: str) -> None:
             raise TypeError(
                 f"{owner}.create: expected tensors of fully known shapes, got {value_type}."
             )
+
+
+def _dims(tensor_type: TensorType) -> tuple[int, ...]:
+    """The shape of a tensor type that `check_known_shapes` has let through."""
+    return cast(tuple[int, ...], tensor_type.shape)
 
 
 def byte_counts(bytes_before: int, bytes_after: int) -> collections.OrderedDict[str, Any]:
@@ -137,7 +142,7 @@ class _PlainEncoder(TensorEncoder):
     """Sends the tensor as it is."""
 
     def __init__(self, tensor_type: TensorType):
-        self._bytes = int(np.prod(tensor_type.shape, dtype=np.int64)) * tensor_type.dtype.itemsize
+        self._bytes = int(np.prod(_dims(tensor_type), dtype=np.int64)) * tensor_type.dtype.itemsize
 
     def encode(self, value: tf.Tensor, seed: tf.Tensor) -> Any:
         return value
@@ -161,7 +166,7 @@ class _UniformQuantizer(TensorEncoder):
         self._code_dtype = tf.uint8 if bits <= 8 else tf.uint16
         # float16 and bfloat16 values are quantized in float32 so that the levels are exact.
         self._work_dtype = tf.float64 if tensor_type.dtype == np.float64 else tf.float32
-        num_elements = int(np.prod(tensor_type.shape, dtype=np.int64))
+        num_elements = int(np.prod(_dims(tensor_type), dtype=np.int64))
         # Codes are counted bit-packed; the range travels as two values of the tensor's dtype.
         self._bytes = math.ceil(num_elements * bits / 8) + 2 * tensor_type.dtype.itemsize
 
@@ -194,7 +199,7 @@ class _QuantizeAboveThreshold:
         self._threshold = threshold
 
     def __call__(self, tensor_type: TensorType) -> TensorEncoder:
-        if int(np.prod(tensor_type.shape, dtype=np.int64)) > self._threshold:
+        if int(np.prod(_dims(tensor_type), dtype=np.int64)) > self._threshold:
             return _UniformQuantizer(tensor_type, self._bits)
         return _PlainEncoder(tensor_type)
 
@@ -329,6 +334,7 @@ class _SparsificationFactory(UnweightedAggregationFactory):
         them), or `fraction` of them rounded to the nearest whole number, at least one."""
         if self._k is not None:
             return min(self._k, num_elements)
+        assert self._fraction is not None  # one of k and fraction is given
         return min(num_elements, max(1, math.floor(self._fraction * num_elements + 0.5)))
 
     @abc.abstractmethod

@@ -16,7 +16,7 @@ import copy
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +27,7 @@ from fed_aggregators._factory import UnweightedAggregationFactory, check_float, 
 from fed_aggregators._seeds import check_seed, seed_initializer
 from fed_aggregators._sum import SumFactory
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
-from fed_types import CLIENTS, SERVER, FederatedType
+from fed_types import CLIENTS, SERVER, FederatedType, StructType
 
 _EXTRA_HINT = (
     "Differential privacy needs tensorflow-privacy (which installs on Python < 3.12 with "
@@ -105,7 +105,7 @@ def _seeded_gaussian_class(base: type) -> type:
     if base not in _SEEDED_CLASSES:
         dp_event = import_dp_query("gaussian_query").dp_event
 
-        class SeededGaussianSumQuery(base):  # type: ignore[misc, valid-type]
+        class SeededGaussianSumQuery(base):
             def get_noised_result(self, sample_state, global_state):
                 seeds = _ACTIVE_SEEDS.get()
                 if seeds is None:
@@ -480,7 +480,8 @@ class DifferentiallyPrivateFactory(UnweightedAggregationFactory):
             query.preprocess_record, derive_params.type_signature.result, value_type
         )
         record_process = self._record_aggregation_factory.create(to_record.type_signature.result)
-        sum_type = record_process.next.type_signature.result.result.member
+        next_result = cast(StructType, record_process.next.type_signature.result)
+        sum_type = cast(FederatedType, next_result.result).member
         sum_specs = ftf.to_tf_spec(sum_type)
         # The placeholder event of `initialize` comes from noising an empty sum of the records (which
         # some queries, such as a tree of ranges, shape unlike the values).

@@ -13,7 +13,7 @@ This module is loaded with fed's plugins and imports no TensorFlow.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -68,13 +68,15 @@ def _empty_stack(t: Type) -> Any:
     if isinstance(t, StructType):
         return Struct((name, _empty_stack(element)) for name, element in t.items())
     assert isinstance(t, TensorType)
-    shape = (0,) if t.rank is None else tuple(0 if d is None else d for d in t.shape)
+    shape = (
+        (0,) if not isinstance(t.shape, tuple) else tuple(0 if d is None else d for d in t.shape)
+    )
     return np.zeros(shape, dtype=t.dtype)
 
 
 def _gather(state: ExecutionState, fn_type: FunctionType, clients: ClientValues) -> Any:
     if len(clients) == 0:
-        return _empty_stack(fn_type.result.member)  # type: ignore[union-attr]
+        return _empty_stack(cast(FederatedType, fn_type.result).member)
     try:
         stacked = clients.stacked()
     except ValueError as error:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import collections
 import math
-from typing import Any
+from typing import Any, cast
 
 import tensorflow as tf
 
@@ -27,7 +27,7 @@ from fed_aggregators._factory import UnweightedAggregationFactory, check_int, ch
 from fed_aggregators._mean import _check_sum_factory
 from fed_aggregators._seeds import SEED_TYPE, check_seed, seed_initializer, split_seed
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
-from fed_types import CLIENTS, SERVER, FederatedType
+from fed_types import CLIENTS, SERVER, FederatedType, StructType
 
 
 def _rotated_dtype(dtype: tf.DType) -> tf.DType:
@@ -98,7 +98,9 @@ class _RotationFactory(UnweightedAggregationFactory):
         rotated_type = client_transform.type_signature.result
         inner_process = self._inner_agg_factory.create(rotated_type)
 
-        @ftf.computation(inner_process.next.type_signature.result.result.member, SEED_TYPE)
+        inner_result = cast(StructType, inner_process.next.type_signature.result)
+
+        @ftf.computation(cast(FederatedType, inner_result.result).member, SEED_TYPE)
         def server_transform(aggregate, round_seed):
             seeds = rotation_seeds(round_seed)
             restored = []

@@ -25,6 +25,7 @@ from fed_aggregators._factory import (
     with_client_check,
 )
 from fed_aggregators._sum import empty_at_server
+from fed_core.framework import Value
 from fed_core.templates import AggregationProcess, EstimationProcess, MeasuredProcessOutput
 from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType, Type, to_type
 from fed_types.types import preorder
@@ -65,7 +66,7 @@ def _threshold_kind(threshold: Any) -> str | None:
     return "process" if isinstance(threshold, EstimationProcess) else None
 
 
-def _count_clients() -> fc.Value:
+def _count_clients() -> Value:
     """The number of clients taking part, summed securely (each adds a 1)."""
 
     @ftf.computation
@@ -75,7 +76,7 @@ def _count_clients() -> fc.Value:
     return fc.federated_secure_sum(fc.federated_eval(one, CLIENTS), np.int32(1))
 
 
-def _constant_at_server(value: Any, dtype: Any) -> fc.Value:
+def _constant_at_server(value: Any, dtype: Any) -> Value:
     @ftf.computation
     def constant():
         return tf.constant(value, dtype)
@@ -114,7 +115,9 @@ class SecureSumFactory(UnweightedAggregationFactory):
         upper_bound_threshold: int | float | EstimationProcess,
         lower_bound_threshold: int | float | EstimationProcess | None = None,
     ):
-        upper, lower = upper_bound_threshold, lower_bound_threshold
+        # A number or an EstimationProcess, told apart by `kind` below.
+        upper: Any = upper_bound_threshold
+        lower: Any = lower_bound_threshold
         kind = _threshold_kind(upper)
         if kind is None:
             raise TypeError(
@@ -166,7 +169,7 @@ class SecureSumFactory(UnweightedAggregationFactory):
                     f"lower_bound_threshold, got {upper_bound_threshold!r} and "
                     f"{lower_bound_threshold!r}."
                 )
-        self._bounds = (upper, lower)
+        self._bounds: tuple[Any, Any] = (upper, lower)
         if self._integer:
             # The secure sum adds `value - lower` in [0, upper - lower]: one client needs that many bits.
             bits = (upper - lower).bit_length()
@@ -194,6 +197,7 @@ class SecureSumFactory(UnweightedAggregationFactory):
         dtype = dtypes.pop()
         # How many clients the static bounds allow (None: no static bounds), and the refusal.
         limit: tuple[int, str] | None = None
+        sum_securely: Callable[[Any, Any, Any], Any]
         if self._integer:
             shift = _IntegerShift(value_type, dtype, *self._bounds)
             sum_securely = shift.sum_securely

@@ -234,7 +234,7 @@ class PrivacyAccountedProcess:
         elif (
             isinstance(output, tuple)
             and hasattr(output, "_replace")
-            and "metrics" in output._fields
+            and "metrics" in getattr(output, "_fields", ())
         ):
             output = output._replace(
                 metrics=collections.OrderedDict(metrics or (), privacy=privacy)

@@ -46,13 +46,13 @@ def check_int(value: Any, name: str, minimum: int | None = None, maximum: int | 
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}")
     assert minimum is not None or maximum is None, "a maximum goes with a minimum"
+    value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         if maximum is not None:
             expected = f"an int between {minimum} and {maximum}"
         else:
-            expected = {0: "a non-negative int", 1: "a positive int"}.get(
-                minimum, f"an int of at least {minimum}"
-            )
+            words: dict[int | None, str] = {0: "a non-negative int", 1: "a positive int"}
+            expected = words.get(minimum, f"an int of at least {minimum}")
         raise ValueError(f"{name} must be {expected}, got {value}")
     return int(value)
 
@@ -63,9 +63,10 @@ def check_positive_number(value: Any, name: str) -> float:
         raise TypeError(
             f"{name} must be a finite positive number, got {value!r} of type {type(value).__name__}"
         )
-    if not (math.isfinite(value) and value > 0):
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-    return float(value)
+    return number
 
 
 def check_bool(value: Any, name: str) -> bool:
@@ -288,6 +289,9 @@ class ClientData(abc.ABC):
 
 class _PreprocessedClientData(ClientData):
     """The clients of a base `ClientData` with preprocessing functions applied in order."""
+
+    _base: ClientData
+    _preprocess_fns: tuple[PreprocessFn, ...]
 
     def __init__(self, base: ClientData, preprocess_fns: tuple[PreprocessFn, ...]):
         if isinstance(base, _PreprocessedClientData):

@@ -3,7 +3,7 @@ clients build their own datasets (from a client id, say) instead of receiving th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from fed_core import Computation, federated_computation, federated_map
 from fed_core.templates import IterativeProcess
@@ -62,7 +62,12 @@ def _replaced(parameter: StructType, path: tuple[int, ...], new: Type) -> Struct
     """`parameter` with its element at `path` replaced by `new`."""
     head, rest = path[0], path[1:]
     elements = [
-        (name, (new if not rest else _replaced(element, rest, new)) if index == head else element)
+        (
+            name,
+            (new if not rest else _replaced(cast(StructType, element), rest, new))
+            if index == head
+            else element,
+        )
         for index, (name, element) in enumerate(parameter.items())
     ]
     return StructType(elements, parameter.python_container)

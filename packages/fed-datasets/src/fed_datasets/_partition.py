@@ -24,13 +24,15 @@ from fed_datasets._client_data import (
 
 def _num_examples(structure: Any) -> int:
     leaves = leaves_with_paths(structure)
-    sizes = {path: leaf.shape[0] if leaf.ndim else None for path, leaf in leaves}
+    sizes: dict[Any, int | None] = {
+        path: leaf.shape[0] if leaf.ndim else None for path, leaf in leaves
+    }
     if None in sizes.values() or len(set(sizes.values())) != 1:
         raise ValueError(
             "every array of examples needs the same first dimension (the number of examples), "
             f"got first dimensions {sizes}"
         )
-    (n,) = set(sizes.values())
+    (n,) = {size for size in sizes.values() if size is not None}
     if n == 0:
         raise ValueError("examples holds no example")
     return int(n)

@@ -8,7 +8,7 @@ and returns the stacked results, which fed's aggregations reduce without splitti
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor as PoolExecutor
 from typing import Any
 
@@ -141,7 +141,7 @@ class LoadedJaxComputation(LoadedComputation):
         self._inputs = leaf_types(fn_type.parameter)
         single, batched = _read_modules(computation)
         self._single = jax.jit(single.call)
-        self._batched = None if batched is None else batched.call
+        self._batched: Callable[..., Any] | None = None if batched is None else batched.call
         self._batched_by_sharing: dict[tuple[bool, ...], Any] = {}
         self._lock = threading.Lock()
 
@@ -198,6 +198,7 @@ class LoadedJaxComputation(LoadedComputation):
             function = self._batched_by_sharing.get(shared)
             if function is None:
                 batched = self._batched
+                assert batched is not None  # map() calls this only for a batched computation
                 size_from = shared.index(False)
 
                 def run(*leaves: Any) -> Any:

@@ -33,14 +33,16 @@ def _symbolic_specs(
     Each unknown dimension has a symbol of its own, or, with `shared_dims`, one symbol per position (every
     unknown first dimension the same size, and so on), which functions that combine their inputs need.
     """
+    shapes: list[tuple[int | None, ...]] = []
     for t in inputs:
-        if t.shape is None:
+        if not isinstance(t.shape, tuple):  # UNKNOWN_RANK
             raise UnsupportedTypeError(f"{t} has an unknown rank, which JAX cannot trace")
+        shapes.append(t.shape)
     names: list[str] = ["clients"] if batched else []
     dims: list[list[str | int]] = []
-    for k, t in enumerate(inputs):
+    for k, known in enumerate(shapes):
         shape: list[str | int] = []
-        for j, d in enumerate(t.shape):  # type: ignore[union-attr]
+        for j, d in enumerate(known):
             if d is None:
                 symbol = f"d{j}" if shared_dims else f"d{k}_{j}"
                 if symbol not in names:
@@ -164,7 +166,9 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
 
 def _has_unknown_dims(t: Type | None) -> bool:
     try:
-        return any(d is None for leaf in leaf_types(t) for d in (leaf.shape or ()))
+        return any(
+            not isinstance(leaf.shape, tuple) or None in leaf.shape for leaf in leaf_types(t)
+        )
     except UnsupportedTypeError:
         return False
 

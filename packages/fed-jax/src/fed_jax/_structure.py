@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -39,7 +39,7 @@ def leaf_types(t: Type | None) -> list[TensorType]:
     if isinstance(t, TensorType):
         if t.dtype.kind in "SUO":
             raise UnsupportedTypeError(f"JAX has no string tensors, and {t} holds strings")
-        if t.dtype in _WIDE and not jax.config.jax_enable_x64:
+        if t.dtype in _WIDE and not jax.config.read("jax_enable_x64"):
             raise UnsupportedTypeError(
                 f"{t} is 64-bit, which JAX computes in only with jax_enable_x64 on (it would silently "
                 f"become 32-bit); use 32-bit types or jax.config.update('jax_enable_x64', True)"
@@ -96,7 +96,7 @@ def _pack(leaves: Any, t: Type | None) -> Any:
             return container(zip(names, elements))
         if issubclass(container, (list, tuple)):
             return container(elements)
-        return container(**dict(zip(names, elements)))
+        return container(**dict(zip(cast(list[str], names), elements)))
     if all(name is not None for name in names) and names:
         return collections.OrderedDict(zip(names, elements))
     if any(name is not None for name in names):

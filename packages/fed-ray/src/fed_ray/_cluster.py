@@ -25,6 +25,7 @@ def init(address: str | None = None, **options: Any) -> bool:
     `options` go to `ray.init` and override these. Returns True if this call started or joined the
     cluster, False if Ray was initialized already.
     """
+    check_address(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
@@ -42,6 +43,15 @@ def init(address: str | None = None, **options: Any) -> bool:
     settings.update(options)
     ray.init(address=address, **settings)
     return True
+
+
+def check_address(address: Any) -> None:
+    """A TypeError unless `address` is a cluster's address (a str) or None."""
+    if address is not None and not isinstance(address, str):
+        raise TypeError(
+            f"address must be the address of a Ray cluster (a str such as 'auto' or "
+            f"'ray://host:10001') or None, got {address!r}."
+        )
 
 
 def connect(address: str | None, init_options: dict[str, Any] | None) -> bool:
@@ -86,6 +96,11 @@ def free_cpus() -> float:
     """The CPUs of the Ray cluster this process joined that no actor or task holds now."""
     import ray
 
+    if not ray.is_initialized():
+        raise RuntimeError(
+            "free_cpus needs a Ray cluster, and this process has joined none: call fed_ray.init() "
+            "first."
+        )
     return float(ray.available_resources().get("CPU", 0))
 
 

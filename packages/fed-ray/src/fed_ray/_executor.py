@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import collections
 import heapq
+import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from fed_ray._columns import (
     columns,
     structure_of,
 )
-from fed_types import FederatedType, FunctionType, Struct, StructType, Type
+from fed_types import FederatedType, FunctionType, Struct, StructType, TensorType, Type
 
 Event = Callable[[str, dict[str, Any]], None]
 
@@ -85,11 +86,19 @@ class RayExecutor(Executor):
         data_backend: Any = None,
         on_event: Event | None = None,
     ):
+        # Every option is checked before the cluster is joined or an actor started.
         _check_number("num_cpus_per_actor", num_cpus_per_actor, minimum=0)
         _check_number("num_gpus_per_actor", num_gpus_per_actor, minimum=0)
         if num_actors is not None:
             _check_number("num_actors", num_actors, minimum=1, integer=True)
         _check_number("max_restarts", max_restarts, minimum=0, integer=True)
+        if max_concurrency is not None:
+            _check_number("max_concurrency", max_concurrency, minimum=1, integer=True)
+        _check_number("startup_timeout", startup_timeout, minimum=0)
+        _cluster.check_address(address)
+        for name, options in (("actor_options", actor_options), ("init_options", init_options)):
+            if options is not None and not isinstance(options, dict):
+                raise TypeError(f"{name} must be a dict of options or None, got {options!r}.")
         if data_backend is not None and not callable(getattr(data_backend, "materialize", None)):
             raise TypeError(
                 f"data_backend must be a fed_core.execution.DataBackend (with a materialize method), got "
@@ -110,7 +119,6 @@ class RayExecutor(Executor):
         self.num_actors = num_actors or _cluster.default_pool_size(
             num_cpus_per_actor, num_gpus_per_actor
         )
-        _check_number("startup_timeout", startup_timeout, minimum=0)
         self.startup_timeout = startup_timeout
         _cluster.check_fits(self.num_actors, num_cpus_per_actor, num_gpus_per_actor)
         self._worker_class = ray.remote(_worker_module().Worker)
@@ -138,7 +146,7 @@ class RayExecutor(Executor):
         self._packer = _transport.DatasetPacker()
         self._lock = threading.RLock()
         self._run: _Run | None = None
-        self.stats = collections.Counter()
+        self.stats: collections.Counter[str] = collections.Counter()
         self._driver = LocalExecutor(
             max_concurrency, data_backend=data_backend, intrinsics=self._intrinsics()
         )
@@ -257,7 +265,9 @@ class RayExecutor(Executor):
         self, computation: bb.ComputationBuildingBlock, argument: Any, cardinality: int
     ) -> Any:
         if self._closed:
-            raise RuntimeError("This Ray executor is closed.")
+            raise RuntimeError(
+                "This Ray executor is closed: create a new Ray context to run computations."
+            )
         with self._lock:
             self._run = _Run()
             try:
@@ -534,7 +544,8 @@ class RayExecutor(Executor):
         capacity = sum(weights) / n + max(weights, default=0.0)
         order = sorted(range(len(weights)), key=lambda k: -weights[k])
         for k in order:
-            home = self._home.get(keys[k]) if keys[k] is not None else None
+            key = keys[k]
+            home = self._home.get(key) if key is not None else None
             if home is not None and home < n and loads[home] + weights[k] <= capacity:
                 layout[k] = home
                 loads[home] += weights[k]
@@ -723,7 +734,7 @@ def _cast(value: Any, t: Type) -> Any:
     """`value` with each leaf cast to the dtype `t` gives it."""
     if isinstance(t, StructType):
         return Struct((name, _cast(v, element)) for (name, element), v in zip(t.items(), value))
-    return np.asarray(value).astype(t.dtype)
+    return np.asarray(value).astype(cast(TensorType, t).dtype)
 
 
 def _nbytes(value: Any) -> int:
@@ -739,7 +750,13 @@ def _nbytes(value: Any) -> int:
 
 
 def _check_number(name: str, value: Any, *, minimum: float, integer: bool = False) -> None:
+    """A TypeError unless `value` is an int (or, without `integer`, a float), a ValueError unless it
+    is finite and at least `minimum`."""
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
-        what = "an int" if integer else "a number"
+    what = "an int" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(
+            f"{name} must be {what} >= {minimum}, got {value!r} of type {type(value).__name__}."
+        )
+    if not (math.isfinite(value) and value >= minimum):
         raise ValueError(f"{name} must be {what} >= {minimum}, got {value!r}.")

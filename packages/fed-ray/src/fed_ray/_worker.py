@@ -248,7 +248,7 @@ class Worker:
             stacked = values.stacked()
             weights = np.asarray(stacked[1], dtype=np.float64)
 
-            def weighted(leaf: Any) -> np.ndarray:
+            def weighted(leaf: Any) -> np.ndarray | np.float64:
                 array = np.asarray(leaf)
                 scale = weights.reshape((-1,) + (1,) * (array.ndim - 1))
                 return np.sum(array * scale, axis=0, dtype=np.float64)

@@ -10,12 +10,13 @@ devices.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 import tensorflow as tf
@@ -33,11 +34,12 @@ from fed_tensorflow._datasets import as_dataset, from_variant, to_variant
 from fed_tensorflow._payload import GraphPayload
 from fed_tensorflow._structure import Leaf, flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
-from fed_types import SequenceType, TensorType, Type
+from fed_types import FunctionType, SequenceType, TensorType, Type
 
 MapStrategy = Literal["auto", "vectorized", "looped", "per_client"]
 _STRATEGIES: tuple[str, ...] = get_args(MapStrategy)
 _VARIANT_SPEC = tf.TensorSpec([], tf.variant)
+_RESOURCE = tf.resource.as_datatype_enum
 
 
 class _FromThread(logging.Filter):
@@ -163,12 +165,15 @@ class LoadedTensorFlowComputation(LoadedComputation):
     def __init__(self, computation: CompiledComputation, backend: TensorFlowBackend):
         self._backend = backend
         self._name = computation.name or "computation"
-        fn_type = computation.type_signature
+        fn_type = cast(FunctionType, computation.type_signature)
         self._parameter_type = fn_type.parameter
         self._result_type: Type = fn_type.result
         self._inputs: list[Leaf] = leaf_types(fn_type.parameter)
         self._outputs: list[Leaf] = leaf_types(fn_type.result)
-        self._graph = GraphPayload.decode(computation.payload)
+        payload = GraphPayload.decode(computation.payload)
+        self._graph = dataclasses.replace(
+            payload, graph_def=_without_resource_aliases(payload.graph_def)
+        )
         ends = (len(self._graph.inputs), len(self._graph.outputs))
         if ends != (len(self._inputs), len(self._outputs)):
             raise ValueError(
@@ -243,7 +248,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
         with self._lock:
             if self._single is None:
                 specs = [
-                    _VARIANT_SPEC if dtype is None else tensor_spec(t)
+                    _VARIANT_SPEC if dtype is None else tensor_spec(cast(TensorType, t))
                     for t, dtype in zip(self._inputs, self._input_dtypes, strict=True)
                 ]
                 self._single = tf.function(
@@ -349,6 +354,43 @@ class LoadedTensorFlowComputation(LoadedComputation):
             return self._result(outputs)
 
         return ClientValues(run_per_member(run, list(enumerate(members)), pool))
+
+
+def _without_resource_aliases(graph_def: Any) -> Any:
+    """`graph_def` with each use of an `Identity` of a resource handle reading the handle itself (the
+    control inputs of the `Identity` moved onto the user).
+
+    Freezing inlines functions, which leaves an `Identity` for each input of an inlined function. When
+    such an alias of a resource (a lookup table, a variable) is captured by a dataset that the graph
+    reduces or iterates, the graph cannot be wrapped in a `tf.function`: TensorFlow's automatic control
+    dependencies add the captured alias, resolve it to its input and add it again, forever.
+    """
+    aliases: dict[str, tuple[str, list[str]]] = {}
+    for node in graph_def.node:
+        if node.op == "Identity" and node.attr["T"].type == _RESOURCE:
+            data = [name for name in node.input if not name.startswith("^")]
+            controls = [name for name in node.input if name.startswith("^")]
+            aliases[node.name] = (data[0], controls)
+    if not aliases:
+        return graph_def
+
+    def resolve(name: str, controls: list[str]) -> str:
+        node, _, port = name.partition(":")
+        while node in aliases and port in ("", "0"):
+            name, more = aliases[node]
+            controls.extend(more)
+            node, _, port = name.partition(":")
+        return name
+
+    result = tf.compat.v1.GraphDef()
+    result.CopyFrom(graph_def)
+    for node in result.node:
+        controls = [name for name in node.input if name.startswith("^")]
+        data = [resolve(name, controls) for name in node.input if not name.startswith("^")]
+        # Control inputs follow data inputs in a NodeDef.
+        del node.input[:]
+        node.input.extend(data + list(dict.fromkeys(controls)))
+    return result
 
 
 def _stacked_spec(t: TensorType) -> tf.TensorSpec:

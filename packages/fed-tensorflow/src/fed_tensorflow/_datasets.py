@@ -9,7 +9,7 @@ the Python containers of the type are not known.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -22,7 +22,7 @@ from fed_tensorflow._type_conversions import (
     plain_container,
     plain_structure,
 )
-from fed_types import Struct, TensorType, Type, from_python_container
+from fed_types import Struct, StructType, TensorType, Type, from_python_container
 
 
 def to_variant(dataset: tf.data.Dataset) -> tf.Tensor:
@@ -101,12 +101,13 @@ def from_elements(elements: Iterable[Any], element: Type) -> tf.data.Dataset:
             pairs = [a.concatenate(b) for a, b in zip(datasets[::2], datasets[1::2], strict=False)]
             datasets = pairs + datasets[len(pairs) * 2 :]
         return datasets[0]
+    tensors = cast(list[TensorType], leaves)
     rows = [
-        [_array(leaf, t) for leaf, t in zip(flatten(e, element), leaves, strict=True)]
+        [_array(leaf, t) for leaf, t in zip(flatten(e, element), tensors, strict=True)]
         for e in elements
     ]
     if not rows:
-        columns = [_empty(t) for t in leaves]
+        columns = [_empty(t) for t in tensors]
         return tf.data.Dataset.from_tensor_slices(plain_structure(element, iter(columns)))
     shapes = {tuple(a.shape for a in row) for row in rows}
     if len(shapes) == 1:
@@ -124,7 +125,7 @@ def _leaf_values(value: Any, element: Type) -> list[Any]:
     if is_composite(element):
         if not isinstance(value, Struct):
             return [value]
-        if issubclass(element.python_container, tf.SparseTensor):  # type: ignore[union-attr]
+        if issubclass(cast(StructType, element).python_container, tf.SparseTensor):  # type: ignore[arg-type]
             return [tf.SparseTensor(value.indices, value.values, value.dense_shape)]
         splits = tuple(value.nested_row_splits)
         return [tf.RaggedTensor.from_nested_row_splits(value.flat_values, splits)]

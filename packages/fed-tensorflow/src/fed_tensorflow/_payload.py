@@ -49,9 +49,8 @@ class GraphPayload:
     def decode(cls, data: bytes) -> GraphPayload:
         """Reads a payload; ValueError, saying what is wrong, for anything else (a truncated one)."""
         if not data.startswith(MAGIC):
-            start = data[: len(MAGIC)]
             raise ValueError(
-                f"Not a fed TensorFlow payload: it starts with {start!r}, not {MAGIC!r}."
+                f"Not a fed TensorFlow payload: it starts with {data[: len(MAGIC)]!r}, not {MAGIC!r}."
             )
         start = len(MAGIC) + _LENGTH.size
         if len(data) < start:

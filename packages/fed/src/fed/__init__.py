@@ -123,7 +123,7 @@ class _SubmoduleImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: Any) -> ModuleType | None:
         module = _submodule(spec.name)
         if module is not None and not hasattr(module, "__path__"):
-            module.__path__ = []  # type: ignore[attr-defined]  # so that `fed.X.Y` can be imported too
+            module.__path__ = []  # so that `fed.X.Y` can be imported too
         return module
 
     def exec_module(self, module: ModuleType) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import pathlib
 import sys
@@ -37,6 +38,25 @@ seed = 0
 [output]
 dir = "out"                       # checkpoints/, metrics.csv, tensorboard/, metrics.png
 """
+
+
+# The keys each section of a config may hold: any other is refused, so that a misspelt one is not
+# silently left at its default.
+_KEYS = {
+    "model": ("function",),
+    "data": ("name", "options", "preprocess"),
+    "training": (
+        "algorithm",
+        "rounds",
+        "clients_per_round",
+        "client_learning_rate",
+        "server_learning_rate",
+        "proximal_strength",
+        "aggregator",
+        "seed",
+    ),
+    "output": ("dir",),
+}
 
 
 class ConfigError(ValueError):
@@ -98,6 +118,17 @@ def load_config(path: pathlib.Path) -> dict[str, Any]:
             raise ConfigError(
                 f"{path} needs a [{section}] table; see `fed train --help` for an example"
             )
+    unknown = sorted(set(config) - set(_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {unknown}; expected {list(_KEYS)}")
+    for section, table in config.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table, got {table!r}")
+        unknown = sorted(set(table) - set(_KEYS[section]))
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown keys {unknown} in [{section}]; it takes {list(_KEYS[section])}"
+            )
     return config
 
 
@@ -118,12 +149,15 @@ def _python_object(path: str, what: str) -> Any:
 
 def _number(table: dict[str, Any], key: str, default: Any, kind: type) -> Any:
     value = table.get(key, default)
+    expected = f"a {'finite ' if kind is float else ''}positive {kind.__name__}"
+    if value is None:
+        raise ConfigError(f"[training] {key} is missing: it must be {expected}")
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float) if kind is float else int)
-        or value <= 0
+        or not (math.isfinite(value) and value > 0)
     ):
-        raise ConfigError(f"[training] {key} must be a positive {kind.__name__}, got {value!r}")
+        raise ConfigError(f"[training] {key} must be {expected}, got {value!r}")
     return value
 
 
@@ -172,8 +206,8 @@ def _setup(
 ) -> _Program:
     model, data, training = config["model"], config["data"], config["training"]
     output = config.get("output", {})
-    if not isinstance(output, dict) or not isinstance(output.get("dir", "out"), str):
-        raise ConfigError("[output] dir must be a path (a string)")
+    if not isinstance(output.get("dir", "out"), str):
+        raise ConfigError(f"[output] dir must be a path (a string), got {output['dir']!r}")
     out = arguments.out or pathlib.Path(output.get("dir", "out"))
     rounds = (
         _number({"rounds": arguments.rounds}, "rounds", None, int)
@@ -183,7 +217,9 @@ def _setup(
     if not isinstance(data.get("options", {}), dict):
         raise ConfigError(f"[data] options must be a table, got {data.get('options')!r}")
     per_round = _number(training, "clients_per_round", 10, int)
-    seed = int(training.get("seed", 0))
+    seed = training.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"[training] seed must be an int >= 0, got {seed!r}")
     model_fn = _python_object(model.get("function"), "[model] function")
 
     datasets = get_registry("datasets")

@@ -151,7 +151,7 @@ class HistogramClippingSumFactory(UnweightedAggregationFactory):
         if not (
             isinstance(value_type, TensorType)
             and value_type.dtype.kind in "iu"
-            and value_type.shape is not None
+            and isinstance(value_type.shape, tuple)  # not UNKNOWN_RANK
             and len(value_type.shape) == 1
             and value_type.shape[0] is not None
         ):

@@ -64,7 +64,7 @@ class _HistogramOfBins(HistogramClippingSumFactory):
         t = to_type(value_type)
         if (
             isinstance(t, TensorType)
-            and t.shape is not None
+            and isinstance(t.shape, tuple)  # not UNKNOWN_RANK
             and tuple(t.shape) != (self._num_bins,)
         ):
             raise TypeError(
@@ -338,7 +338,9 @@ def create_hierarchical_histogram_aggregation_factory(
                 f"at least {needed:.2f} bits). Increase bits or lower the others."
             )
     if dp_mechanism == "no-noise":
-        record_sum = SecureSumFactory(max_records_per_user) if enable_secure_sum else SumFactory()
+        record_sum: UnweightedAggregationFactory = (
+            SecureSumFactory(max_records_per_user) if enable_secure_sum else SumFactory()
+        )
         return _HistogramOfBins(
             int(num_bins),
             clip_mechanism=clip_mechanism,

@@ -505,4 +505,10 @@ def create_context(executor: str, **options: Any) -> Any:
             stacklevel=2,
         )
         return built
-    return ExecutionContext(built, default_num_clients)
+    try:
+        return ExecutionContext(built, default_num_clients)
+    except (TypeError, ValueError):
+        close = getattr(built, "close", None)
+        if callable(close):  # what the executor holds (threads, a cluster's workers) is let go
+            close()
+        raise

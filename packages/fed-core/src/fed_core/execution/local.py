@@ -130,7 +130,11 @@ class LocalExecutor(Executor):
             raise ValueError(
                 f"max_concurrency must be a positive number of threads, got {max_concurrency!r}."
             )
-        if isinstance(devices, str):
+        if devices is not None and (
+            isinstance(devices, str)
+            or not isinstance(devices, Sequence)
+            or not all(isinstance(d, str) for d in devices)
+        ):
             raise TypeError(
                 f"devices must be a list of device names such as ['/GPU:0'], got {devices!r}."
             )

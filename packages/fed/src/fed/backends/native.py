@@ -72,6 +72,8 @@ def set_remote_python_execution_context(
 
     ray_backend._check_installed()
     try:
+        if isinstance(channels, str | bytes):
+            raise TypeError
         count = len(channels)
     except TypeError:
         raise TypeError(
