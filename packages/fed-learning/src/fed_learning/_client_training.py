@@ -29,6 +29,7 @@ from fed_learning.models._functional import (
     split_batch,
     weights_signature,
 )
+from fed_learning.models._variable import Model, VariableModel
 from fed_learning.optimizers import Optimizer
 from fed_types import SequenceType, Type, infer_type, to_type
 
@@ -155,10 +156,10 @@ class _VariableSession(_Session):
         self._zero = self._read_metrics()
 
     def _read_metrics(self) -> Any:
-        if self._source.legacy:
-            outputs = self._model.report_local_outputs()
-        else:
+        if isinstance(self._model, VariableModel):
             outputs = self._model.report_local_unfinalized_metrics()
+        else:
+            outputs = self._model.report_local_outputs()
         return tf.nest.map_structure(_read, outputs)
 
     def start(self) -> Any:
@@ -376,8 +377,10 @@ def metric_finalizer(model: TrainableModel) -> Callable[[Any], Any]:
             "report_local_unfinalized_metrics() and metric_finalizers() (tff.learning.models.VariableModel) "
             "to use it here."
         )
-    finalizers = model.prototype.metric_finalizers()
-    names = list(model.prototype.report_local_unfinalized_metrics())
+    prototype = model.prototype
+    assert isinstance(prototype, VariableModel)
+    finalizers = prototype.metric_finalizers()
+    names = list(prototype.report_local_unfinalized_metrics())
     if set(finalizers) != set(names):
         raise ValueError(
             f"{type(model.prototype).__name__}: metric_finalizers() has the metrics {list(finalizers)}, "
@@ -404,7 +407,9 @@ def build_metrics_aggregation(
                 f"{type(model.prototype).__name__} aggregates its metrics with its "
                 "federated_output_computation."
             )
-        aggregate = model.prototype.federated_output_computation
+        legacy = model.prototype
+        assert isinstance(legacy, Model)
+        aggregate = legacy.federated_output_computation
 
         def aggregate_legacy(values: Any) -> Any:
             result = aggregate(values)
@@ -418,11 +423,13 @@ def build_metrics_aggregation(
                 "local_unfinalized_metrics_type) -> federated computation, got "
                 f"{metrics_aggregator!r}."
             )
-        finalizers = (
-            model.finalize_metrics
-            if isinstance(model, FunctionalModel)
-            else model.prototype.metric_finalizers()
-        )
+        finalizers: Any
+        if isinstance(model, FunctionalModel):
+            finalizers = model.finalize_metrics
+        else:
+            prototype = model.prototype
+            assert isinstance(prototype, VariableModel)
+            finalizers = prototype.metric_finalizers()
         return metrics_aggregator(finalizers, metrics_type)
     finalize = metric_finalizer(model)
 

@@ -113,7 +113,13 @@ def dp_aggregator(
 
     _check_flags("dp_aggregator", zeroing=zeroing)
     factory = DifferentiallyPrivateFactory.gaussian_adaptive(noise_multiplier, clients_per_round)
-    return _zeroing(factory) if zeroing else factory
+    if not zeroing:
+        return factory
+    zeroed = _zeroing(factory)
+    assert isinstance(
+        zeroed, UnweightedAggregationFactory
+    )  # zeroing keeps the inner factory's kind
+    return zeroed
 
 
 def compression_aggregator(

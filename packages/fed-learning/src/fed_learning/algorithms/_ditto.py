@@ -54,7 +54,7 @@ from fed_learning.templates import (
     build_apply_optimizer_finalizer,
 )
 from fed_learning.templates._client_work import _train_report
-from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, TensorType
+from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, StructType, TensorType
 
 
 class DittoState(NamedTuple):
@@ -233,21 +233,20 @@ def build_ditto_evaluation(
     """A computation `evaluate(state, client_data, client_ids) -> metrics` that evaluates each client's
     personalized model (from the state of `process`, built by `build_ditto` with the same `model_fn`) on
     its data: the model's metrics summed over the clients, then finalized."""
-    if not isinstance(process, PerClientStateProcess) or not hasattr(
-        process.state_type.member, "personalized_weights"
-    ):
+    state_type = process.state_type if isinstance(process, PerClientStateProcess) else None
+    state = state_type.member if isinstance(state_type, FederatedType) else None
+    if not isinstance(state, StructType) or "personalized_weights" not in state.names():
         raise TypeError(f"process must be a process built by build_ditto, got {process!r}.")
     model = as_model(model_fn)
     num_clients = process.num_clients
-    state_type = process.state_type
-    if state_type.member.global_model_weights != weights_type_of(model):
+    if state.global_model_weights != weights_type_of(model):
         raise TypeError(
             f"model_fn's weights ({weights_type_of(model)}) are not those of the process "
-            f"({state_type.member.global_model_weights})."
+            f"({state.global_model_weights})."
         )
     weights_type = weights_type_of(model)
     trainable_type = weights_type.trainable  # type: ignore[attr-defined]
-    table_type = state_type.member.personalized_weights
+    table_type = state.personalized_weights
     select = build_row_selection(table_type, num_clients)
 
     @ftf.computation(weights_type, data_type_of(model), SequenceType(trainable_type))
@@ -266,7 +265,7 @@ def build_ditto_evaluation(
     )
 
     @fc.federated_computation(
-        state_type,
+        process.state_type,
         FederatedType(data_type_of(model), CLIENTS),
         FederatedType(TensorType(np.int32), CLIENTS),
     )

@@ -34,6 +34,7 @@ from fed_learning._client_training import (
     initial_weights_computation,
     weights_type_of,
 )
+from fed_learning._typing import element, member
 from fed_learning.models import FunctionalModel
 from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
 from fed_learning.optimizers import Optimizer, build_sgdm
@@ -129,10 +130,9 @@ def _undefined_without_contributions(aggregator: AggregationProcess) -> Aggregat
     itself, but an unweighted one would be a mean of zero updates, which a server optimizer with momentum
     would still apply. A NaN aggregate is refused by the finalizer, which keeps the model and its state.
     """
-    parameter = aggregator.next.type_signature.parameter
-    value_type = parameter[1].member  # type: ignore[index,union-attr]
+    value_type = member(element(aggregator.next.type_signature.parameter, 1))
     weight_type = TensorType(np.float32)
-    result_type = aggregator.next.type_signature.result.result.member  # type: ignore[union-attr]
+    result_type = member(element(aggregator.next.type_signature.result, "result"))
 
     def undefined(t: tf.Tensor, defined: tf.Tensor) -> tf.Tensor:
         if not t.dtype.is_floating:
@@ -224,7 +224,7 @@ def build_weighted_fed_avg(
     server_optimizer_fn: Any = None,
     client_weighting: ClientWeighting | None = None,
     model_distributor: DistributionProcess | None = None,
-    model_aggregator: WeightedAggregationFactory | None = None,
+    model_aggregator: WeightedAggregationFactory | AggregationProcess | None = None,
     metrics_aggregator: Any = None,
     loop_implementation: LoopImplementation | None = None,
     measure_timing: bool = False,

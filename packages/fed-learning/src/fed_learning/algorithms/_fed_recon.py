@@ -118,7 +118,7 @@ class ReconstructionModelSource:
             variables = getattr(global_variables, part)
             values = getattr(weights, part)
             shapes = [tuple(v.shape) for v in variables]
-            if shapes != [tuple(t.shape) for t in getattr(expected, part)]:  # type: ignore[attr-defined]
+            if shapes != [tuple(t.shape) for t in getattr(expected, part)]:
                 raise ValueError(
                     f"model_fn built a model whose global {part} variables have shapes {shapes}, where the "
                     f"first model it built had {getattr(expected, part)}: it must build the same model "
@@ -362,7 +362,7 @@ def _build_reconstruction_client_work(
         update = tf.nest.pack_sequence_as(initial_weights.trainable, delta)
         return ClientResult(update, weight), metrics
 
-    metrics_type = client_update.type_signature.result[1]  # type: ignore[index]
+    metrics_type = client_update.type_signature.result[1]
     aggregate_metrics = sum_then_finalize(specs, metrics_aggregator, metrics_type)
 
     @fc.federated_computation

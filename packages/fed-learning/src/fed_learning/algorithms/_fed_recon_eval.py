@@ -15,6 +15,7 @@ from fed_aggregators import MeanFactory
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
 from fed_learning._client_training import zero_metrics_computation
 from fed_learning._loops import fold_dataset
+from fed_learning._typing import element
 from fed_learning.algorithms._fed_recon import (
     LossFn,
     MetricsFn,
@@ -175,8 +176,9 @@ def build_fed_recon_eval(
             f"metrics_aggregation_process must aggregate the clients' metric states, "
             f"{FederatedType(metrics_type, CLIENTS)}; it takes {value_type}."
         )
-    result_type = metrics_process.next.type_signature.result.result  # type: ignore[union-attr]
-    if not (isinstance(result_type.member, StructType) and len(result_type.member) == 2):  # type: ignore[union-attr]
+    result_type = element(metrics_process.next.type_signature.result, "result")
+    result_member = result_type.member if isinstance(result_type, FederatedType) else None
+    if not (isinstance(result_member, StructType) and len(result_member) == 2):
         raise TypeError(
             "metrics_aggregation_process must give (current_round_metrics, total_rounds_metrics); it "
             f"gives {result_type}."

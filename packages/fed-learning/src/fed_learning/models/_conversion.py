@@ -60,7 +60,9 @@ def _array(value: Any) -> np.ndarray:
 TrainableModel = FunctionalModel | VariableModelSource
 
 
-def as_model(model: Callable[[], Any] | FunctionalModel | VariableModel) -> TrainableModel:
+def as_model(
+    model: Callable[[], Any] | FunctionalModel | VariableModel | VariableModelSource,
+) -> TrainableModel:
     """What fed's algorithms train: a FunctionalModel, given or the functional form of a Keras model; or
     the model function of any other VariableModel (or older `Model`), which the algorithms call inside
     their computations."""

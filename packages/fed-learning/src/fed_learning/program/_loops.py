@@ -166,7 +166,8 @@ class _TextProgress:
     """A line per round on stderr, where tqdm is not installed."""
 
     def __init__(self, total: int, done: int):
-        self._total, self._done, self._postfix = total, done, {}
+        self._total, self._done = total, done
+        self._postfix: dict[str, Any] = {}
         self._start = time.perf_counter()
 
     def update(self, count: int) -> None:

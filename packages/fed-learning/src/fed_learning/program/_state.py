@@ -238,7 +238,8 @@ class FileProgramStateManager(ProgramStateManager):
         descriptor, temporary = tempfile.mkstemp(dir=self._root, prefix=_TEMPORARY, suffix=".npz")
         try:
             with os.fdopen(descriptor, "wb") as f:
-                np.savez(f, **arrays, **{_META: np.frombuffer(meta.encode(), np.uint8)})
+                files = {**arrays, _META: np.frombuffer(meta.encode(), np.uint8)}
+                np.savez(f, **files)  # type: ignore[arg-type]  # (numpy 2 types **kwds as allow_pickle)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self._path(version))

@@ -72,11 +72,11 @@ def _pack(template: Any, leaves: Any) -> Any:
     if isinstance(template, collections.defaultdict):
         return collections.defaultdict(template.default_factory, zip(template, elements))
     if isinstance(template, Mapping):
-        return type(template)(zip((k for k in template), elements))
+        return type(template)(zip((k for k in template), elements))  # type: ignore[call-arg]
     if isinstance(template, (list, tuple)):
         return type(template)(elements)
     values = dict(zip(names, elements))
-    if dataclasses.is_dataclass(template):
+    if dataclasses.is_dataclass(template) and not isinstance(template, type):
         fields = dataclasses.fields(template)
         rebuilt = dataclasses.replace(
             template, **{f.name: values[f.name] for f in fields if f.init}

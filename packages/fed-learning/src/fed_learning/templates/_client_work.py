@@ -21,7 +21,12 @@ from fed_learning._client_training import (
     failed_client_result,
 )
 from fed_learning.models import FunctionalModel, ModelWeights
-from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
+from fed_learning.models._conversion import (
+    TrainableModel,
+    VariableModelSource,
+    as_model,
+    as_optimizer,
+)
 from fed_learning.optimizers import Optimizer
 from fed_learning.templates._templates import (
     ClientFailureGuard,
@@ -66,7 +71,7 @@ def check_loop_options(
 
 
 def build_model_delta_client_work(
-    model_fn: Callable[[], Any] | FunctionalModel,
+    model_fn: Callable[[], Any] | FunctionalModel | VariableModelSource,
     optimizer: Optimizer | Callable[[], Any],
     client_weighting: ClientWeighting = ClientWeighting.NUM_EXAMPLES,
     proximal_strength: float = 0.0,

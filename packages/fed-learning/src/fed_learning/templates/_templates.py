@@ -27,7 +27,7 @@ from fed_core.templates import (
     MeasuredProcess,
     MeasuredProcessOutput,
 )
-from fed_types import CLIENTS, SERVER, FederatedType, TensorType, Type
+from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType, Type
 
 
 class ClientResult(NamedTuple):
@@ -226,6 +226,14 @@ def _warn_about_round(output: Any) -> None:
         )
 
 
+def _output(next_fn: fc.Computation, name: str) -> Type:
+    """The type of the element `name` of what a measured process's `next` returns."""
+    result = next_fn.type_signature.result
+    if not isinstance(result, StructType) or name not in result.names():
+        raise TypeError(f"next must return <state, result, measurements>, got {result}.")
+    return result[name]
+
+
 def _check_placed(t: Type, placement: Any, what: str, process: str) -> None:
     if not (isinstance(t, FederatedType) and t.placement == placement):
         raise TypeError(f"{process}: {what} must be placed at {placement}, got {t}.")
@@ -238,12 +246,10 @@ class DistributionProcess(MeasuredProcess):
     def __init__(self, initialize_fn: fc.Computation, next_fn: fc.Computation):
         super().__init__(initialize_fn, next_fn)
         parameter = next_fn.type_signature.parameter
-        if len(parameter) != 2:  # type: ignore[arg-type]
+        if not isinstance(parameter, StructType) or len(parameter) != 2:
             raise TypeError(f"DistributionProcess: next must take <state, value>, got {parameter}.")
-        _check_placed(parameter[1], SERVER, "the distributed value", "DistributionProcess")  # type: ignore[index]
-        _check_placed(
-            next_fn.type_signature.result.result, CLIENTS, "the result", "DistributionProcess"
-        )  # type: ignore[union-attr]
+        _check_placed(parameter[1], SERVER, "the distributed value", "DistributionProcess")
+        _check_placed(_output(next_fn, "result"), CLIENTS, "the result", "DistributionProcess")
 
 
 class ClientWorkProcess(MeasuredProcess):
@@ -253,15 +259,16 @@ class ClientWorkProcess(MeasuredProcess):
     def __init__(self, initialize_fn: fc.Computation, next_fn: fc.Computation):
         super().__init__(initialize_fn, next_fn)
         parameter = next_fn.type_signature.parameter
-        if len(parameter) != 3:  # type: ignore[arg-type]
+        if not isinstance(parameter, StructType) or len(parameter) != 3:
             raise TypeError(
                 f"ClientWorkProcess: next must take <state, weights, client_data>, got {parameter}."
             )
-        _check_placed(parameter[1], CLIENTS, "the weights", "ClientWorkProcess")  # type: ignore[index]
-        _check_placed(parameter[2], CLIENTS, "the client data", "ClientWorkProcess")  # type: ignore[index]
-        result = next_fn.type_signature.result.result  # type: ignore[union-attr]
+        _check_placed(parameter[1], CLIENTS, "the weights", "ClientWorkProcess")
+        _check_placed(parameter[2], CLIENTS, "the client data", "ClientWorkProcess")
+        result = _output(next_fn, "result")
         _check_placed(result, CLIENTS, "the result", "ClientWorkProcess")
-        if result.member.python_container is not ClientResult:  # type: ignore[union-attr]
+        assert isinstance(result, FederatedType)
+        if getattr(result.member, "python_container", None) is not ClientResult:
             raise TypeError(
                 f"ClientWorkProcess: the result must be a ClientResult at CLIENTS, got {result}."
             )
@@ -274,17 +281,17 @@ class FinalizerProcess(MeasuredProcess):
     def __init__(self, initialize_fn: fc.Computation, next_fn: fc.Computation):
         super().__init__(initialize_fn, next_fn)
         parameter = next_fn.type_signature.parameter
-        if len(parameter) != 3:  # type: ignore[arg-type]
+        if not isinstance(parameter, StructType) or len(parameter) != 3:
             raise TypeError(
                 f"FinalizerProcess: next must take <state, weights, update>, got {parameter}."
             )
         for index, what in ((1, "the weights"), (2, "the update")):
-            _check_placed(parameter[index], SERVER, what, "FinalizerProcess")  # type: ignore[index]
-        result = next_fn.type_signature.result.result  # type: ignore[union-attr]
-        if not result.is_equivalent_to(parameter[1]):  # type: ignore[index]
+            _check_placed(parameter[index], SERVER, what, "FinalizerProcess")
+        result = _output(next_fn, "result")
+        if not result.is_equivalent_to(parameter[1]):
             raise TypeError(
                 f"FinalizerProcess: next must return weights of type {parameter[1]}, got {result}."
-            )  # type: ignore[index]
+            )
 
 
 class LearningProcess(IterativeProcess):
