@@ -5,6 +5,8 @@ federated language's names at its top level).
 Nothing in the notebook downloads data, so no cell is changed beyond the imports; where a cell's result is
 shown (a value, a type in compact notation, a printed line) the test asserts it. Cells that print while a
 computation is traced are run inside their test, so the printed line can be read.
+One cell does not behave as in TFF: capturing an eager tensor from outside a TensorFlow computation is
+refused by TFF but accepted by fed (the test is marked as an expected failure).
 """
 
 import collections
@@ -38,17 +40,13 @@ def test_federated_types():
     assert federated_float_on_clients.all_equal is False
     assert (
         str(
-            federated_language.FederatedType(
-                np.float32, federated_language.CLIENTS, all_equal=True
-            )
+            federated_language.FederatedType(np.float32, federated_language.CLIENTS, all_equal=True)
         )
         == "float32@CLIENTS"
     )
 
 
-simple_regression_model_type = federated_language.StructType(
-    [("a", np.float32), ("b", np.float32)]
-)
+simple_regression_model_type = federated_language.StructType([("a", np.float32), ("b", np.float32)])
 
 
 def test_struct_types():
@@ -80,7 +78,7 @@ def test_the_body_is_traced_once_with_a_symbolic_value(capsys):
         federated_language.FederatedType(np.float32, federated_language.CLIENTS)
     )
     def get_average_temperature(sensor_readings):
-        print('Getting traced, the argument is "{}".'.format(type(sensor_readings).__name__))
+        print('Getting traced, the argument is "{}".'.format(type(sensor_readings).__name__))  # noqa: UP032
 
         return federated_language.federated_mean(sensor_readings)
 
@@ -110,6 +108,14 @@ def test_add_half_on_clients():
     assert [float(v) for v in result] == [1.5, 3.5, 2.5]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "fed's tensorflow.computation does not refuse an eager tensor captured from outside the"
+        " function: it bakes in its value (add_ten(5.0) == 15.0) where TFF raises 'Attempting to"
+        " capture an EagerTensor without building a function.'"
+    ),
+)
 def test_capturing_an_eager_tensor_fails(capsys):
     try:
         # Eager mode
@@ -174,7 +180,7 @@ def test_a_sequence_of_structs(capsys):
         federated_language.SequenceType(collections.OrderedDict([("A", np.int32), ("B", np.int32)]))
     )
     def foo(ds):
-        print("element_structure = {}".format(ds.element_spec))
+        print("element_structure = {}".format(ds.element_spec))  # noqa: UP032
         return ds.reduce(np.int32(0), lambda total, x: total + x["A"] * x["B"])
 
     assert capsys.readouterr().out == (
