@@ -49,7 +49,10 @@ import tensorflow as tf  # noqa: E402
 
 import fed_learning as fl  # noqa: E402
 
-# Peer figures on a 2-core machine of this kind, steady seconds per round (not run here).
+# Peer figures, steady seconds per round, measured on another 2-core machine whose TensorFlow reached
+# about 72 GFLOP/s on a large convolution and 106 GFLOP/s on a large matmul (not run here): compare them
+# with fed's seconds only on a machine of about that peak.
+PEER_MACHINE_PEAK = {"conv": 72.0, "matmul": 106.0}
 PEERS = {
     "cnn": {"TFF 0.87": 8.83, "pfl-research 0.6": 5.87, "Flower 1.42": 17.0},
     "linear": {"TFF 0.87": 0.81, "pfl-research 0.6": 0.38, "Flower 1.42": 7.09},
@@ -263,8 +266,9 @@ def print_table(rows: list[Row], peaks: dict[str, float]) -> None:
     print(
         "'limit s' is the round's arithmetic at the measured peak (convolution for the CNN, matmul for the "
         "linear model); 'of peak' is that limit over the loop's time. fed/hand > 1: fed is slower than the "
-        "hand-written loop. Peer figures were measured on a 2-core machine of this kind (not run here); "
-        "fed's speedup > 1 means fed is faster."
+        "hand-written loop. Peer figures were measured on another 2-core machine (convolution peak "
+        f"{PEER_MACHINE_PEAK['conv']:g}, matmul {PEER_MACHINE_PEAK['matmul']:g} GFLOP/s; not run here): "
+        "fed's speedup > 1 means fed is faster, and compares fairly only where this run's peak is similar."
     )
 
 
