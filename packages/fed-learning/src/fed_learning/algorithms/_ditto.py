@@ -9,7 +9,6 @@ state, each client's row sent to it with `federated_select` and written back aft
 
 from __future__ import annotations
 
-import collections
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,6 +42,7 @@ from fed_learning.algorithms._scaffold import (
     build_row_write_back,
     check_num_clients,
     first_element,
+    round_measurements,
 )
 from fed_learning.models import FunctionalModel, ModelWeights
 from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
@@ -53,7 +53,6 @@ from fed_learning.templates import (
     LearningProcessOutput,
     build_apply_optimizer_finalizer,
 )
-from fed_learning.templates._client_work import _train_report
 from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, StructType, TensorType
 
 
@@ -209,22 +208,10 @@ def build_ditto(
         new_state = fc.federated_zip(
             DittoState(finalized.result, table, aggregated.state, finalized.state)
         )
-        metrics = fc.federated_zip(
-            collections.OrderedDict(
-                client_work=fc.federated_zip(_train_report(train, status)),
-                aggregator=aggregated.measurements,
-                finalizer=finalized.measurements,
-            )
-        )
+        metrics = round_measurements(train, status, aggregated, finalized)
         return LearningProcessOutput(new_state, metrics)
 
-    return PerClientStateProcess(
-        initialize,
-        next_fn,
-        lambda state: state.global_model_weights,
-        lambda state, weights: state._replace(global_model_weights=weights),
-        num_clients,
-    )
+    return PerClientStateProcess(initialize, next_fn, num_clients)
 
 
 def build_ditto_evaluation(

@@ -186,19 +186,30 @@ class ClientIdsComputation(GuardedComputation):
 
 class PerClientStateProcess(LearningProcess):
     """A LearningProcess whose `next(state, client_data, client_ids)` takes each client's number in the
-    fixed population of `num_clients` beside its data, and checks them before the round runs."""
+    fixed population of `num_clients` beside its data, and checks them before the round runs. Its state
+    is a NamedTuple whose `global_model_weights` are the model's weights."""
 
-    def __init__(
-        self,
-        initialize_fn: fc.Computation,
-        next_fn: fc.Computation,
-        get_model_weights: Any,
-        set_model_weights: Any,
-        num_clients: int,
-    ):
-        super().__init__(initialize_fn, next_fn, get_model_weights, set_model_weights)
+    def __init__(self, initialize_fn: fc.Computation, next_fn: fc.Computation, num_clients: int):
+        super().__init__(
+            initialize_fn,
+            next_fn,
+            lambda state: state.global_model_weights,
+            lambda state, weights: state._replace(global_model_weights=weights),
+        )
         self.num_clients = num_clients
         self._next_fn = ClientIdsComputation(next_fn, num_clients, after=_warn_about_round)
+
+
+def round_measurements(train: Any, status: Any, aggregated: Any, finalized: Any) -> Any:
+    """A round's measurements at the server, traced: the clients' training metrics and status counts
+    (`client_work`), and the aggregator's and finalizer's measurements."""
+    return fc.federated_zip(
+        collections.OrderedDict(
+            client_work=fc.federated_zip(_train_report(train, status)),
+            aggregator=aggregated.measurements,
+            finalizer=finalized.measurements,
+        )
+    )
 
 
 def checked_client_ids(client_ids: Any, client_data: Any, num_clients: int) -> list[np.int32]:
@@ -404,19 +415,7 @@ def build_scaffold(
         new_state = fc.federated_zip(
             ScaffoldState(finalized.result, new_c, table, aggregated.state, finalized.state)
         )
-        metrics = fc.federated_zip(
-            collections.OrderedDict(
-                client_work=fc.federated_zip(_train_report(train, status)),
-                aggregator=aggregated.measurements,
-                finalizer=finalized.measurements,
-            )
-        )
+        metrics = round_measurements(train, status, aggregated, finalized)
         return LearningProcessOutput(new_state, metrics)
 
-    return PerClientStateProcess(
-        initialize,
-        next_fn,
-        lambda state: state.global_model_weights,
-        lambda state, weights: state._replace(global_model_weights=weights),
-        num_clients,
-    )
+    return PerClientStateProcess(initialize, next_fn, num_clients)
