@@ -242,6 +242,77 @@ def _gradients(tape: tf.GradientTape, loss: tf.Tensor, sources: list[Any]) -> li
     return tape.gradient(loss, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 
+def train_from_optimizer_state(
+    model: TrainableModel,
+    optimizer: Optimizer,
+    weights: Any,
+    dataset: tf.data.Dataset,
+    optimizer_state: Any,
+    *,
+    freeze_optimizer_state: bool,
+    uniform_weighting: bool,
+    proximal_strength: float = 0.0,
+    also_finite: tf.Tensor | None = None,
+) -> tuple[Any, Any, Any]:
+    """One pass of local training over `dataset` from `weights`, inside a TensorFlow computation.
+
+    The optimizer starts from `optimizer_state` (its initial state when None); with
+    `freeze_optimizer_state` every step uses that state and its new state is dropped (Mime Lite), else the
+    state is carried from step to step. With `proximal_strength` mu > 0 the loss adds
+    `mu/2 * ||w - w_initial||^2` (FedProx). Returns `(ClientResult(initial - trained trainable weights,
+    weight), local metrics, status)`: `weight` is the client's example count (1 with uniform weighting),
+    and a client whose update is not finite (or, where given, whose `also_finite` is False) gets a zero
+    update of weight 0 and the metrics of a client without data, as in TFF; a client without examples gets
+    weight 0 with either weighting. `status` counts the client in `CLIENT_STATUS_NAMES`.
+    """
+    from fed_learning.templates._templates import ClientResult
+
+    session = open_session(model, weights)
+    initial = session.initial_trainable
+    zero_metrics = session.zero_metrics()
+    if optimizer_state is None:
+        optimizer_state = optimizer.initialize(
+            tuple(tf.TensorSpec(w.shape, w.dtype) for w in initial)
+        )
+
+    def step(carry, batch):
+        local, state, count = carry
+        with tf.GradientTape() as tape:
+            sources = session.sources(local)
+            session.watch(tape, local)
+            output, local = session.forward(local, batch, True)
+            loss = output.loss
+            if proximal_strength > 0:
+                distance = tf.add_n(
+                    [tf.reduce_sum(tf.square(w - w0)) for w, w0 in zip(sources, initial)]
+                )
+                loss = loss + 0.5 * proximal_strength * distance
+        gradients = _gradients(tape, loss, sources)
+        new_state, trainable = optimizer.next(state, tuple(session.values(local)), tuple(gradients))
+        local = session.assign(local, list(trainable))
+        return (
+            local,
+            state if freeze_optimizer_state else new_state,
+            count + num_examples_of(output),
+        )
+
+    local, _, count = fold_dataset(
+        dataset, (session.start(), optimizer_state, tf.constant(0, tf.int64)), step
+    )
+    update = [w0 - w for w0, w in zip(initial, session.values(local))]
+    finite = _all_finite(update)
+    if also_finite is not None:
+        finite = tf.logical_and(finite, also_finite)
+    update = [tf.where(finite, u, tf.zeros_like(u)) for u in update]
+    weight = tf.constant(1.0) if uniform_weighting else tf.cast(count, tf.float32)
+    weight = tf.where(tf.logical_and(finite, count > 0), weight, 0.0)
+    return (
+        ClientResult(tf.nest.pack_sequence_as(weights.trainable, update), weight),
+        _choose(finite, session.metrics(local), zero_metrics),
+        _client_status(finite, count),
+    )
+
+
 def build_train_on_client(
     model: TrainableModel,
     optimizer: Optimizer,
@@ -254,49 +325,18 @@ def build_train_on_client(
     mu > 0 the loss adds `mu/2 * ||w - w_initial||^2` (FedProx). A client whose update has a NaN or Inf
     gets weight 0, a zero update and the metrics of a client without data, as in TFF; a client without
     examples gets weight 0 with either weighting. `status` counts the client in `CLIENT_STATUS_NAMES`."""
-    from fed_learning.templates._templates import ClientResult
 
     @ftf.computation(weights_type_of(model), data_type_of(model))
     def train_on_client(weights, dataset):
-        session = open_session(model, weights)
-        initial = session.initial_trainable
-        zero_metrics = session.zero_metrics()
-        optimizer_state = optimizer.initialize(
-            tuple(tf.TensorSpec(w.shape, w.dtype) for w in initial)
-        )
-
-        def step(carry, batch):
-            local, opt_state, count = carry
-            with tf.GradientTape() as tape:
-                sources = session.sources(local)
-                session.watch(tape, local)
-                output, local = session.forward(local, batch, True)
-                loss = output.loss
-                if proximal_strength > 0:
-                    distance = tf.add_n(
-                        [tf.reduce_sum(tf.square(w - w0)) for w, w0 in zip(sources, initial)]
-                    )
-                    loss = loss + 0.5 * proximal_strength * distance
-            gradients = _gradients(tape, loss, sources)
-            opt_state, trainable = optimizer.next(
-                opt_state, tuple(session.values(local)), tuple(gradients)
-            )
-            local = session.assign(local, list(trainable))
-            return local, opt_state, count + num_examples_of(output)
-
-        local, _, count = fold_dataset(
-            dataset, (session.start(), optimizer_state, tf.constant(0, tf.int64)), step
-        )
-        update = [w0 - w for w0, w in zip(initial, session.values(local))]
-        finite = _all_finite(update)
-        update = [tf.where(finite, u, tf.zeros_like(u)) for u in update]
-        weight = tf.constant(1.0) if uniform_weighting else tf.cast(count, tf.float32)
-        weight = tf.where(tf.logical_and(finite, count > 0), weight, 0.0)
-        metrics = _choose(finite, session.metrics(local), zero_metrics)
-        return (
-            ClientResult(tf.nest.pack_sequence_as(weights.trainable, update), weight),
-            metrics,
-            _client_status(finite, count),
+        return train_from_optimizer_state(
+            model,
+            optimizer,
+            weights,
+            dataset,
+            None,
+            freeze_optimizer_state=False,
+            uniform_weighting=uniform_weighting,
+            proximal_strength=proximal_strength,
         )
 
     return train_on_client

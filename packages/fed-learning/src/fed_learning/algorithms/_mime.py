@@ -30,17 +30,13 @@ from fed_aggregators import (
 )
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
 from fed_learning._client_training import (
-    _choose,
-    _client_status,
-    _gradients,
     build_gradient_on_client,
     build_metrics_aggregation,
     data_type_of,
     failed_client_result,
-    open_session,
+    train_from_optimizer_state,
     weights_type_of,
 )
-from fed_learning._loops import fold_dataset
 from fed_learning.algorithms._fed_avg import (
     _check_arguments,
     _compose,
@@ -50,10 +46,8 @@ from fed_learning.algorithms._fed_avg import (
 )
 from fed_learning.models import FunctionalModel
 from fed_learning.models._conversion import TrainableModel, as_model, as_optimizer
-from fed_learning.models._functional import num_examples_of
 from fed_learning.optimizers import Optimizer
 from fed_learning.templates import (
-    ClientResult,
     ClientWeighting,
     ClientWorkProcess,
     DistributionProcess,
@@ -70,61 +64,6 @@ from fed_learning.templates._templates import (
 from fed_types import CLIENTS, SERVER, FederatedType, StructType, TensorType
 
 ModelFn = Callable[[], Any]
-
-
-def train_from_optimizer_state(
-    model: TrainableModel,
-    optimizer: Optimizer,
-    weights: Any,
-    dataset: tf.data.Dataset,
-    optimizer_state: Any,
-    *,
-    freeze_optimizer_state: bool,
-    uniform_weighting: bool,
-    also_finite: tf.Tensor | None = None,
-) -> tuple[ClientResult, Any, Any]:
-    """One pass of local training over `dataset` from `weights`, inside a TensorFlow computation.
-
-    The optimizer starts from `optimizer_state`; with `freeze_optimizer_state` every step uses that state
-    and its new state is dropped (Mime Lite), else the state is carried from step to step. Returns
-    `(ClientResult(initial - trained trainable weights, weight), local metrics, status)` as
-    `build_train_on_client` does: a client whose update is not finite (or, where given, whose
-    `also_finite` is False) gets a zero update of weight 0 and the metrics of a client without data.
-    """
-    session = open_session(model, weights)
-    initial = session.initial_trainable
-    zero_metrics = session.zero_metrics()
-
-    def step(carry, batch):
-        local, state, count = carry
-        with tf.GradientTape() as tape:
-            sources = session.sources(local)
-            session.watch(tape, local)
-            output, local = session.forward(local, batch, True)
-        gradients = _gradients(tape, output.loss, sources)
-        new_state, trainable = optimizer.next(state, tuple(session.values(local)), tuple(gradients))
-        local = session.assign(local, list(trainable))
-        return (
-            local,
-            state if freeze_optimizer_state else new_state,
-            count + num_examples_of(output),
-        )
-
-    local, _, count = fold_dataset(
-        dataset, (session.start(), optimizer_state, tf.constant(0, tf.int64)), step
-    )
-    update = [w0 - w for w0, w in zip(initial, session.values(local))]
-    finite = _all_finite(update)
-    if also_finite is not None:
-        finite = tf.logical_and(finite, also_finite)
-    update = [tf.where(finite, u, tf.zeros_like(u)) for u in update]
-    weight = tf.constant(1.0) if uniform_weighting else tf.cast(count, tf.float32)
-    weight = tf.where(tf.logical_and(finite, count > 0), weight, 0.0)
-    return (
-        ClientResult(tf.nest.pack_sequence_as(weights.trainable, update), weight),
-        _choose(finite, session.metrics(local), zero_metrics),
-        _client_status(finite, count),
-    )
 
 
 def _initial_optimizer_state(optimizer: Optimizer, model: TrainableModel) -> fc.Computation:

@@ -19,10 +19,11 @@ from fed_learning._client_training import (
     build_metrics_aggregation,
     data_type_of,
     failed_client_result,
+    train_from_optimizer_state,
     weights_type_of,
 )
 from fed_learning.algorithms._fed_avg import _check_arguments, _compose, _server_optimizer
-from fed_learning.algorithms._mime import scheduled_learning_rate, train_from_optimizer_state
+from fed_learning.algorithms._mime import scheduled_learning_rate
 from fed_learning.models import FunctionalModel
 from fed_learning.models._conversion import TrainableModel, as_model
 from fed_learning.optimizers import Optimizer
