@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -25,19 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _shared import rss_mb  # noqa: E402
+
 CASES = ("sql-fed", "sql-baseline", "memory-fed", "memory-baseline")
 EXAMPLES_PER_CLIENT = 2
 WARMUP_CLIENTS = 100
-
-
-def _rss_mb() -> float:
-    """Current resident memory of this process, in MB (Linux); elsewhere the peak so far."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def _client_ids(num_clients: int) -> list[str]:
@@ -151,16 +143,16 @@ def _run_case(case: str, num_clients: int, database: Path) -> dict[str, float]:
 
     for client_id in ids[:WARMUP_CLIENTS]:
         take_one(client_id)
-    before = _rss_mb()
+    before = rss_mb()
     start = time.perf_counter()
     half = len(ids) // 2
     for client_id in ids[:half]:
         take_one(client_id)
-    middle = _rss_mb()
+    middle = rss_mb()
     for client_id in ids[half:]:
         take_one(client_id)
     seconds = time.perf_counter() - start
-    after = _rss_mb()
+    after = rss_mb()
     return {
         "before": before,
         "middle": middle,

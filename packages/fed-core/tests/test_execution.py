@@ -246,3 +246,86 @@ def test_string_tensors_take_text_or_bytes_and_give_bytes():
         echo([1, 2])
     with pytest.raises(TypeError, match=r"expected str\[2\]"):
         echo(["only one"])
+
+
+PAIR = StructType([("a", F32), ("b", TensorType(np.int32))])
+
+
+def test_a_map_of_a_lambda_that_only_selects_runs_once_on_stacked_values():
+    from fed_core.execution.interface import FunctionValue
+    from fed_core.execution.local import LocalExecutor, _State, _structural
+    from fed_types import Struct
+
+    swap = fc.federated_computation(lambda x: (x.b, x[0]), PAIR)
+    select = _structural(swap.building_block)
+    assert select is not None
+    stacked = Struct.named(a=np.arange(3, dtype=np.float32), b=np.arange(3, dtype=np.int32) * 10)
+    function = FunctionValue(swap.type_signature, _fail, structural=select)
+    state = _State(LocalExecutor(2), 3)
+    result = function.map(framework.ClientValues(stacked=stacked, size=3), state)
+    assert result.is_stacked
+    assert result.stacked()[0] is stacked.b and result.stacked()[1] is stacked.a
+    members = [Struct.named(a=np.float32(k), b=np.int32(k)) for k in range(2)]
+    assert [m[0] for m in function.map(framework.ClientValues(members), state).members()] == [0, 1]
+
+    # A lambda that computes anything is evaluated client by client, as before.
+    summed = fc.federated_computation(lambda x: fc.federated_sum(x), FederatedType(F32, CLIENTS))
+    assert _structural(summed.building_block) is None
+
+
+def _fail(argument):
+    raise AssertionError("the lambda was evaluated client by client")
+
+
+def test_federated_map_of_a_selection_then_sum():
+    take_b = fc.federated_computation(lambda x: x.b, PAIR)
+
+    @fc.federated_computation(FederatedType(PAIR, CLIENTS))
+    def total_b(values):
+        return fc.federated_sum(fc.federated_map(take_b, values))
+
+    assert total_b([(1.0, 2), (3.0, 4), (5.0, 6)]) == 12
+
+
+def test_aggregations_of_client_values_held_one_by_one_equal_the_stacked_ones():
+    from fed_core.intrinsics.local import (
+        federated_max,
+        federated_mean,
+        federated_min,
+        federated_sum,
+        federated_weighted_mean,
+    )
+    from fed_types import Struct
+
+    rng = np.random.default_rng(0)
+    members = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(37)]
+    ints = [rng.integers(-50, 50, size=5).astype(np.int32) for _ in range(37)]
+    vector = FederatedType(TensorType(np.float32, [4, 3]), CLIENTS)
+    fn_type = fc.federated_computation(lambda x: fc.federated_sum(x), vector).type_signature
+    int_type = fc.federated_computation(
+        lambda x: fc.federated_sum(x), FederatedType(TensorType(np.int32, [5]), CLIENTS)
+    ).type_signature
+    for reduce_ in (federated_sum, federated_mean, federated_min, federated_max):
+        for values, t in ((members, fn_type), (ints, int_type)):
+            one_by_one = framework.ClientValues(values)
+            stacked = framework.ClientValues(stacked=np.stack(values))
+            got = reduce_(None, t, one_by_one)
+            np.testing.assert_array_equal(got, reduce_(None, t, stacked))
+            assert got.dtype == values[0].dtype
+            assert not one_by_one.is_stacked  # no stacked copy of all clients was made
+    weights = [np.float32(w) for w in rng.uniform(0.5, 3.0, size=37)]
+    pairs = [
+        Struct([(None, framework.ClientValues(members)), (None, framework.ClientValues(weights))])
+    ]
+    stacked_pair = Struct(
+        [
+            (None, framework.ClientValues(stacked=np.stack(members))),
+            (None, framework.ClientValues(weights)),
+        ]
+    )
+    np.testing.assert_array_equal(
+        federated_weighted_mean(None, fn_type, pairs[0]),
+        federated_weighted_mean(None, fn_type, stacked_pair),
+    )
+    with pytest.raises(ValueError, match=r"float32\[4, 3\] and float32\[2\]"):
+        federated_sum(None, fn_type, framework.ClientValues([members[0], np.zeros(2, np.float32)]))

@@ -267,3 +267,70 @@ def test_in_memory_dataset_from_all_clients_matches_the_generic_one(client_data)
         assert _values(client_data.create_tf_dataset_from_all_clients(seed)) == _values(
             generic.create_tf_dataset_from_all_clients(seed)
         )
+
+
+def _elements(dataset):
+    return [tf.nest.map_structure(lambda t: t.numpy(), e) for e in dataset]
+
+
+def _eager(examples):
+    return tf.data.Dataset.from_tensor_slices(examples)
+
+
+@pytest.mark.parametrize(
+    "examples",
+    [
+        {"a": collections.OrderedDict(x=np.arange(12.0).reshape(6, 2), y=np.arange(6))},
+        {"a": (np.arange(4, dtype=np.int32), np.array([b"p", b"q", b"r", b"s"]))},
+        {"a": np.zeros((0, 3), np.float32), "b": np.ones((2, 3), np.float32)},
+    ],
+    ids=["dict", "tuple-with-strings", "empty-client"],
+)
+def test_in_memory_datasets_made_in_one_graph_call_equal_those_tf_data_makes(examples):
+    data = TestClientData(examples)
+    for client_id, client_examples in examples.items():
+        dataset = data.create_tf_dataset_for_client(client_id)
+        eager = _eager(client_examples)
+        assert dataset.element_spec == eager.element_spec
+        got, want = _elements(dataset), _elements(eager)
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            tf.nest.map_structure(np.testing.assert_array_equal, g, w)
+    assert data._factory._function is not None  # the pipeline was traced once and reused
+
+
+def test_preprocessing_of_in_memory_data_is_traced_with_it_and_gives_the_same_datasets():
+    rng = np.random.default_rng(0)
+    examples = {
+        f"c{k}": collections.OrderedDict(
+            x=rng.normal(size=(5 + k, 3)).astype(np.float32), y=np.arange(5 + k)
+        )
+        for k in range(4)
+    }
+
+    def preprocess(dataset):
+        return dataset.map(lambda e: (e["x"] * 2.0, e["y"] + 1)).batch(3)
+
+    data = TestClientData(examples).preprocess(preprocess)
+    for client_id, client_examples in examples.items():
+        dataset = data.create_tf_dataset_for_client(client_id)
+        eager = preprocess(_eager(client_examples))
+        assert dataset.element_spec == eager.element_spec
+        for g, w in zip(_elements(dataset), _elements(eager), strict=True):
+            tf.nest.map_structure(np.testing.assert_array_equal, g, w)
+    assert data._factory is not None and data._factory._function is not None
+
+
+def test_preprocessing_that_cannot_be_traced_on_the_arrays_falls_back_to_the_dataset():
+    data = TestClientData({"a": np.arange(3.0, dtype=np.float32)})
+    calls = []
+
+    def preprocess(dataset):
+        calls.append(1)
+        if len(calls) == 1:  # fails only the first time it is traced
+            raise RuntimeError("not today")
+        return dataset.map(lambda x: x + 1.0)
+
+    preprocessed = data.preprocess(preprocess)
+    assert [float(x) for x in preprocessed.create_tf_dataset_for_client("a")] == [1.0, 2.0, 3.0]
+    assert preprocessed._factory is None

@@ -16,6 +16,7 @@ from fed_learning import (
     optimizers,
     program,
     programs,
+    simulation,
     templates,
 )
 from fed_learning import model_update_aggregator as aggregators
@@ -357,6 +358,44 @@ ALGORITHMS = [
     ),
     case(
         lambda: algorithms.build_fed_eval(3), TypeError, "FunctionalModel", "3", id="eval-model-int"
+    ),
+    case(
+        lambda: algorithms.build_fedbuff(model_fn, SGD, buffer_size=0),
+        ValueError,
+        "buffer_size must be an int >= 1, got 0",
+        id="fedbuff-buffer-size-0",
+    ),
+    case(
+        lambda: algorithms.build_fedbuff(model_fn, SGD, max_concurrency=-2),
+        ValueError,
+        "max_concurrency must be an int >= 1, got -2",
+        id="fedbuff-negative-concurrency",
+    ),
+    case(
+        lambda: algorithms.build_fedbuff(model_fn, SGD, staleness_weighting="linear"),
+        ValueError,
+        "['inverse_sqrt', 'constant', 'polynomial']",
+        "'linear'",
+        id="fedbuff-unknown-staleness",
+    ),
+    case(
+        lambda: algorithms.build_fedbuff(model_fn, SGD, buffer_size=2.5),
+        TypeError,
+        "buffer_size must be an int >= 1, got float 2.5",
+        id="fedbuff-buffer-size-float",
+    ),
+    case(
+        lambda: simulation.load_availability_trace("trace.xml"),
+        ValueError,
+        "must be a .csv or .json file",
+        "'trace.xml'",
+        id="trace-extension",
+    ),
+    case(
+        lambda: simulation.ClientPopulation(["a", "b"], [0.1, -1.0]),
+        ValueError,
+        "seconds_per_example[1] must be a finite number > 0.0, got -1.0",
+        id="population-negative-speed",
     ),
 ]
 

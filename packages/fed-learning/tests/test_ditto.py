@@ -1,11 +1,14 @@
 """Ditto: global and personalized models over two rounds computed by hand, the evaluation of the
 personalized models, and training on digits."""
 
+import collections
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from fed_core.execution import ClientWorkError
 from fed_datasets import digits
 from fed_learning import algorithms, models, optimizers
 
@@ -76,6 +79,96 @@ def test_two_rounds_match_the_paper_by_hand():
     want = (_loss(v2) + _loss(w0)) / 2
     np.testing.assert_allclose(metrics["mean_squared_error"], want, rtol=1e-5)
     assert metrics["num_examples"] == 6
+
+
+def _unreadable():
+    """A client dataset that raises while it is read."""
+
+    def records():
+        yield X[:1], Y[:1]
+        raise OSError("record 2 is corrupt")
+
+    return tf.data.Dataset.from_generator(records, output_signature=SPEC)
+
+
+def _nan_client():
+    return tf.data.Dataset.from_tensor_slices((np.full_like(X, np.nan), Y)).batch(3)
+
+
+def _personalized_once(**kwargs):
+    """A process, and a state in which clients 0 and 1 have trained their personalized models."""
+    process = algorithms.build_ditto(
+        linear_model_fn,
+        optimizers.build_sgdm(LR),
+        optimizers.build_sgdm(PERSONAL_LR),
+        lam=LAM,
+        num_clients=2,
+        **kwargs,
+    )
+    return process, process.next(process.initialize(), [_dataset(), _dataset()], [0, 1]).state
+
+
+def _assert_rows(after, before, client):
+    for a, b in zip(_arrays(after.personalized_weights), _arrays(before.personalized_weights)):
+        np.testing.assert_array_equal(a[client], b[client])
+
+
+def test_a_client_with_a_non_finite_update_keeps_its_personalized_model():
+    process, state = _personalized_once(client_failure="drop")
+    alone = process.next(state, [_dataset()], [0]).state
+    output = process.next(state, [_dataset(), _nan_client()], [0, 1])
+    train = output.metrics["client_work"]["train"]
+    assert (train["num_non_finite_clients"], train["num_failed_clients"]) == (1, 0)
+    assert train["num_examples"] == 3
+    _assert_rows(output.state, state, 1)
+    _assert_rows(output.state, alone, 0)
+    for a, b in zip(
+        _arrays(output.state.global_model_weights.trainable),
+        _arrays(alone.global_model_weights.trainable),
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_failing_client_fails_the_round_or_is_dropped_keeping_its_personalized_model():
+    process, state = _personalized_once()
+    with pytest.raises(ClientWorkError, match="record 2 is corrupt") as caught:
+        process.next(state, [_dataset(), _unreadable()], [0, 1])
+    assert caught.value.client_index == 1
+
+    process, state = _personalized_once(client_failure="drop")
+    alone = process.next(state, [_dataset()], [0]).state
+    with pytest.warns(RuntimeWarning, match="client 1:.*record 2 is corrupt"):
+        output = process.next(state, [_dataset(), _unreadable()], [0, 1])
+    train = output.metrics["client_work"]["train"]
+    assert (train["num_failed_clients"], train["num_non_finite_clients"]) == (1, 0)
+    assert train["num_examples"] == 3
+    initial = _arrays(process.initialize().personalized_weights)
+    assert any((a[1] != b[1]).any() for a, b in zip(_arrays(state.personalized_weights), initial))
+    _assert_rows(output.state, state, 1)  # the failed client's model is kept
+    _assert_rows(output.state, alone, 0)
+    for a, b in zip(
+        _arrays(output.state.global_model_weights.trainable),
+        _arrays(alone.global_model_weights.trainable),
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_model_distributor_sends_the_global_weights(counting_distributor):
+    plain, state = _personalized_once()
+    weights_type = plain.initialize.type_signature.result.member.global_model_weights
+    process, _ = _personalized_once(model_distributor=counting_distributor(weights_type))
+    output = process.next(state._replace(distributor=np.int32(4)), [_dataset()], [1])
+    assert output.state.distributor == 5
+    assert output.metrics["distributor"] == collections.OrderedDict(rounds=5)
+    expected = plain.next(state, [_dataset()], [1]).state
+    for a, b in zip(
+        _arrays(output.state.personalized_weights), _arrays(expected.personalized_weights)
+    ):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="model_distributor must be a DistributionProcess"):
+        _personalized_once(model_distributor="broadcast")
+    with pytest.raises(ValueError, match="client_failure must be one of"):
+        _personalized_once(client_failure="skip")
 
 
 def test_ids_and_arguments_are_checked():

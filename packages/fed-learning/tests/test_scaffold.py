@@ -1,13 +1,17 @@
 """SCAFFOLD: two rounds computed by hand (control variates kept per client), the checks of client
 numbers, and training on digits."""
 
+import collections
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from fed_core.execution import ClientWorkError
 from fed_datasets import digits
 from fed_learning import algorithms, models
+from fed_types import TensorType, to_type
 
 SPEC = (tf.TensorSpec([None, 2], tf.float32), tf.TensorSpec([None, 1], tf.float32))
 CLIENTS = [
@@ -110,11 +114,114 @@ def test_client_ids_are_checked_before_the_round():
         assert rows[0].any() and rows[2].any() and not rows[1].any()
 
 
-def test_bad_arguments_are_refused_when_built():
+def _unreadable():
+    """A client dataset that raises while it is read."""
+
+    def records():
+        yield np.ones((1, 2), np.float32), np.ones((1, 1), np.float32)
+        raise OSError("record 2 is corrupt")
+
+    return tf.data.Dataset.from_generator(records, output_signature=SPEC)
+
+
+def _nan_client():
+    x = np.array([[np.nan, 1.0]], np.float32)
+    return tf.data.Dataset.from_tensor_slices((x, np.ones((1, 1), np.float32))).batch(1)
+
+
+def _trained_once(process):
+    """A state in which clients 0 and 1 both have non-zero control variates."""
+    return process.next(process.initialize(), [_dataset(0), _dataset(1)], [0, 1]).state
+
+
+def _assert_same(a, b):
+    for x, y in zip(_arrays(a), _arrays(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_client_with_a_non_finite_update_keeps_its_control_variate():
+    for client_failure in ("raise", "drop"):
+        process = algorithms.build_scaffold(
+            linear_model_fn, LR, num_clients=2, client_failure=client_failure
+        )
+        state = _trained_once(process)
+        alone = process.next(state, [_dataset(0)], [0]).state
+        output = process.next(state, [_dataset(0), _nan_client()], [0, 1])
+        train = output.metrics["client_work"]["train"]
+        assert (train["num_non_finite_clients"], train["num_failed_clients"]) == (1, 0)
+        assert train["num_examples"] == len(CLIENTS[0][0])
+        rows_before, rows_after = (
+            state.client_control_variates,
+            output.state.client_control_variates,
+        )
+        _assert_same([r[1] for r in rows_after], [r[1] for r in rows_before])
+        # The round is the good client's alone.
+        _assert_same(
+            output.state.global_model_weights.trainable, alone.global_model_weights.trainable
+        )
+        _assert_same(output.state.server_control_variate, alone.server_control_variate)
+
+
+def test_a_failing_client_fails_the_round_or_is_dropped_keeping_its_control_variate():
+    raising = algorithms.build_scaffold(linear_model_fn, LR, num_clients=2)
+    state = _trained_once(raising)
+    with pytest.raises(ClientWorkError, match="record 2 is corrupt") as caught:
+        raising.next(state, [_dataset(0), _unreadable()], [0, 1])
+    assert (caught.value.client_index, caught.value.num_clients) == (1, 2)
+
+    dropping = algorithms.build_scaffold(linear_model_fn, LR, num_clients=2, client_failure="drop")
+    alone = dropping.next(state, [_dataset(0)], [0]).state
+    with pytest.warns(RuntimeWarning, match="client 1:.*record 2 is corrupt"):
+        output = dropping.next(state, [_dataset(0), _unreadable()], [0, 1])
+    train = output.metrics["client_work"]["train"]
+    assert (train["num_failed_clients"], train["num_non_finite_clients"]) == (1, 0)
+    assert train["num_examples"] == len(CLIENTS[0][0])
+    for after, before, want in zip(
+        _arrays(output.state.client_control_variates),
+        _arrays(state.client_control_variates),
+        _arrays(alone.client_control_variates),
+    ):
+        assert before[1].any()
+        np.testing.assert_array_equal(after[1], before[1])  # the failed client's variate is kept
+        np.testing.assert_array_equal(after[0], want[0])
+    _assert_same(output.state.global_model_weights.trainable, alone.global_model_weights.trainable)
+    _assert_same(output.state.server_control_variate, alone.server_control_variate)
+
+
+def test_a_model_distributor_sends_the_weights_and_keeps_its_state(counting_distributor):
+    plain = algorithms.build_scaffold(linear_model_fn, LR, num_clients=2)
+    weights_type = plain.initialize.type_signature.result.member.global_model_weights
+    process = algorithms.build_scaffold(
+        linear_model_fn, LR, num_clients=2, model_distributor=counting_distributor(weights_type)
+    )
+    state = process.initialize()
+    assert state.distributor == 0
+    for round_number in (1, 2):
+        output = process.next(state, [_dataset(0)], [0])
+        assert output.metrics["distributor"] == collections.OrderedDict(rounds=round_number)
+        expected = plain.next(state._replace(distributor=()), [_dataset(0)], [0]).state
+        _assert_same(
+            output.state.global_model_weights.trainable, expected.global_model_weights.trainable
+        )
+        state = output.state
+        assert state.distributor == round_number
+    assert list(output.metrics) == ["distributor", "client_work", "aggregator", "finalizer"]
+
+
+def test_bad_arguments_are_refused_when_built(counting_distributor):
     with pytest.raises(ValueError, match="client_learning_rate must be a finite float > 0"):
         algorithms.build_scaffold(linear_model_fn, 0.0)
     with pytest.raises(ValueError, match="num_clients must be an int >= 1, got 0"):
         algorithms.build_scaffold(linear_model_fn, LR, num_clients=0)
+    with pytest.raises(ValueError, match="client_failure must be one of"):
+        algorithms.build_scaffold(linear_model_fn, LR, client_failure="ignore")
+    with pytest.raises(TypeError, match="model_distributor must be a DistributionProcess"):
+        algorithms.build_scaffold(linear_model_fn, LR, model_distributor=lambda w: w)
+    other_weights = to_type(models.ModelWeights((TensorType(np.float32, [3]),), ()))
+    with pytest.raises(TypeError, match=r"must distribute the model weights.*float32\[3\]"):
+        algorithms.build_scaffold(
+            linear_model_fn, LR, model_distributor=counting_distributor(other_weights)
+        )
 
 
 DIGITS_SPEC = (tf.TensorSpec([None, 64], tf.float32), tf.TensorSpec([None], tf.int32))

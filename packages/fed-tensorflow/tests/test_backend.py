@@ -109,8 +109,11 @@ def test_clients_of_different_shapes_run_one_call_each():
     assert [float(m) for m in result.members()] == [2.0, 3.0]
 
 
-def test_clients_with_datasets_run_concurrently_on_the_pool():
+@pytest.mark.parametrize("strategy", ["auto", "looped", "per_client"])
+def test_clients_with_datasets_give_their_own_results_in_every_strategy(strategy, map_strategy):
     from concurrent.futures import ThreadPoolExecutor
+
+    map_strategy(strategy)
 
     @ftf.computation(SequenceType(np.int64))
     def total(values):
@@ -119,7 +122,79 @@ def test_clients_with_datasets_run_concurrently_on_the_pool():
     members = [tf.data.Dataset.range(k) for k in range(6)] + [[1, 2, 3]]
     with ThreadPoolExecutor(3) as pool:
         result = backend().load(total.building_block).map(ClientValues(members), pool)
+    # One looped graph call for all clients, or one call per client on the pool.
+    assert result.is_stacked == (strategy != "per_client")
     assert [int(m) for m in result.members()] == [0, 0, 1, 3, 6, 10, 6]
+
+
+BATCHES = SequenceType(
+    collections.OrderedDict(x=TensorType(np.float32, [None, 3]), y=TensorType(np.float32, [None]))
+)
+
+
+@ftf.computation(BATCHES, TensorType(np.float32, [3]))
+def train(batches, weights):
+    def step(state, batch):
+        w, n = state
+        with tf.GradientTape() as tape:
+            tape.watch(w)
+            loss = tf.reduce_mean(tf.square(tf.linalg.matvec(batch["x"], w) - batch["y"]))
+        return w - 0.1 * tape.gradient(loss, w), n + tf.shape(batch["y"])[0]
+
+    final, count = batches.reduce((weights, np.int32(0)), step)
+    return collections.OrderedDict(delta=final - weights, count=count)
+
+
+def batch_datasets(sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    datasets = []
+    for size in sizes:
+        x = rng.normal(size=(size, 3)).astype(np.float32)
+        y = rng.normal(size=size).astype(np.float32)
+        datasets.append(tf.data.Dataset.from_tensor_slices({"x": x, "y": y}).batch(2))
+    return datasets
+
+
+def test_a_looped_map_takes_the_shared_model_once_and_equals_one_call_per_client(map_strategy):
+    weights = np.array([0.5, -1.0, 2.0], np.float32)
+    members = [Struct([(None, d), (None, weights)]) for d in batch_datasets([5, 0, 2, 7])]
+    loaded = backend().load(train.building_block)
+    looped = loaded.map(ClientValues(members), None)
+    assert looped.is_stacked
+    # The model every client shares (the same object, as a broadcast gives it) is passed once.
+    assert loaded._batched[("sequences", (False, True))] is not None
+    map_strategy("per_client")
+    one_by_one = loaded.map(ClientValues(members), None)
+    np.testing.assert_array_equal(looped.stacked().count, [5, 0, 2, 7])
+    for got, want in zip(looped.members(), one_by_one.members(), strict=True):
+        np.testing.assert_array_equal(got.delta, want.delta)
+        assert int(got.count) == int(want.count)
+
+    # Clients with models of their own each train their own.
+    own = [Struct([(None, d), (None, weights * k)]) for k, d in enumerate(batch_datasets([3, 3]))]
+    map_strategy("auto")
+    looped = loaded.map(ClientValues(own), None)
+    map_strategy("per_client")
+    for got, want in zip(
+        looped.members(), loaded.map(ClientValues(own), None).members(), strict=True
+    ):
+        np.testing.assert_array_equal(got.delta, want.delta)
+
+
+def test_a_failing_client_in_a_looped_map_raises_its_own_error_and_the_loop_stays():
+    @ftf.computation(SequenceType(np.float32))
+    def checked_total(values):
+        def add(acc, x):
+            with tf.control_dependencies([tf.debugging.assert_non_negative(x)]):
+                return acc + x
+
+        return values.reduce(np.float32(0), add)
+
+    loaded = backend().load(checked_total.building_block)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.map(ClientValues([[1.0], [-2.0], [3.0]]), None)
+    result = loaded.map(ClientValues([[1.0], [2.0, 5.0]]), None)
+    assert result.is_stacked and result.stacked().tolist() == [1.0, 7.0]
 
 
 def test_arguments_in_every_executor_form():
@@ -169,7 +244,7 @@ PLACEMENT = textwrap.dedent(
     from fed_tensorflow._backend import backend
     from fed_types import SequenceType
 
-    ftf.configure(devices=["/CPU:1", "/CPU:2"])
+    ftf.configure(devices=["/CPU:1", "/CPU:2"], map_strategy="per_client")
 
     @ftf.computation(SequenceType(np.float32))
     def total(values):
@@ -177,6 +252,10 @@ PLACEMENT = textwrap.dedent(
 
     per_client = backend().load(total.building_block).map(ClientValues([[1.0], [2.0], [3.0]]), None)
     print("per-client", [m.device[-5:] for m in per_client.members()])
+
+    ftf.configure(devices=["/CPU:1", "/CPU:2"])
+    looped = backend().load(total.building_block).map(ClientValues([[1.0], [2.0, 3.0], [], [4.0]]), None)
+    print("looped", looped.stacked().tolist(), flush=True)
 
     @ftf.computation(np.float32)
     def double(x):
@@ -205,6 +284,10 @@ def test_client_work_is_spread_over_the_configured_devices():
         r"Executing op __inference_vectorized\w* in device \S+(CPU:\d)", done.stderr
     )
     assert sorted(devices) == ["CPU:1", "CPU:2"]
+    # Clients with datasets: one looped call per device, each over half of the clients.
+    assert "looped [1.0, 5.0, 0.0, 4.0]" in done.stdout
+    devices = re.findall(r"Executing op __inference_looped\w* in device \S+(CPU:\d)", done.stderr)
+    assert sorted(devices) == ["CPU:1", "CPU:2"]
 
 
 CONTEXT_DEVICES = textwrap.dedent(
@@ -214,6 +297,7 @@ CONTEXT_DEVICES = textwrap.dedent(
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 3)
+    tf.debugging.set_log_device_placement(True)
 
     import fed_core as fc
     import fed_tensorflow as ftf
@@ -234,8 +318,9 @@ CONTEXT_DEVICES = textwrap.dedent(
     with context_scope(own):
         print("own", totals([[1.0], [2.0], [3.0]]), flush=True)
     own_backend = own.executor._backend("tensorflow")
-    placed = own_backend.load(total.building_block).map(ClientValues([[1.0], [2.0]]), None)
+    placed = own_backend.load(total.building_block).map(ClientValues([[1.0]]), None)
     print("own placed", [m.device[-5:] for m in placed.members()], flush=True)
+    own_backend.load(total.building_block).map(ClientValues([[1.0], [2.0]]), None)
     print("own devices", own_backend.devices, flush=True)
     print("other devices", other.executor._backend("tensorflow").devices, flush=True)
     print("process devices", backend().devices, flush=True)
@@ -257,4 +342,26 @@ def test_a_context_given_devices_runs_its_client_work_there_and_leaves_others_al
     everything = "['/device:CPU:0', '/device:CPU:1', '/device:CPU:2']"
     assert f"other devices {everything}" in done.stdout
     assert f"process devices {everything}" in done.stdout
-    assert "own placed ['CPU:2', 'CPU:2']" in done.stdout
+    assert "own placed ['CPU:2']" in done.stdout
+    # Clients with datasets run in one looped call per map, on the context's device.
+    devices = re.findall(r"Executing op __inference_looped\w* in device \S+(CPU:\d)", done.stderr)
+    assert devices == ["CPU:2", "CPU:2"]
+
+
+def test_a_graph_with_a_variable_runs_its_clients_one_at_a_time_in_a_looped_map():
+    @ftf.computation(SequenceType(np.float32))
+    def total_in_a_variable(values):
+        total = tf.Variable(0.0)
+
+        def add(_, x):
+            return total.assign_add(x)
+
+        return values.reduce(np.float32(0), add)
+
+    loaded = backend().load(total_in_a_variable.building_block)
+    members = [[float(k)] * k for k in range(1, 9)]
+    result = loaded.map(ClientValues(members), None)
+    assert loaded._parallel_clients == 1  # iterations would share the variable
+    assert result.is_stacked
+    assert result.stacked().tolist() == [float(k * k) for k in range(1, 9)]
+    assert backend().load(train.building_block)._parallel_clients > 1

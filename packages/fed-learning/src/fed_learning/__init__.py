@@ -3,6 +3,7 @@
 from fed_core.execution import ClientWorkError
 from fed_learning import (
     algorithms,
+    metrics,
     model_update_aggregator,
     models,
     optimizers,
@@ -35,6 +36,7 @@ __all__ = [
     "dp_aggregator",
     "from_compiled_keras_model",
     "from_keras_model",
+    "metrics",
     "model_update_aggregator",
     "models",
     "optimizers",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import collections
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +21,7 @@ import tensorflow as tf
 import fed_core as fc
 import fed_tensorflow as ftf
 from fed_learning._loops import fold_dataset
+from fed_learning.metrics._aggregator import sum_then_finalize
 from fed_learning.models import FunctionalModel
 from fed_learning.models._conversion import TrainableModel, VariableModelSource
 from fed_learning.models._functional import (
@@ -31,7 +32,7 @@ from fed_learning.models._functional import (
 )
 from fed_learning.models._variable import Model, VariableModel
 from fed_learning.optimizers import Optimizer
-from fed_types import SequenceType, Type, infer_type, to_type
+from fed_types import SequenceType, StructType, Type, infer_type, to_type
 
 
 def weights_type_of(model: TrainableModel) -> Type:
@@ -221,7 +222,8 @@ def _client_status(finite: tf.Tensor, count: tf.Tensor) -> collections.OrderedDi
 def failed_client_result(work_on_client: fc.Computation) -> Any:
     """What a client whose work raised contributes when its failure is dropped: zeros of the client work's
     result type (a zero update of weight 0, metric states that sum as no data) with `num_failed_clients`
-    1. Raises NotImplementedError if the result holds a tensor without a fully defined shape."""
+    1 in the status counts (the result's element that has `num_failed_clients`). Raises
+    NotImplementedError if the result holds a tensor without a fully defined shape."""
     result_type = work_on_client.type_signature.result
 
     def zeros(spec: tf.TensorSpec) -> np.ndarray:
@@ -233,7 +235,13 @@ def failed_client_result(work_on_client: fc.Computation) -> Any:
         return np.zeros(spec.shape, spec.dtype.as_numpy_dtype)
 
     result = tf.nest.map_structure(zeros, ftf.to_tf_spec(result_type))
-    result[2]["num_failed_clients"] = np.int32(1)
+    elements: list[Type] = list(cast(StructType, result_type))
+    (status,) = (
+        i
+        for i, element in enumerate(elements)
+        if isinstance(element, StructType) and "num_failed_clients" in element.names()
+    )
+    result[status]["num_failed_clients"] = np.int32(1)
     return result
 
 
@@ -437,9 +445,10 @@ def build_metrics_aggregation(
     model: TrainableModel, metrics_type: Type, metrics_aggregator: Any = None
 ) -> Callable[[Any], Any]:
     """A function, to call while tracing a federated computation, from the clients' local metrics (at
-    CLIENTS) to the metric values at SERVER: by default their sum, finalized; with TFF's
-    `metrics_aggregator(metric_finalizers, local_unfinalized_metrics_type)`, the computation it returns;
-    for a model of TFF's older interface, its `federated_output_computation`."""
+    CLIENTS) to the metric values at SERVER: the computation that TFF's `metrics_aggregator(
+    metric_finalizers, local_unfinalized_metrics_type)` returns (by default
+    `fed.learning.metrics.sum_then_finalize`: their sum, finalized); for a model of TFF's older
+    interface, its `federated_output_computation`."""
     if isinstance(model, VariableModelSource) and model.legacy:
         if metrics_aggregator is not None:
             raise TypeError(
@@ -456,28 +465,23 @@ def build_metrics_aggregation(
             return result if _is_federated(result) else fc.federated_zip(result)
 
         return aggregate_legacy
-    if metrics_aggregator is not None:
-        if not callable(metrics_aggregator):
-            raise TypeError(
-                "metrics_aggregator must be a function (metric_finalizers, "
-                "local_unfinalized_metrics_type) -> federated computation, got "
-                f"{metrics_aggregator!r}."
-            )
-        finalizers: Any
-        if isinstance(model, FunctionalModel):
-            finalizers = model.finalize_metrics
-        else:
-            prototype = model.prototype
-            assert isinstance(prototype, VariableModel)
-            finalizers = prototype.metric_finalizers()
-        return metrics_aggregator(finalizers, metrics_type)
-    finalize = metric_finalizer(model)
-
-    @ftf.computation(metrics_type)
-    def finalize_metrics(state):
-        return finalize(state)
-
-    return lambda values: fc.federated_map(finalize_metrics, fc.federated_sum(values))
+    if metrics_aggregator is None:
+        metrics_aggregator = sum_then_finalize
+    elif not callable(metrics_aggregator):
+        raise TypeError(
+            "metrics_aggregator must be a function (metric_finalizers, "
+            "local_unfinalized_metrics_type) -> federated computation, got "
+            f"{metrics_aggregator!r}."
+        )
+    finalizers: Any
+    if isinstance(model, FunctionalModel):
+        finalizers = model.finalize_metrics
+    else:
+        metric_finalizer(model)  # checks that the finalizers are those of the reported metrics
+        prototype = model.prototype
+        assert isinstance(prototype, VariableModel)
+        finalizers = prototype.metric_finalizers()
+    return metrics_aggregator(finalizers, metrics_type)
 
 
 def _is_federated(value: Any) -> bool:

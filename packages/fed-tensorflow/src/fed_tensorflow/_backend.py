@@ -40,6 +40,8 @@ MapStrategy = Literal["auto", "vectorized", "looped", "per_client"]
 _STRATEGIES: tuple[str, ...] = get_args(MapStrategy)
 _VARIANT_SPEC = tf.TensorSpec([], tf.variant)
 _RESOURCE = tf.resource.as_datatype_enum
+# How many clients' iterations of a looped map may run at once (TensorFlow's while loop overlaps them).
+_PARALLEL_CLIENTS = 16
 
 
 class _FromThread(logging.Filter):
@@ -188,10 +190,15 @@ class LoadedTensorFlowComputation(LoadedComputation):
             None if isinstance(t, SequenceType) else to_tf_dtype(t.dtype) for t in self._inputs
         ]
         self._has_sequences = any(isinstance(t, SequenceType) for t in self._inputs + self._outputs)
+        self._has_sequence_outputs = any(isinstance(t, SequenceType) for t in self._outputs)
+        # Clients in a looped call overlap, unless the graph holds state (a variable, a table) that
+        # every iteration would share.
+        self._parallel_clients = 1 if _holds_state(self._graph.graph_def) else _PARALLEL_CLIENTS
         self._lock = threading.Lock()
         self._single: Any = None
-        # Map strategy -> its concrete function over stacked inputs, or None if it cannot be built.
-        self._batched: dict[str, Any] = {}
+        # Map strategy (or ("sequences", which inputs are shared)) -> its concrete function over
+        # stacked inputs, or None if it cannot be built.
+        self._batched: dict[Any, Any] = {}
 
     def import_graph(self, *inputs: tf.Tensor) -> list[tf.Tensor]:
         """Adds the computation's graph to the graph being built, fed with `inputs`; returns its
@@ -217,12 +224,12 @@ class LoadedTensorFlowComputation(LoadedComputation):
         strategy = self._backend.map_strategy
         if len(clients) == 0:
             return ClientValues([])
-        if (
-            self._has_sequences
-            or strategy == "per_client"
-            or (len(clients) == 1 and strategy == "auto")
-        ):
+        if strategy == "per_client" or (len(clients) == 1 and strategy == "auto"):
             return self._map_per_client(clients.members(), pool)
+        if self._has_sequences:
+            if self._has_sequence_outputs or strategy == "vectorized":
+                return self._map_per_client(clients.members(), pool)
+            return self._map_with_sequences(clients, pool)
         batched = self._batched_function(strategy)
         if batched is not None:
             try:
@@ -243,6 +250,85 @@ class LoadedTensorFlowComputation(LoadedComputation):
                         self._batched[strategy] = None
                     return result
         return self._map_per_client(clients.members(), pool)
+
+    def _map_with_sequences(self, clients: ClientValues, pool: Executor | None) -> ClientValues:
+        """Runs clients that take datasets in one looped graph call per device: each client's dataset
+        goes in as one element of a vector of variants, and inputs that every client shares (the
+        broadcast model) go in once."""
+        members = clients.members()
+        columns = list(zip(*(flatten(m, self._parameter_type) for m in members), strict=True))
+        shared = tuple(
+            not isinstance(t, SequenceType) and all(v is column[0] for v in column)
+            for t, column in zip(self._inputs, columns, strict=True)
+        )
+        key = ("sequences", shared)
+        with self._lock:
+            if key not in self._batched:
+                self._batched[key] = self._build_looped_over_sequences(shared)
+            fn = self._batched[key]
+        if fn is None:
+            return self._map_per_client(members, pool)
+        inputs = []
+        for t, dtype, column, is_shared in zip(
+            self._inputs, self._input_dtypes, columns, shared, strict=True
+        ):
+            if isinstance(t, SequenceType):
+                inputs.append(tf.stack([to_variant(as_dataset(v, t.element)) for v in column]))
+            elif is_shared:
+                inputs.append(tf.convert_to_tensor(column[0], dtype=dtype))
+            else:
+                try:
+                    inputs.append(tf.convert_to_tensor(_stack(column), dtype=dtype))
+                except ValueError:  # members of different shapes
+                    return self._map_per_client(members, pool)
+        try:
+            return self._map_batched(
+                fn, inputs, len(members), pool, per_client=[not s for s in shared]
+            )
+        except tf.errors.OpError:
+            # As in `map`: the per-client calls raise the failing client's error; if they succeed,
+            # the looped graph is at fault and is not used again.
+            result = self._map_per_client(members, pool)
+            with self._lock:
+                self._batched[key] = None
+            return result
+
+    def _build_looped_over_sequences(self, shared: tuple[bool, ...]) -> Any:
+        specs = [
+            tf.TensorSpec([None], tf.variant)
+            if isinstance(t, SequenceType)
+            else (tensor_spec(t) if is_shared else _stacked_spec(t))
+            for t, is_shared in zip(self._inputs, shared, strict=True)
+        ]
+        output_specs = [tensor_spec(t) for t in self._outputs]  # type: ignore[arg-type]
+
+        def looped(*inputs: tf.Tensor) -> Any:
+            per_client = [x for x, is_shared in zip(inputs, shared, strict=True) if not is_shared]
+
+            def one_client(xs: Sequence[tf.Tensor]) -> Any:
+                own = iter(xs)
+                # A shared input is captured into the loop's body (an identity there), which an
+                # imported graph's input can be mapped to.
+                return self.import_graph(
+                    *(
+                        tf.identity(x) if is_shared else next(own)
+                        for x, is_shared in zip(inputs, shared, strict=True)
+                    )
+                )
+
+            return tf.map_fn(
+                one_client,
+                per_client,
+                fn_output_signature=output_specs,
+                parallel_iterations=self._parallel_clients,
+            )
+
+        try:
+            return tf.function(
+                looped, input_signature=specs, autograph=False
+            ).get_concrete_function()
+        except Exception:  # a graph that cannot run in a loop: clients run one call each
+            return None
 
     def _single_function(self) -> Any:
         with self._lock:
@@ -273,7 +359,10 @@ class LoadedTensorFlowComputation(LoadedComputation):
 
         def looped(*stacked: tf.Tensor) -> Any:
             return tf.map_fn(
-                lambda xs: self.import_graph(*xs), stacked, fn_output_signature=output_specs
+                lambda xs: self.import_graph(*xs),
+                stacked,
+                fn_output_signature=output_specs,
+                parallel_iterations=self._parallel_clients,
             )
 
         builders = {"vectorized": vectorized, "looped": looped}
@@ -320,10 +409,18 @@ class LoadedTensorFlowComputation(LoadedComputation):
         ]
 
     def _map_batched(
-        self, fn: Any, inputs: list[tf.Tensor], n: int, pool: Executor | None
+        self,
+        fn: Any,
+        inputs: list[tf.Tensor],
+        n: int,
+        pool: Executor | None,
+        per_client: list[bool] | None = None,
     ) -> ClientValues:
+        """Calls `fn` on the stacked `inputs` (those marked False in `per_client` are shared by all
+        clients and passed whole), split into one part per device."""
         devices = self._backend.devices
         parts = min(len(devices), n)
+        sliced = per_client or [True] * len(inputs)
         if parts == 1:
             with tf.device(devices[0]):
                 outputs = fn(*inputs)
@@ -331,8 +428,11 @@ class LoadedTensorFlowComputation(LoadedComputation):
             bounds = np.linspace(0, n, parts + 1).astype(int)
 
             def run(part: int) -> Any:
+                start, end = bounds[part], bounds[part + 1]
                 with tf.device(devices[part]):
-                    return fn(*[x[bounds[part] : bounds[part + 1]] for x in inputs])
+                    return fn(
+                        *[x[start:end] if s else x for x, s in zip(inputs, sliced, strict=True)]
+                    )
 
             results = run_per_member(run, list(range(parts)), pool)
             outputs = [
@@ -391,6 +491,23 @@ def _without_resource_aliases(graph_def: Any) -> Any:
         del node.input[:]
         node.input.extend(data + list(dict.fromkeys(controls)))
     return result
+
+
+def _holds_state(graph_def: Any) -> bool:
+    """Whether the graph (or a function of its library) makes a variable or a table."""
+    nodes = itertools.chain(
+        graph_def.node, *(function.node_def for function in graph_def.library.function)
+    )
+    return any(
+        node.op == "VarHandleOp" or "Variable" in node.op or "HashTable" in node.op
+        for node in nodes
+    )
+
+
+def _stack(column: Sequence[Any]) -> Any:
+    if all(isinstance(v, tf.Tensor) for v in column):
+        return tf.stack(list(column))
+    return np.stack([np.asarray(v) for v in column])
 
 
 def _stacked_spec(t: TensorType) -> tf.TensorSpec:

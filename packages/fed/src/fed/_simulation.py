@@ -1,6 +1,7 @@
 """`fed.simulation`: client data for simulation (`fed.simulation.datasets`), client sampling, the
-training loop (`run_training_process`, with TFF's metric key names), and the composition of a dataset
-computation with a process, so that clients build their own datasets."""
+training loop (`run_training_process`, with TFF's metric key names), the composition of a dataset
+computation with a process, so that clients build their own datasets, and realistic clients (speeds,
+availability, dropouts) on a simulated clock, for synchronous rounds with a deadline and for FedBuff."""
 
 import fed_datasets as datasets
 from fed_core import Computation
@@ -18,12 +19,27 @@ from fed_learning.program import (
     TRAINING_TIME_KEY,
     run_training_process,
 )
+from fed_learning.simulation import (
+    AvailabilityTrace,
+    BufferedAsynchronousSimulation,
+    ClientPopulation,
+    DiurnalAvailability,
+    SimulatedClock,
+    SynchronousSimulation,
+    load_availability_trace,
+)
 from fed_learning.templates import LearningProcess
 
 __all__ = [
+    "AvailabilityTrace",
+    "BufferedAsynchronousSimulation",
+    "ClientPopulation",
+    "DiurnalAvailability",
     "EVALUATION_METRICS_PREFIX",
     "EVALUATION_TIME_KEY",
     "ROUND_NUMBER_KEY",
+    "SimulatedClock",
+    "SynchronousSimulation",
     "TRAINING_TIME_KEY",
     "ClientData",
     "build_client_selection_fn",
@@ -32,6 +48,7 @@ __all__ = [
     "compose_dataset_computation_with_iterative_process",
     "compose_dataset_computation_with_learning_process",
     "datasets",
+    "load_availability_trace",
     "run_training_process",
 ]
 

@@ -103,11 +103,15 @@ class FunctionValue:
         loaded: LoadedComputation | None = None,
         *,
         block: bb.ComputationBuildingBlock | None = None,
+        structural: Callable[[Any], Any] | None = None,
     ):
         self.type_signature = type_signature
         self._call = call
         self._loaded = loaded
         self.block = block
+        # `call` as a function that only selects from and regroups its argument, if it is one: it
+        # then applies to all clients' values stacked as it does to one client's.
+        self._structural = structural
 
     def __call__(self, argument: Any = None) -> Any:
         return self._call(argument)
@@ -122,6 +126,10 @@ class FunctionValue:
             return self._map_handling_failures(clients, state, pool, handler)
         if self._loaded is not None:
             return self._loaded.map(clients, pool)
+        if self._structural is not None:
+            if clients.is_stacked:
+                return ClientValues(stacked=self._structural(clients.stacked()), size=len(clients))
+            return ClientValues([self._structural(member) for member in clients.members()])
         return ClientValues(run_per_member(self._call_in_worker(state), clients.members(), pool))
 
     def _map_handling_failures(
@@ -131,6 +139,13 @@ class FunctionValue:
         pool: PoolExecutor | None,
         handler: failures.ClientFailureHandler,
     ) -> ClientValues:
+        if self._loaded is not None and len(clients) > 1:
+            # The backend's one call for all clients first; only if some client's work fails do the
+            # clients run one by one, to find which.
+            try:
+                return self._loaded.map(clients, pool)
+            except Exception:  # noqa: S110 (each client's error is found below)
+                pass
         call = self._call_in_worker(state)
 
         def attempt(member: Any) -> tuple[bool, Any]:

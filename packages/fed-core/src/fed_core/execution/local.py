@@ -90,14 +90,46 @@ def _leaf_function(node: bb.CompiledComputation, loaded: Any) -> _Resolved:
     return lambda state: FunctionValue(node.type_signature, loaded, loaded, block=node)
 
 
+def _structural(block: bb.Lambda) -> Callable[[Any], Any] | None:
+    """The lambda as a plain Python function if its result only selects from and regroups its
+    parameter (as `x -> <x[1], x.update>` does), else None.
+
+    Such a function does the same on a client's value and on all clients' values stacked, so a
+    `federated_map` of it runs once on the stacked form rather than once per client.
+    """
+    name = block.parameter_name
+
+    def compile_(node: bb.ComputationBuildingBlock) -> Callable[[Any], Any] | None:
+        if isinstance(node, bb.Reference):
+            return (lambda x: x) if node.name == name else None
+        if isinstance(node, bb.Selection):
+            source, index = compile_(node.source), node.index
+            return None if source is None else (lambda x: source(x)[index])
+        if isinstance(node, bb.Struct):
+            parts = [(element_name, compile_(e)) for element_name, e in node.elements]
+            if any(part is None for _, part in parts):
+                return None
+            return lambda x: Struct((n, part(x)) for n, part in parts)  # type: ignore[misc]
+        return None
+
+    return None if name is None else compile_(block.result)
+
+
 class _Plan:
-    """A computation's intrinsics and leaves, resolved once, and which of its lambdas are closed."""
+    """A computation's intrinsics and leaves, resolved once, which of its lambdas are closed, and
+    which of those only select from their parameter (see `_structural`)."""
 
-    __slots__ = ("resolved", "closed")
+    __slots__ = ("resolved", "closed", "structural")
 
-    def __init__(self, resolved: dict[int, _Resolved], closed: set[int]):
+    def __init__(
+        self,
+        resolved: dict[int, _Resolved],
+        closed: set[int],
+        structural: dict[int, Callable[[Any], Any]],
+    ):
         self.resolved = resolved
         self.closed = closed
+        self.structural = structural
 
 
 MAX_PLANS = 1024
@@ -192,6 +224,7 @@ class LocalExecutor(Executor):
                 return known[1]
         resolved: dict[int, _Resolved] = {}
         closed: set[int] = set()
+        structural: dict[int, Callable[[Any], Any]] = {}
         for node in bb.walk(root):
             if isinstance(node, bb.Intrinsic):
                 resolved[id(node)] = self._resolve_intrinsic(node)
@@ -199,7 +232,10 @@ class LocalExecutor(Executor):
                 resolved[id(node)] = _leaf_function(node, self._leaves.get(node))
             elif isinstance(node, bb.Lambda) and not bb.free_references(node):
                 closed.add(id(node))
-        plan = _Plan(resolved, closed)
+                select = _structural(node)
+                if select is not None:
+                    structural[id(node)] = select
+        plan = _Plan(resolved, closed, structural)
         with self._lock:
             self._plans[id(root)] = (root, plan)
             while len(self._plans) > MAX_PLANS:
@@ -292,7 +328,9 @@ class LocalExecutor(Executor):
             return self._evaluate(block.result, inner, state, plan)
 
         closed = block if id(block) in plan.closed else None
-        return FunctionValue(block.type_signature, call, block=closed)
+        return FunctionValue(
+            block.type_signature, call, block=closed, structural=plan.structural.get(id(block))
+        )
 
     def close(self) -> None:
         if self.pool is not None:

@@ -5,7 +5,7 @@ execution interface can run them on values in executor form."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,35 +42,66 @@ def _reduce(
     fn_type: FunctionType,
     reducer: Callable[[np.ndarray, np.dtype], Any],
     name: str,
+    pairwise: Callable[[np.ndarray, np.ndarray], np.ndarray],
 ) -> Any:
+    """Reduces the clients' values along the client axis: with `reducer` on the stacked form when the
+    values are held stacked, else client by client with `pairwise` (so that no stacked copy of all
+    clients' values is made), in client order as the stacked reduction adds them."""
     member_type = _result_member(fn_type)
     if len(clients) == 0:
         if name == "sum":
             return zeros(member_type)
         raise ValueError(f"federated_{name} needs at least one client; there are none.")
-    stacked = clients.stacked()
+    if not clients.is_stacked:
+        members = clients.members()
+        return map_structure(lambda *values: _running(values, pairwise), *members)
 
     def reduce_leaf(leaf: Any) -> Any:
         array = np.asarray(leaf)
         return reducer(array, array.dtype)
 
-    return map_structure(reduce_leaf, stacked)
+    return map_structure(reduce_leaf, clients.stacked())
+
+
+def _running(
+    values: Sequence[Any], pairwise: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    first = np.asarray(values[0])
+    total = np.array(first, copy=True)
+    for value in values[1:]:
+        array = np.asarray(value)
+        if array.shape != first.shape or array.dtype != first.dtype:
+            raise ValueError(
+                f"Cannot aggregate client values of different shapes or dtypes: "
+                f"{first.dtype.name}{list(first.shape)} and {array.dtype.name}{list(array.shape)}."
+            )
+        # Sequential, as numpy reduces a stacked array along its first axis: the same result.
+        total = pairwise(total, array)
+    return total
+
+
+def _mean_of(total: np.ndarray, count: int) -> np.ndarray:
+    # np.mean's own arithmetic: a division in floating point, cast back to the values' dtype.
+    return np.asarray(np.true_divide(total, count)).astype(total.dtype)
 
 
 def federated_sum(state: ExecutionState, fn_type: FunctionType, value: ClientValues) -> Any:
-    return _reduce(value, fn_type, lambda a, dt: np.sum(a, axis=0, dtype=dt), "sum")
+    return _reduce(value, fn_type, lambda a, dt: np.sum(a, axis=0, dtype=dt), "sum", np.add)
 
 
 def federated_mean(state: ExecutionState, fn_type: FunctionType, value: ClientValues) -> Any:
-    return _reduce(value, fn_type, lambda a, dt: np.mean(a, axis=0, dtype=dt), "mean")
+    if value.is_stacked or len(value) == 0:
+        return _reduce(value, fn_type, lambda a, dt: np.mean(a, axis=0, dtype=dt), "mean", np.add)
+    total = _reduce(value, fn_type, lambda a, dt: a, "mean", np.add)
+    return map_structure(lambda leaf: _mean_of(leaf, len(value)), total)
 
 
 def federated_min(state: ExecutionState, fn_type: FunctionType, value: ClientValues) -> Any:
-    return _reduce(value, fn_type, lambda a, dt: np.min(a, axis=0), "min")
+    return _reduce(value, fn_type, lambda a, dt: np.min(a, axis=0), "min", np.minimum)
 
 
 def federated_max(state: ExecutionState, fn_type: FunctionType, value: ClientValues) -> Any:
-    return _reduce(value, fn_type, lambda a, dt: np.max(a, axis=0), "max")
+    return _reduce(value, fn_type, lambda a, dt: np.max(a, axis=0), "max", np.maximum)
 
 
 def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: Struct) -> Any:
@@ -88,7 +119,27 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
         with np.errstate(invalid="ignore", divide="ignore"):
             return (np.sum(array * scale, axis=0) / total).astype(array.dtype)
 
-    return map_structure(weighted, value.stacked())
+    if value.is_stacked:
+        return map_structure(weighted, value.stacked())
+
+    def weighted_running(*leaves: Any) -> np.ndarray:
+        # Client by client, in the order and the float64 arithmetic of `weighted`, without a
+        # stacked copy of every client's value.
+        first = np.asarray(leaves[0])
+        wide = np.result_type(first.dtype, np.float64)
+        accumulated = np.asarray(first, dtype=wide) * weights[0]
+        for leaf, w in zip(leaves[1:], weights[1:], strict=True):
+            array = np.asarray(leaf)
+            if array.shape != first.shape:
+                raise ValueError(
+                    f"Cannot average client values of different shapes: "
+                    f"{list(first.shape)} and {list(array.shape)}."
+                )
+            accumulated += np.asarray(array, dtype=wide) * w
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (accumulated / total).astype(first.dtype)
+
+    return map_structure(weighted_running, *value.members())
 
 
 def federated_broadcast(state: ExecutionState, fn_type: FunctionType, value: Any) -> ClientValues:

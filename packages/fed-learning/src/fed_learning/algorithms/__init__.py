@@ -17,6 +17,7 @@ from fed_learning.algorithms._fed_avg import (
 from fed_learning.algorithms._fed_eval import build_fed_eval, build_federated_evaluation
 from fed_learning.algorithms._fed_recon import build_fed_recon
 from fed_learning.algorithms._fed_recon_eval import build_fed_recon_eval
+from fed_learning.algorithms._fedbuff import FedBuffProcess, FedBuffState, build_fedbuff
 from fed_learning.algorithms._legacy import build_federated_averaging_process
 from fed_learning.algorithms._mime import (
     build_mime_lite_with_optimizer_schedule,
@@ -29,6 +30,8 @@ from fed_learning.algorithms._scaffold import build_scaffold
 from fed_learning.algorithms._schedules import build_weighted_fed_avg_with_optimizer_schedule
 
 __all__ = [
+    "FedBuffProcess",
+    "FedBuffState",
     "build_ditto",
     "build_ditto_evaluation",
     "build_fed_adagrad",
@@ -39,6 +42,7 @@ __all__ = [
     "build_fed_recon_eval",
     "build_fed_sgd",
     "build_fed_yogi",
+    "build_fedbuff",
     "build_federated_averaging_process",
     "build_federated_evaluation",
     "build_mime_lite_with_optimizer_schedule",

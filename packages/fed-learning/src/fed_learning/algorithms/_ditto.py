@@ -9,6 +9,7 @@ state, each client's row sent to it with `federated_select` and written back aft
 
 from __future__ import annotations
 
+import collections
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +42,8 @@ from fed_learning.algorithms._scaffold import (
     build_row_selection,
     build_row_write_back,
     check_num_clients,
+    checked_distributor,
+    client_failure_guards,
     first_element,
     round_measurements,
 )
@@ -50,6 +53,7 @@ from fed_learning.models._functional import num_examples_of
 from fed_learning.optimizers import Optimizer
 from fed_learning.templates import (
     ClientWeighting,
+    DistributionProcess,
     LearningProcessOutput,
     build_apply_optimizer_finalizer,
 )
@@ -58,11 +62,12 @@ from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, StructType, 
 
 class DittoState(NamedTuple):
     """Ditto's state: the global model's weights, each client's personalized trainable weights (a table
-    of `num_clients` rows, each starting as the initial global weights), and the states of the aggregator
-    and the server optimizer."""
+    of `num_clients` rows, each starting as the initial global weights), and the states of the model
+    distributor, the aggregator and the server optimizer."""
 
     global_model_weights: Any
     personalized_weights: Any
+    distributor: Any
     aggregator: Any
     finalizer: Any
 
@@ -70,9 +75,10 @@ class DittoState(NamedTuple):
 def _build_personal_training(
     model: TrainableModel, optimizer: Optimizer, lam: float
 ) -> fc.Computation:
-    """`(global weights, data, personalized rows) -> new personalized trainable weights`: one pass over
-    the client's data with `optimizer` on `loss(v) + lam/2 * ||v - w||^2`. A client without data, or
-    whose result is not finite, keeps its personalized weights."""
+    """`(global weights, data, personalized rows) -> <new personalized trainable weights, status>`: one
+    pass over the client's data with `optimizer` on `loss(v) + lam/2 * ||v - w||^2`. A client without
+    data, or whose result is not finite, keeps its personalized weights. The status holds
+    `num_failed_clients` (0 here; 1 in the result that stands for a client whose work raised)."""
     weights_type = weights_type_of(model)
     trainable_type = weights_type.trainable  # type: ignore[attr-defined]
 
@@ -114,7 +120,8 @@ def _build_personal_training(
         )
         trained = session.values(local)
         keep = tf.logical_and(_all_finite(trained), count > 0)
-        return [tf.where(keep, t, p) for t, p in zip(trained, personal)]
+        status = collections.OrderedDict(num_failed_clients=tf.constant(0, tf.int32))
+        return [tf.where(keep, t, p) for t, p in zip(trained, personal)], status
 
     return train_personalized
 
@@ -129,6 +136,8 @@ def build_ditto(
     client_weighting: ClientWeighting | None = None,
     model_aggregator: WeightedAggregationFactory | None = None,
     metrics_aggregator: Any = None,
+    model_distributor: DistributionProcess | None = None,
+    client_failure: str = "raise",
 ) -> PerClientStateProcess:
     """Ditto: federated averaging of a global model, plus a personalized model per client.
 
@@ -142,17 +151,25 @@ def build_ditto(
     Clients are numbered 0..`num_clients`-1 and a round is `next(state, client_data, client_ids)`.
     `build_ditto_evaluation` evaluates the personalized models. The metrics are FedAvg's
     (`client_work`'s `train` metrics are the global model's training metrics).
+
+    `model_distributor` sends the global weights to the clients (a broadcast by default). A client left
+    out of the global model's update (no data, a non-finite update, or, with `client_failure="drop"`,
+    work that raises) keeps its personalized weights; with `client_failure="raise"` (the default) a
+    client whose work raises fails the round, as in `build_weighted_fed_avg`.
     """
     lam = check_hyperparameter(lam, "lam", allow_zero=True)
     num_clients = check_num_clients(num_clients)
     client_weighting = _weighting(client_weighting)
     model_aggregator = model_aggregator or MeanFactory()
-    _check_arguments(model_aggregator, None, metrics_aggregator, "raise", weighted=True)
+    _check_arguments(
+        model_aggregator, model_distributor, metrics_aggregator, client_failure, weighted=True
+    )
     client_optimizer = as_optimizer(client_optimizer_fn)
     personal_optimizer = as_optimizer(personal_optimizer_fn)
     server_optimizer = _server_optimizer(server_optimizer_fn, 1.0)
     model = as_model(model_fn)
     weights_type = weights_type_of(model)
+    distributor = checked_distributor(model_distributor, weights_type)
     trainable_type = weights_type.trainable  # type: ignore[attr-defined]
     train_global = build_train_on_client(
         model, client_optimizer, client_weighting is ClientWeighting.UNIFORM, 0.0
@@ -176,6 +193,14 @@ def build_ditto(
     table_type = initial_personalized.type_signature.result
     select = build_row_selection(table_type, num_clients)
     write = build_row_write_back(table_type, trainable_type, num_clients)
+    status_type = train_global.type_signature.result[2]  # type: ignore[index]
+    personal_status_type = train_personal.type_signature.result[1]  # type: ignore[index]
+
+    @ftf.computation(status_type, personal_status_type)
+    def left_out(status, personal_status):
+        # A client whose global update is not used keeps its personalized weights.
+        dropped = status["num_failed_clients"] + status["num_non_finite_clients"]
+        return tf.minimum(dropped + personal_status["num_failed_clients"], 1)
 
     @fc.federated_computation
     def initialize():
@@ -183,6 +208,7 @@ def build_ditto(
             DittoState(
                 fc.federated_eval(initial_weights, SERVER),
                 fc.federated_eval(initial_personalized, SERVER),
+                distributor.initialize(),
                 aggregator.initialize(),
                 finalizer.initialize(),
             )
@@ -194,7 +220,8 @@ def build_ditto(
         FederatedType(TensorType(np.int32), CLIENTS),
     )
     def next_fn(state, client_data, client_ids):
-        weights = fc.federated_broadcast(state.global_model_weights)
+        distributed = distributor.next(state.distributor, state.global_model_weights)
+        weights = distributed.result
         trained = fc.federated_map(train_global, fc.federated_zip((weights, client_data)))
         rows = select(state.personalized_weights, client_ids)
         personalized = fc.federated_map(
@@ -202,16 +229,22 @@ def build_ditto(
         )
         aggregated = aggregator.next(state.aggregator, trained[0].update, trained[0].update_weight)
         finalized = finalizer.next(state.finalizer, state.global_model_weights, aggregated.result)
-        table = write(state.personalized_weights, client_ids, personalized)
+        failed = fc.federated_map(left_out, fc.federated_zip((trained[2], personalized[1])))
+        table = write(state.personalized_weights, client_ids, personalized[0], failed)
         train = aggregate_metrics(trained[1])
         status = fc.federated_sum(trained[2])
         new_state = fc.federated_zip(
-            DittoState(finalized.result, table, aggregated.state, finalized.state)
+            DittoState(
+                finalized.result, table, distributed.state, aggregated.state, finalized.state
+            )
         )
-        metrics = round_measurements(train, status, aggregated, finalized)
+        metrics = round_measurements(distributed, train, status, aggregated, finalized)
         return LearningProcessOutput(new_state, metrics)
 
-    return PerClientStateProcess(initialize, next_fn, num_clients)
+    guards = client_failure_guards(train_global, client_failure) + client_failure_guards(
+        train_personal, client_failure
+    )
+    return PerClientStateProcess(initialize, next_fn, num_clients, guards)
 
 
 def build_ditto_evaluation(

@@ -28,6 +28,7 @@ from fed_aggregators import (
 )
 from fed_core.templates import MeasuredProcessOutput
 from fed_learning._loops import fold_dataset
+from fed_learning.metrics import sum_then_finalize
 from fed_learning.models._conversion import as_optimizer
 from fed_learning.models._functional import MetricSpec, ModelWeights, keras_metric_spec
 from fed_learning.models._reconstruction import (
@@ -315,22 +316,14 @@ def _client_weight(client_weighting: ClientWeightType, count: tf.Tensor, metrics
     return tf.cast(weight, tf.float32)
 
 
-def sum_then_finalize(
+def aggregate_metrics_with(
     metric_specs: list[MetricSpec], metrics_aggregator: Any, metrics_type: Type
 ) -> Callable[[Any], Any]:
-    """A function, called while tracing, from the clients' metric states to the metrics at SERVER: their
-    sum, finalized; or TFF's `metrics_aggregator(metric_finalizers, local_unfinalized_metrics_type)`."""
+    """A function, called while tracing, from the clients' metric states to the metrics at SERVER: TFF's
+    `metrics_aggregator(metric_finalizers, local_unfinalized_metrics_type)`, by default
+    `fed.learning.metrics.sum_then_finalize` (their sum, finalized)."""
     finalizers = collections.OrderedDict((spec.name, spec.finalize) for spec in metric_specs)
-    if metrics_aggregator is not None:
-        return metrics_aggregator(finalizers, metrics_type)
-
-    @ftf.computation(metrics_type)
-    def finalize_metrics(state):
-        return collections.OrderedDict(
-            (name, finalize(list(state[name]))) for name, finalize in finalizers.items()
-        )
-
-    return lambda values: fc.federated_map(finalize_metrics, fc.federated_sum(values))
+    return (metrics_aggregator or sum_then_finalize)(finalizers, metrics_type)
 
 
 def _build_reconstruction_client_work(
@@ -363,7 +356,7 @@ def _build_reconstruction_client_work(
         return ClientResult(update, weight), metrics
 
     metrics_type = client_update.type_signature.result[1]
-    aggregate_metrics = sum_then_finalize(specs, metrics_aggregator, metrics_type)
+    aggregate_metrics = aggregate_metrics_with(specs, metrics_aggregator, metrics_type)
 
     @fc.federated_computation
     def initialize():
@@ -433,7 +426,8 @@ def build_fed_recon(
         model_aggregator_factory: aggregates the clients' updates (MeanFactory if None); an unweighted one
             needs `client_weighting=ClientWeighting.UNIFORM`.
         metrics_aggregator: TFF's `(metric_finalizers, local_unfinalized_metrics_type) -> federated
-            computation`; by default the metric states are summed, then finalized.
+            computation`; by default `fed.learning.metrics.sum_then_finalize` (the metric states are
+            summed, then finalized).
 
     A client whose update has a NaN or an Inf sends a zero update of weight 0.
     """

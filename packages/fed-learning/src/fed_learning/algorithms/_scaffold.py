@@ -29,6 +29,7 @@ from fed_learning._client_training import (
     _client_status,
     build_metrics_aggregation,
     data_type_of,
+    failed_client_result,
     initial_weights_computation,
     open_session,
     weights_type_of,
@@ -53,9 +54,12 @@ from fed_learning.templates import (
 )
 from fed_learning.templates._client_work import _train_report
 from fed_learning.templates._templates import (
+    ClientFailureGuard,
+    DistributionProcess,
     GuardedComputation,
     _check_round_arguments,
     _warn_about_round,
+    build_broadcast_process,
 )
 from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, TensorType, Type
 
@@ -108,9 +112,10 @@ def build_row_selection(table_type: Type, num_clients: int) -> Callable[[Any, An
 
 def build_row_write_back(
     table_type: Type, row_type: Type, num_clients: int
-) -> Callable[[Any, Any, Any], Any]:
-    """`write(table@SERVER, client_ids@CLIENTS, rows@CLIENTS) -> table@SERVER`, to call while tracing:
-    the table with each participating client's row replaced by the row it sent."""
+) -> Callable[[Any, Any, Any, Any], Any]:
+    """`write(table@SERVER, client_ids@CLIENTS, rows@CLIENTS, failed@CLIENTS) -> table@SERVER`, to call
+    while tracing: the table with the row of each participating client replaced by the row it sent,
+    except for the clients whose `failed` (int32) is not 0, whose rows are kept."""
     zeros = zeros_table_computation(row_type, num_clients)
 
     @ftf.computation
@@ -119,16 +124,20 @@ def build_row_write_back(
 
     accumulator_type = zero.type_signature.result
 
-    @ftf.computation(accumulator_type, (TensorType(np.int32), row_type))
+    @ftf.computation(accumulator_type, (TensorType(np.int32), row_type, TensorType(np.int32)))
     def accumulate(accumulator, client_row):
         rows, written = accumulator
-        client_id, row = client_row
+        client_id, row, failed = client_row
         index = tf.reshape(client_id, [1, 1])
+        keep = tf.equal(failed, 0)
         rows = [
-            tf.tensor_scatter_nd_add(t, index, tf.expand_dims(r, 0))
+            tf.tensor_scatter_nd_add(
+                t, index, tf.expand_dims(tf.where(keep, r, tf.zeros_like(r)), 0)
+            )
             for t, r in zip(rows, tf.nest.flatten(row))
         ]
-        return rows, tf.tensor_scatter_nd_add(written, index, tf.ones([1], tf.int32))
+        mark = tf.reshape(tf.cast(keep, tf.int32), [1])
+        return rows, tf.tensor_scatter_nd_add(written, index, mark)
 
     @ftf.computation(accumulator_type, accumulator_type)
     def merge(a, b):
@@ -146,9 +155,9 @@ def build_row_write_back(
             for t, r in zip(table, rows)
         ]
 
-    def write(table: Any, client_ids: Any, rows: Any) -> Any:
+    def write(table: Any, client_ids: Any, rows: Any, failed: Any) -> Any:
         written = fc.federated_aggregate(
-            fc.federated_zip((client_ids, rows)), zero(), accumulate, merge, report
+            fc.federated_zip((client_ids, rows, failed)), zero(), accumulate, merge, report
         )
         return fc.federated_map(replace_rows, fc.federated_zip((table, written)))
 
@@ -167,9 +176,13 @@ class ClientIdsComputation(GuardedComputation):
     int32 before it runs. `after` sees the result, as in GuardedComputation."""
 
     def __init__(
-        self, computation: fc.Computation, num_clients: int, after: Callable[[Any], None] | None
+        self,
+        computation: fc.Computation,
+        num_clients: int,
+        after: Callable[[Any], None] | None,
+        guards: Sequence[ClientFailureGuard] = (),
     ):
-        super().__init__(computation, (), after=after)
+        super().__init__(computation, guards, after=after)
         self.num_clients = num_clients
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -189,7 +202,13 @@ class PerClientStateProcess(LearningProcess):
     fixed population of `num_clients` beside its data, and checks them before the round runs. Its state
     is a NamedTuple whose `global_model_weights` are the model's weights."""
 
-    def __init__(self, initialize_fn: fc.Computation, next_fn: fc.Computation, num_clients: int):
+    def __init__(
+        self,
+        initialize_fn: fc.Computation,
+        next_fn: fc.Computation,
+        num_clients: int,
+        guards: Sequence[ClientFailureGuard] = (),
+    ):
         super().__init__(
             initialize_fn,
             next_fn,
@@ -197,19 +216,51 @@ class PerClientStateProcess(LearningProcess):
             lambda state, weights: state._replace(global_model_weights=weights),
         )
         self.num_clients = num_clients
-        self._next_fn = ClientIdsComputation(next_fn, num_clients, after=_warn_about_round)
+        self._next_fn = ClientIdsComputation(
+            next_fn, num_clients, after=_warn_about_round, guards=guards
+        )
 
 
-def round_measurements(train: Any, status: Any, aggregated: Any, finalized: Any) -> Any:
-    """A round's measurements at the server, traced: the clients' training metrics and status counts
-    (`client_work`), and the aggregator's and finalizer's measurements."""
+def round_measurements(
+    distributed: Any, train: Any, status: Any, aggregated: Any, finalized: Any
+) -> Any:
+    """A round's measurements at the server, traced: the distributor's, the clients' training metrics and
+    status counts (`client_work`), and the aggregator's and finalizer's measurements."""
     return fc.federated_zip(
         collections.OrderedDict(
+            distributor=distributed.measurements,
             client_work=fc.federated_zip(_train_report(train, status)),
             aggregator=aggregated.measurements,
             finalizer=finalized.measurements,
         )
     )
+
+
+def checked_distributor(model_distributor: Any, weights_type: Type) -> DistributionProcess:
+    """`model_distributor` (a broadcast if None), checked to distribute weights of `weights_type`."""
+    if model_distributor is None:
+        return build_broadcast_process(weights_type)
+    if not isinstance(model_distributor, DistributionProcess):
+        raise TypeError(
+            f"model_distributor must be a DistributionProcess, got {model_distributor!r}."
+        )
+    value_type = model_distributor.next.type_signature.parameter[1]  # type: ignore[index]
+    if not FederatedType(weights_type, SERVER).is_assignable_from(value_type):
+        raise TypeError(
+            f"model_distributor must distribute the model weights, {weights_type}@SERVER; its next "
+            f"takes {value_type}."
+        )
+    return model_distributor
+
+
+def client_failure_guards(work: fc.Computation, client_failure: str) -> list[ClientFailureGuard]:
+    """The guard of a round's client work: with "drop", a client whose work raises contributes
+    `failed_client_result(work)` (nothing, counted in `num_failed_clients`)."""
+    fallback = None
+    if client_failure == "drop":
+        dropped = failed_client_result(work)
+        fallback = lambda: dropped  # noqa: E731
+    return [ClientFailureGuard(work, fallback)]
 
 
 def checked_client_ids(client_ids: Any, client_data: Any, num_clients: int) -> list[np.int32]:
@@ -248,11 +299,12 @@ def checked_client_ids(client_ids: Any, client_data: Any, num_clients: int) -> l
 class ScaffoldState(NamedTuple):
     """SCAFFOLD's state: the server's model weights, the server control variate `c` (shaped as the
     trainable weights), each client's control variate `c_i` (a table of `num_clients` rows), and the
-    states of the aggregator and the server optimizer."""
+    states of the model distributor, the aggregator and the server optimizer."""
 
     global_model_weights: Any
     server_control_variate: Any
     client_control_variates: Any
+    distributor: Any
     aggregator: Any
     finalizer: Any
 
@@ -323,6 +375,8 @@ def build_scaffold(
     client_weighting: ClientWeighting | None = None,
     model_aggregator: WeightedAggregationFactory | None = None,
     metrics_aggregator: Any = None,
+    model_distributor: DistributionProcess | None = None,
+    client_failure: str = "raise",
 ) -> PerClientStateProcess:
     """SCAFFOLD: federated averaging with control variates that correct each client's drift.
 
@@ -336,6 +390,9 @@ def build_scaffold(
     Clients are numbered 0..`num_clients`-1 and a round is `next(state, client_data, client_ids)`; the
     module's docstring says how their control variates are kept and what that costs. A client without
     data, or whose update or variate is not finite, keeps its variate and is left out of the mean.
+    `model_distributor` sends the weights to the clients (a broadcast by default); `client_failure` says
+    what a client whose work raises does to the round, as in `build_weighted_fed_avg`: "raise" or "drop"
+    (the client is left out, keeps its variate, and is counted in `num_failed_clients`).
     """
     learning_rate = check_hyperparameter(client_learning_rate, "client_learning_rate")
     check_hyperparameter(server_learning_rate, "server_learning_rate")
@@ -345,9 +402,12 @@ def build_scaffold(
     if not isinstance(client_weighting, ClientWeighting):
         raise TypeError(f"client_weighting must be a ClientWeighting, got {client_weighting!r}.")
     model_aggregator = model_aggregator or MeanFactory()
-    _check_arguments(model_aggregator, None, metrics_aggregator, "raise", weighted=True)
+    _check_arguments(
+        model_aggregator, model_distributor, metrics_aggregator, client_failure, weighted=True
+    )
     model = as_model(model_fn)
     weights_type = weights_type_of(model)
+    distributor = checked_distributor(model_distributor, weights_type)
     trainable_type = weights_type.trainable  # type: ignore[attr-defined]
     work = _build_scaffold_on_client(model, learning_rate)
     metrics_type = work.type_signature.result[3]  # type: ignore[index]
@@ -384,6 +444,7 @@ def build_scaffold(
                 fc.federated_eval(initial_weights_computation(model), SERVER),
                 fc.federated_eval(zero_variate, SERVER),
                 fc.federated_eval(zero_table, SERVER),
+                distributor.initialize(),
                 aggregator.initialize(),
                 finalizer.initialize(),
             )
@@ -395,7 +456,8 @@ def build_scaffold(
         FederatedType(TensorType(np.int32), CLIENTS),
     )
     def next_fn(state, client_data, client_ids):
-        weights = fc.federated_broadcast(state.global_model_weights)
+        distributed = distributor.next(state.distributor, state.global_model_weights)
+        weights = distributed.result
         c = fc.federated_broadcast(state.server_control_variate)
         rows = select(state.client_control_variates, client_ids)
         results = fc.federated_map(work, fc.federated_zip((weights, client_data, c, rows)))
@@ -409,13 +471,24 @@ def build_scaffold(
             add_mean_change,
             fc.federated_zip((state.server_control_variate, fc.federated_sum(results[2]))),
         )
-        table = write(state.client_control_variates, client_ids, results[1])
+        table = write(
+            state.client_control_variates, client_ids, results[1], results[4].num_failed_clients
+        )
         train = aggregate_metrics(results[3])
         status = fc.federated_sum(results[4])
         new_state = fc.federated_zip(
-            ScaffoldState(finalized.result, new_c, table, aggregated.state, finalized.state)
+            ScaffoldState(
+                finalized.result,
+                new_c,
+                table,
+                distributed.state,
+                aggregated.state,
+                finalized.state,
+            )
         )
-        metrics = round_measurements(train, status, aggregated, finalized)
+        metrics = round_measurements(distributed, train, status, aggregated, finalized)
         return LearningProcessOutput(new_state, metrics)
 
-    return PerClientStateProcess(initialize, next_fn, num_clients)
+    return PerClientStateProcess(
+        initialize, next_fn, num_clients, client_failure_guards(work, client_failure)
+    )
