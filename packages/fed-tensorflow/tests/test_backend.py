@@ -365,3 +365,18 @@ def test_a_graph_with_a_variable_runs_its_clients_one_at_a_time_in_a_looped_map(
     assert result.is_stacked
     assert result.stacked().tolist() == [float(k * k) for k in range(1, 9)]
     assert backend().load(train.building_block)._parallel_clients > 1
+
+
+def test_auto_times_looped_and_per_client_maps_of_datasets_then_keeps_the_faster():
+    weights = np.array([0.5, -1.0, 2.0], np.float32)
+    members = [Struct([(None, d), (None, weights)]) for d in batch_datasets([4, 6, 2])]
+    loaded = backend().load(train.building_block)
+    results = [loaded.map(ClientValues(members), None) for _ in range(6)]
+    # Looped and per client in turn while timing, then always the one that was faster.
+    assert [r.is_stacked for r in results[:4]] == [True, False, True, False]
+    assert len(loaded._trials) == 4
+    looped_faster = min(loaded._trials[0::2]) <= min(loaded._trials[1::2])
+    assert [r.is_stacked for r in results[4:]] == [looped_faster] * 2
+    for result in results[1:]:
+        for got, want in zip(result.members(), results[0].members(), strict=True):
+            np.testing.assert_array_equal(got.delta, want.delta)

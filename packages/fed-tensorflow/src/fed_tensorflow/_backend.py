@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, Literal, cast, get_args
@@ -42,6 +43,8 @@ _VARIANT_SPEC = tf.TensorSpec([], tf.variant)
 _RESOURCE = tf.resource.as_datatype_enum
 # How many clients' iterations of a looped map may run at once (TensorFlow's while loop overlaps them).
 _PARALLEL_CLIENTS = 16
+# How many timed maps of each kind decide how clients with datasets run (see `_map_sequences_by_trial`).
+_TRIALS = 2
 
 
 class _FromThread(logging.Filter):
@@ -199,6 +202,8 @@ class LoadedTensorFlowComputation(LoadedComputation):
         # Map strategy (or ("sequences", which inputs are shared)) -> its concrete function over
         # stacked inputs, or None if it cannot be built.
         self._batched: dict[Any, Any] = {}
+        # Seconds per client of the first maps of clients with datasets, looped and per client in turn.
+        self._trials: list[float] = []
 
     def import_graph(self, *inputs: tf.Tensor) -> list[tf.Tensor]:
         """Adds the computation's graph to the graph being built, fed with `inputs`; returns its
@@ -229,7 +234,9 @@ class LoadedTensorFlowComputation(LoadedComputation):
         if self._has_sequences:
             if self._has_sequence_outputs or strategy == "vectorized":
                 return self._map_per_client(clients.members(), pool)
-            return self._map_with_sequences(clients, pool)
+            if strategy == "looped":
+                return self._map_with_sequences(clients, pool)
+            return self._map_sequences_by_trial(clients, pool)
         batched = self._batched_function(strategy)
         if batched is not None:
             try:
@@ -250,6 +257,29 @@ class LoadedTensorFlowComputation(LoadedComputation):
                         self._batched[strategy] = None
                     return result
         return self._map_per_client(clients.members(), pool)
+
+    def _map_sequences_by_trial(self, clients: ClientValues, pool: Executor | None) -> ClientValues:
+        """The "auto" strategy for clients with datasets: the first maps alternate between one looped
+        call and one call per client, timed; later maps take the faster. (The looped call wins where
+        clients are many and small; one call per client, concurrently, where each client's training
+        is heavy enough to use the cores by itself. Both give the same results.)"""
+        with self._lock:
+            trials = list(self._trials)
+        if len(trials) >= 2 * _TRIALS:
+            if min(trials[0::2]) <= min(trials[1::2]):
+                return self._map_with_sequences(clients, pool)
+            return self._map_per_client(clients.members(), pool)
+        looped = len(trials) % 2 == 0
+        start = time.perf_counter()
+        if looped:
+            result = self._map_with_sequences(clients, pool)
+        else:
+            result = self._map_per_client(clients.members(), pool)
+        seconds_per_client = (time.perf_counter() - start) / len(clients)
+        with self._lock:
+            if len(self._trials) < 2 * _TRIALS:
+                self._trials.append(seconds_per_client)
+        return result
 
     def _map_with_sequences(self, clients: ClientValues, pool: Executor | None) -> ClientValues:
         """Runs clients that take datasets in one looped graph call per device: each client's dataset
@@ -309,12 +339,11 @@ class LoadedTensorFlowComputation(LoadedComputation):
                 own = iter(xs)
                 # A shared input is captured into the loop's body (an identity there), which an
                 # imported graph's input can be mapped to.
-                return self.import_graph(
-                    *(
-                        tf.identity(x) if is_shared else next(own)
-                        for x, is_shared in zip(inputs, shared, strict=True)
-                    )
-                )
+                args = [
+                    tf.identity(x) if is_shared else next(own)
+                    for x, is_shared in zip(inputs, shared, strict=True)
+                ]
+                return self.import_graph(*args)
 
             return tf.map_fn(
                 one_client,

@@ -111,20 +111,9 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
     weights = np.asarray(weight.stacked(), dtype=np.float64)
     total = weights.sum()
 
-    def weighted(leaf: Any) -> np.ndarray:
-        array = np.asarray(leaf)
-        scale = weights.reshape((-1,) + (1,) * (array.ndim - 1))
-        # Weights that sum to zero make the mean undefined: NaN, as the division gives in TensorFlow
-        # (and in MeanFactory's general path), so that learning rounds can refuse it as non-finite.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (np.sum(array * scale, axis=0) / total).astype(array.dtype)
-
-    if value.is_stacked:
-        return map_structure(weighted, value.stacked())
-
-    def weighted_running(*leaves: Any) -> np.ndarray:
-        # Client by client, in the order and the float64 arithmetic of `weighted`, without a
-        # stacked copy of every client's value.
+    def weighted(*leaves: Any) -> np.ndarray:
+        # Client by client, in float64: a client's value times its weight added to the sum, so that
+        # neither a stacked copy of all clients' values nor a float64 one is made.
         first = np.asarray(leaves[0])
         wide = np.result_type(first.dtype, np.float64)
         accumulated = np.asarray(first, dtype=wide) * weights[0]
@@ -136,10 +125,15 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
                     f"{list(first.shape)} and {list(array.shape)}."
                 )
             accumulated += np.asarray(array, dtype=wide) * w
+        # Weights that sum to zero make the mean undefined: NaN, as the division gives in TensorFlow
+        # (and in MeanFactory's general path), so that learning rounds can refuse it as non-finite.
         with np.errstate(invalid="ignore", divide="ignore"):
             return (accumulated / total).astype(first.dtype)
 
-    return map_structure(weighted_running, *value.members())
+    if value.is_stacked:
+        # The rows of each stacked leaf, as views.
+        return map_structure(lambda leaf: weighted(*np.asarray(leaf)), value.stacked())
+    return map_structure(weighted, *value.members())
 
 
 def federated_broadcast(state: ExecutionState, fn_type: FunctionType, value: Any) -> ClientValues:
