@@ -114,28 +114,29 @@ def python_client_id(client_id: Any) -> str:
     return client_id.numpy().decode("utf-8")
 
 
-class _ArraySource:
-    """How an in-memory `ClientData` builds a client's dataset from that client's arrays: `arrays`
-    gives them, `build` (traceable) makes the dataset of them, `specs` are their `tf.TensorSpec`s."""
+class _GraphSource:
+    """How a `ClientData` builds a client's dataset in a graph from a few tensors of that client (its
+    arrays, for data held in memory; its id, for SQL): `inputs` gives them, `build` (traceable) makes
+    the dataset of them, `specs` are their `tf.TensorSpec`s."""
 
     def __init__(
         self,
         specs: list[tf.TensorSpec],
-        arrays: Callable[[str], list[np.ndarray]],
+        inputs: Callable[[str], list[Any]],
         build: Callable[..., tf.data.Dataset],
     ):
         self.specs = specs
-        self.arrays = arrays
+        self.inputs = inputs
         self.build = build
 
 
 class _DatasetFactory:
-    """Makes clients' datasets from their arrays with one graph call each: the dataset pipeline
+    """Makes clients' datasets with one graph call each: the dataset pipeline
     (`source.build`, then `apply`) is traced once into a function that returns its variant, instead of
     `tf.data` building the pipeline op by op in Python for every client (several times slower)."""
 
     def __init__(
-        self, source: _ArraySource, apply: Callable[[tf.data.Dataset], tf.data.Dataset] | None
+        self, source: _GraphSource, apply: Callable[[tf.data.Dataset], tf.data.Dataset] | None
     ):
         self._source = source
         self._apply = apply
@@ -144,8 +145,8 @@ class _DatasetFactory:
         self._lock = threading.Lock()
 
     def _build(self) -> Any:
-        def variant(*arrays: tf.Tensor) -> tf.Tensor:
-            dataset = self._source.build(*arrays)
+        def variant(*inputs: tf.Tensor) -> tf.Tensor:
+            dataset = self._source.build(*inputs)
             if self._apply is not None:
                 dataset = self._apply(dataset)
             self._element_spec = dataset.element_spec
@@ -157,7 +158,7 @@ class _DatasetFactory:
         with self._lock:
             if self._function is None:
                 self._function = self._build()
-        variant = self._function(*self._source.arrays(client_id))
+        variant = self._function(*self._source.inputs(client_id))
         return tf.data.experimental.from_variant(variant, self._element_spec)
 
 
@@ -192,8 +193,8 @@ class ClientData(abc.ABC):
         """Builds the dataset of a known client id; subclasses override for a faster eager path."""
         return self.serializable_dataset_fn(client_id)
 
-    def _array_source(self) -> _ArraySource | None:
-        """For data held in memory as arrays: how a client's dataset is made of them (None if not)."""
+    def _graph_source(self) -> _GraphSource | None:
+        """How a client's dataset is made in a graph from a few of its tensors (None if it is not)."""
         return None
 
     @functools.cached_property
@@ -387,7 +388,7 @@ class _PreprocessedClientData(ClientData):
 
     @functools.cached_property
     def _factory(self) -> _DatasetFactory | None:
-        source = self._base._array_source()
+        source = self._base._graph_source()
         return None if source is None else _DatasetFactory(source, self._apply)
 
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
@@ -452,8 +453,8 @@ class _SubsetClientData(ClientData):
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
         return self._base._dataset_for_client(client_id)
 
-    def _array_source(self) -> _ArraySource | None:
-        return self._base._array_source()
+    def _graph_source(self) -> _GraphSource | None:
+        return self._base._graph_source()
 
 
 def _to_leaf(value: Any) -> np.ndarray:
@@ -627,7 +628,7 @@ class TestClientData(ClientData):
         start, end = int(self._offsets[i]), int(self._offsets[i + 1])
         return [column[start:end] for column in self._columns]
 
-    def _array_source(self) -> _ArraySource:
+    def _graph_source(self) -> _GraphSource:
         specs = [
             tf.TensorSpec((None, *column.shape[1:]), _tf_dtype(column)) for column in self._columns
         ]
@@ -637,11 +638,11 @@ class TestClientData(ClientData):
                 tf.nest.pack_sequence_as(self._structure, list(columns))
             )
 
-        return _ArraySource(specs, self._client_arrays, build)
+        return _GraphSource(specs, self._client_arrays, build)
 
     @functools.cached_property
     def _factory(self) -> _DatasetFactory:
-        return _DatasetFactory(self._array_source(), None)
+        return _DatasetFactory(self._graph_source(), None)
 
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
         return self._factory(client_id)

@@ -30,6 +30,8 @@ from fed_datasets._client_data import (
     ClientData,
     ClientId,
     DatasetFn,
+    _DatasetFactory,
+    _GraphSource,
     check_bool,
     check_client_ids,
     is_python_id,
@@ -228,24 +230,21 @@ class SqlClientData(ClientData):
         self._check_unchanged()
         return self._num_examples[client_id]
 
-    def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
-        self._check_unchanged()
-        # One call of a graph traced once: building the dataset op by op would trace its reading
-        # function anew for every client (tens of milliseconds each).
-        return tf.data.experimental.from_variant(
-            self._dataset_of_id(tf.constant(client_id)), tf.TensorSpec([], tf.string)
-        )
+    def _graph_source(self) -> _GraphSource:
+        def inputs(client_id: str) -> list[Any]:
+            self._check_unchanged()
+            return [client_id]
+
+        return _GraphSource([tf.TensorSpec([], tf.string)], inputs, self.serializable_dataset_fn)
 
     @functools.cached_property
-    def _dataset_of_id(self) -> Any:
-        dataset_fn = self.serializable_dataset_fn
+    def _factory(self) -> _DatasetFactory:
+        # One call of a graph traced once: building the dataset op by op would trace its reading
+        # function anew for every client (tens of milliseconds each).
+        return _DatasetFactory(self._graph_source(), None)
 
-        def variant(client_id: tf.Tensor) -> tf.Tensor:
-            return tf.data.experimental.to_variant(dataset_fn(client_id))
-
-        return tf.function(
-            variant, input_signature=[tf.TensorSpec([], tf.string)]
-        ).get_concrete_function()
+    def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
+        return self._factory(client_id)
 
     def _query_suffix(self) -> str:
         if self._split_name is None:

@@ -41,7 +41,7 @@ from fed_learning.algorithms._scaffold import (
     PerClientStateProcess,
     build_row_selection,
     build_row_write_back,
-    check_num_clients,
+    check_count,
     checked_distributor,
     client_failure_guards,
     first_element,
@@ -158,7 +158,7 @@ def build_ditto(
     client whose work raises fails the round, as in `build_weighted_fed_avg`.
     """
     lam = check_hyperparameter(lam, "lam", allow_zero=True)
-    num_clients = check_num_clients(num_clients)
+    num_clients = check_count(num_clients)
     client_weighting = _weighting(client_weighting)
     model_aggregator = model_aggregator or MeanFactory()
     _check_arguments(

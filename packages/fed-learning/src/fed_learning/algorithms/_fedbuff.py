@@ -30,6 +30,7 @@ from fed_learning._client_training import (
     weights_type_of,
 )
 from fed_learning.algorithms._fed_avg import ModelFn, _server_optimizer
+from fed_learning.algorithms._scaffold import check_count
 from fed_learning.models import FunctionalModel
 from fed_learning.models._conversion import as_model, as_optimizer
 from fed_learning.templates import (
@@ -55,14 +56,6 @@ class FedBuffState(NamedTuple):
     model_version: Any
     buffer: Any
     buffer_count: Any
-
-
-def _check_count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value}.")
-    return int(value)
 
 
 def _staleness_function(weighting: Any, exponent: Any) -> Callable[[int], float]:
@@ -212,8 +205,8 @@ def build_fedbuff(
     many clients train at once in a driver that runs the process. An update the client work leaves out
     (weight 0: no data, or not finite) is not counted into the buffer.
     """
-    buffer_size = _check_count(buffer_size, "buffer_size")
-    max_concurrency = _check_count(max_concurrency, "max_concurrency")
+    buffer_size = check_count(buffer_size, "buffer_size")
+    max_concurrency = check_count(max_concurrency, "max_concurrency")
     staleness_function = _staleness_function(staleness_weighting, staleness_exponent)
     model = as_model(model_fn)
     client_optimizer = as_optimizer(client_optimizer_fn)

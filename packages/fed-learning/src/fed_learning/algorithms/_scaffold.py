@@ -66,15 +66,13 @@ from fed_types import CLIENTS, SERVER, FederatedType, SequenceType, TensorType, 
 # Per-client rows kept in the server state.
 
 
-def check_num_clients(num_clients: Any) -> int:
-    """Validates the size of a fixed client population: an int >= 1."""
-    if isinstance(num_clients, bool) or not isinstance(num_clients, (int, np.integer)):
-        raise TypeError(
-            f"num_clients must be an int >= 1, got {type(num_clients).__name__} {num_clients!r}."
-        )
-    if num_clients < 1:
-        raise ValueError(f"num_clients must be an int >= 1, got {num_clients}.")
-    return int(num_clients)
+def check_count(value: Any, name: str = "num_clients") -> int:
+    """Validates a count (by default the size of a fixed client population): an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= 1, got {type(value).__name__} {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value}.")
+    return int(value)
 
 
 def zeros_table_computation(row_type: Type, num_clients: int) -> fc.Computation:
@@ -396,7 +394,7 @@ def build_scaffold(
     """
     learning_rate = check_hyperparameter(client_learning_rate, "client_learning_rate")
     check_hyperparameter(server_learning_rate, "server_learning_rate")
-    num_clients = check_num_clients(num_clients)
+    num_clients = check_count(num_clients)
     if client_weighting is None:
         client_weighting = ClientWeighting.UNIFORM
     if not isinstance(client_weighting, ClientWeighting):
