@@ -12,6 +12,7 @@ import tensorflow as tf
 import fed_core as fc
 import fed_tensorflow as ftf
 from fed_core.serialization import serialize_computation
+from fed_tensorflow._payload import GraphPayload
 from fed_types import CLIENTS, FederatedType, SequenceType, TensorType
 
 BATCH = collections.OrderedDict(
@@ -131,3 +132,44 @@ def test_a_computation_that_creates_state_runs_in_another_process_with_fresh_sta
     expected = f"{[round(float(k), 5) for k in kernel]} {int(steps)}"
     assert done.stdout.split("\n")[:2] == [expected, expected]  # the same each call: fresh state
     assert int(steps) == 2
+
+
+def _control_flow_lowering(graph_def) -> list[bool]:
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    return [n.attr["_lower_using_switch_merge"].b for n in nodes if n.op.endswith(("While", "If"))]
+
+
+def test_frozen_loops_and_conditionals_may_be_lowered_as_traced_ones_are():
+    # Freezing marks control flow to stay functional; a loop left so runs with generic kernels. The
+    # stored graph lets TensorFlow lower it again, as it lowers a traced function's.
+    @ftf.computation(np.float32, np.int32)
+    def power(x, n):
+        _, y = tf.while_loop(lambda i, y: i < n, lambda i, y: (i + 1, y * x), (0, 1.0))
+        return tf.cond(n > 0, lambda: y, lambda: -1.0)
+
+    payload = GraphPayload.decode(power._building_block.payload)
+    flags = _control_flow_lowering(payload.graph_def)
+    assert len(flags) == 2 and all(flags)
+    assert power(np.float32(2.0), np.int32(3)) == 8.0
+    assert power(np.float32(2.0), np.int32(0)) == -1.0
+
+
+def test_a_loop_in_a_function_compiled_by_xla_keeps_its_traced_marks_and_runs():
+    @tf.function(jit_compile=True)
+    def compiled_power(x, n):
+        _, y = tf.while_loop(lambda i, y: i < n, lambda i, y: (i + 1, y * x), (0, 1.0))
+        return y
+
+    traced = compiled_power.get_concrete_function(
+        tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32)
+    )
+
+    @ftf.computation(np.float32, np.int32)
+    def power(x, n):
+        return compiled_power(x, n)
+
+    payload = GraphPayload.decode(power._building_block.payload)
+    assert _control_flow_lowering(payload.graph_def) == _control_flow_lowering(
+        traced.graph.as_graph_def()
+    )
+    assert power(np.float32(2.0), np.int32(3)) == 8.0
