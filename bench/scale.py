@@ -24,6 +24,7 @@ every `--every` rounds (100), so that growth over a long simulation shows.
 
     python bench/scale.py                                  # 10,000 clients per round (~3 minutes)
     python bench/scale.py --clients 2000 --rounds 3
+    python bench/scale.py --clients 2000 --strategy vectorized   # and fed's vectorized client work
     python bench/scale.py memory --clients 1000 --rounds 1000 --every 100   # ~15 minutes
 """
 
@@ -124,10 +125,14 @@ def arithmetic_floor(arrays: dict[str, tuple[np.ndarray, ...]], repeats: int) ->
     return statistics.median(times)
 
 
-def timed_rounds(process: Any, make_datasets: Any, rounds: int) -> tuple[float, float]:
-    """Median seconds of making a round's datasets and of running it (after one untimed round)."""
+def timed_rounds(
+    process: Any, make_datasets: Any, rounds: int, warmup: int = 1
+) -> tuple[float, float]:
+    """Median seconds of making a round's datasets and of running it (after `warmup` untimed
+    rounds)."""
     state = process.initialize()
-    state = process.next(state, make_datasets()).state
+    for _ in range(warmup):
+        state = process.next(state, make_datasets()).state
     data_times, round_times = [], []
     for _ in range(rounds):
         start = time.perf_counter()
@@ -140,7 +145,7 @@ def timed_rounds(process: Any, make_datasets: Any, rounds: int) -> tuple[float, 
     return statistics.median(data_times), statistics.median(round_times)
 
 
-def run_rounds(num_clients: int, rounds: int) -> None:
+def run_rounds(num_clients: int, rounds: int, strategy: str | None) -> None:
     data, arrays = client_data(num_clients)
     preprocessed = data.preprocess(batched)
     ids = data.client_ids
@@ -158,8 +163,12 @@ def run_rounds(num_clients: int, rounds: int) -> None:
     )
     rows = []
     fed_tensorflow.configure(map_strategy="auto")
-    rows.append(("fed", *timed_rounds(process, fed_datasets, rounds)))
+    # "auto" times the ways clients can run on its first two maps, then keeps the fastest.
+    rows.append(("fed", *timed_rounds(process, fed_datasets, rounds, warmup=3)))
     fed_peak = peak_rss_mb()
+    if strategy is not None:
+        fed_tensorflow.configure(map_strategy=strategy)
+        extra = timed_rounds(build_process(), fed_datasets, rounds)
     fed_tensorflow.configure(map_strategy="per_client")
     rows.append(("per-client", *timed_rounds(process, tf_data_datasets, rounds)))
     fed_tensorflow.configure()
@@ -173,6 +182,12 @@ def run_rounds(num_clients: int, rounds: int) -> None:
         )
     print(f"{'arithmetic':12} {'':8} {floor:8.3f} {'':15} {floor / num_clients * 1e3:16.4f}")
     (_, fed_data, fed_round), (_, base_data, base_round) = rows
+    if strategy is not None:
+        data_s, round_s = extra
+        print(
+            f"fed with map_strategy={strategy!r}: data {data_s:.3f} s, round {round_s:.3f} s "
+            f"({round_s / num_clients * 1e3:.4f} ms/client; {round_s / fed_round:.2f}x fed's round)"
+        )
     print(
         f"per-client / fed: round {base_round / fed_round:.2f}x, data {base_data / fed_data:.2f}x, "
         f"both {(base_data + base_round) / (fed_data + fed_round):.2f}x; fed's round is "
@@ -216,9 +231,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--every", type=int, default=100)
+    parser.add_argument(
+        "--strategy",
+        choices=["vectorized", "looped", "per_client"],
+        default=None,
+        help="also time fed with this map strategy (rounds mode)",
+    )
     args = parser.parse_args()
     if args.mode == "rounds":
-        run_rounds(args.clients or 10_000, args.rounds or 3)
+        run_rounds(args.clients or 10_000, args.rounds or 3, args.strategy)
     else:
         run_memory(args.clients or 1_000, args.rounds or 1_000, args.every)
 

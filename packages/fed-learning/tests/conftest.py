@@ -8,6 +8,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 @pytest.fixture
+def map_strategy():
+    """Sets the TensorFlow backend's map strategy for one test: `map_strategy("vectorized")`."""
+    import fed_tensorflow
+
+    yield lambda strategy: fed_tensorflow.configure(map_strategy=strategy)
+    fed_tensorflow.configure()
+
+
+@pytest.fixture
 def counting_distributor():
     """`counting_distributor(weights_type)`: a DistributionProcess that broadcasts the model weights and
     counts the rounds in its state (reported as the measurement `rounds`)."""

@@ -262,3 +262,53 @@ def test_variable_model_forward_pass_accumulates_metrics():
     assert 0.0 <= float(finalized["sparse_categorical_accuracy"]) <= 1.0
     model.reset_metrics()
     assert int(model.report_local_unfinalized_metrics()["num_examples"][0]) == 0
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: algorithms.build_weighted_fed_avg(model_fn, optimizers.build_sgdm(0.1)),
+        lambda: algorithms.build_weighted_fed_avg(
+            model_fn, optimizers.build_sgdm(0.1, momentum=0.9), model_aggregator=None
+        ),
+        lambda: algorithms.build_weighted_fed_prox(
+            model_fn, proximal_strength=0.5, client_optimizer_fn=optimizers.build_sgdm(0.1)
+        ),
+    ],
+)
+def test_clients_trained_at_once_by_the_vectorized_form_equal_one_call_per_client(
+    build, map_strategy, monkeypatch
+):
+    """The model of dense layers has a vectorized client step: a group of clients whose batches have
+    the same shapes train as one batched computation, with the results of one call per client."""
+    from fed_tensorflow._backend import LoadedTensorFlowComputation
+
+    ran_vectorized = []
+    original = LoadedTensorFlowComputation._map_vectorized
+
+    def recording(self, clients, pool):
+        result = original(self, clients, pool)
+        ran_vectorized.append(result is not None)
+        return result
+
+    monkeypatch.setattr(LoadedTensorFlowComputation, "_map_vectorized", recording)
+    sizes = [8, 8, 8, 5, 8, 0, 13]
+    clients = [_dataset(*_arrays(n, seed=30 + i), batch_size=4) for i, n in enumerate(sizes)]
+    outcomes = {}
+    for strategy in ("vectorized", "per_client"):
+        map_strategy(strategy)
+        process = build()
+        output = process.next(process.initialize(), clients)
+        outcomes[strategy] = (
+            process.get_model_weights(output.state).trainable,
+            output.metrics["client_work"]["train"],
+        )
+    assert ran_vectorized == [True]
+    (vectorized, v_metrics), (per_client, p_metrics) = outcomes.values()
+    for got, want in zip(vectorized, per_client, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert v_metrics["num_examples"] == p_metrics["num_examples"] == sum(sizes)
+    np.testing.assert_allclose(v_metrics["loss"], p_metrics["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        v_metrics["sparse_categorical_accuracy"], p_metrics["sparse_categorical_accuracy"]
+    )

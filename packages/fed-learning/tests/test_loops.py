@@ -106,9 +106,9 @@ def test_ragged_elements_are_iterated():
 
 
 def test_dataset_longer_than_read_whole_limit_is_iterated(monkeypatch):
-    import fed_learning._loops as loops
+    import fed_tensorflow._dense as dense
 
-    monkeypatch.setattr(loops, "_MAX_ELEMENTS_READ_WHOLE", 2)
+    monkeypatch.setattr(dense, "MAX_ELEMENTS_READ_WHOLE", 2)
     dataset = _batches(11, 2)
     result = _fold_in_graph(dataset, INITIAL, _sum_and_trace)
     expected = _expected(dataset, INITIAL, _sum_and_trace)

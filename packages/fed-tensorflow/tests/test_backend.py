@@ -122,8 +122,10 @@ def test_clients_with_datasets_give_their_own_results_in_every_strategy(strategy
     members = [tf.data.Dataset.range(k) for k in range(6)] + [[1, 2, 3]]
     with ThreadPoolExecutor(3) as pool:
         result = backend().load(total.building_block).map(ClientValues(members), pool)
-    # One looped graph call for all clients, or one call per client on the pool.
-    assert result.is_stacked == (strategy != "per_client")
+    # One looped graph call for all clients, or one call per client on the pool ("auto" times both on
+    # parts of its first maps).
+    if strategy != "auto":
+        assert result.is_stacked == (strategy == "looped")
     assert [int(m) for m in result.members()] == [0, 0, 1, 3, 6, 10, 6]
 
 
@@ -158,6 +160,7 @@ def batch_datasets(sizes, seed=0):
 def test_a_looped_map_takes_the_shared_model_once_and_equals_one_call_per_client(map_strategy):
     weights = np.array([0.5, -1.0, 2.0], np.float32)
     members = [Struct([(None, d), (None, weights)]) for d in batch_datasets([5, 0, 2, 7])]
+    map_strategy("looped")
     loaded = backend().load(train.building_block)
     looped = loaded.map(ClientValues(members), None)
     assert looped.is_stacked
@@ -181,7 +184,9 @@ def test_a_looped_map_takes_the_shared_model_once_and_equals_one_call_per_client
         np.testing.assert_array_equal(got.delta, want.delta)
 
 
-def test_a_failing_client_in_a_looped_map_raises_its_own_error_and_the_loop_stays():
+def test_a_failing_client_in_a_looped_map_raises_its_own_error_and_the_loop_stays(map_strategy):
+    map_strategy("looped")
+
     @ftf.computation(SequenceType(np.float32))
     def checked_total(values):
         def add(acc, x):
@@ -348,7 +353,9 @@ def test_a_context_given_devices_runs_its_client_work_there_and_leaves_others_al
     assert devices == ["CPU:2", "CPU:2"]
 
 
-def test_a_graph_with_a_variable_runs_its_clients_one_at_a_time_in_a_looped_map():
+def test_a_graph_with_a_variable_runs_its_clients_one_at_a_time_in_a_looped_map(map_strategy):
+    map_strategy("looped")
+
     @ftf.computation(SequenceType(np.float32))
     def total_in_a_variable(values):
         total = tf.Variable(0.0)
@@ -367,16 +374,34 @@ def test_a_graph_with_a_variable_runs_its_clients_one_at_a_time_in_a_looped_map(
     assert backend().load(train.building_block)._parallel_clients > 1
 
 
-def test_auto_times_looped_and_per_client_maps_of_datasets_then_keeps_the_faster():
+def test_auto_times_looped_and_per_client_maps_of_datasets_then_keeps_the_faster(map_strategy):
     weights = np.array([0.5, -1.0, 2.0], np.float32)
     members = [Struct([(None, d), (None, weights)]) for d in batch_datasets([4, 6, 2])]
     loaded = backend().load(train.building_block)
     results = [loaded.map(ClientValues(members), None) for _ in range(6)]
-    # Looped and per client in turn while timing, then always the one that was faster.
+    # Maps too small to split between the two: looped and per client in turn while timing, then
+    # always the one that was faster.
     assert [r.is_stacked for r in results[:4]] == [True, False, True, False]
-    assert len(loaded._trials) == 4
-    looped_faster = min(loaded._trials[0::2]) <= min(loaded._trials[1::2])
+    assert {kind: len(times) for kind, times in loaded._trials.items()} == {
+        "looped": 2,
+        "per_client": 2,
+    }
+    looped_faster = min(loaded._trials["looped"]) <= min(loaded._trials["per_client"])
     assert [r.is_stacked for r in results[4:]] == [looped_faster] * 2
+
+    # A larger map is split: its first part looped, the rest one call per client.
+    larger = [Struct([(None, d), (None, weights)]) for d in batch_datasets([4, 6, 2, 3, 5, 1])]
+    loaded = backend().load(train.building_block)
+    split = loaded.map(ClientValues(larger), None)
+    assert {kind: len(times) for kind, times in loaded._trials.items()} == {
+        "looped": 1,
+        "per_client": 1,
+    }
+    map_strategy("per_client")
+    for got, want in zip(
+        split.members(), loaded.map(ClientValues(larger), None).members(), strict=True
+    ):
+        np.testing.assert_array_equal(got.delta, want.delta)
     for result in results[1:]:
         for got, want in zip(result.members(), results[0].members(), strict=True):
             np.testing.assert_array_equal(got.delta, want.delta)

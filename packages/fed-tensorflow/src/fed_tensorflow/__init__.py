@@ -1,6 +1,7 @@
 """fed-tensorflow: the TensorFlow frontend and backend of fed.
 
-`computation` traces Python functions written with TensorFlow into fed computations; `to_type` and
+`computation` traces Python functions written with TensorFlow into fed computations; `fold_dataset` is
+the loop over a client's dataset that lets a computation train many clients at once; `to_type` and
 `to_tf_spec` convert between TensorFlow specs and fed types; `configure` chooses the devices and the map
 strategy of the backend that runs them. The names load on first use, so that loading fed's plugins does
 not import TensorFlow.
@@ -16,18 +17,28 @@ from fed_tensorflow.__about__ import __version__
 
 if TYPE_CHECKING:
     from fed_tensorflow._backend import configure
+    from fed_tensorflow._dense import fold_dataset
     from fed_tensorflow._frontend import computation
     from fed_tensorflow._type_conversions import to_tf_dtype, to_tf_spec, to_type
 
 register_internal_package(__file__)
 
-__all__ = ["__version__", "computation", "configure", "to_tf_dtype", "to_tf_spec", "to_type"]
+__all__ = [
+    "__version__",
+    "computation",
+    "configure",
+    "fold_dataset",
+    "to_tf_dtype",
+    "to_tf_spec",
+    "to_type",
+]
 
 _lazy_getattr, __dir__ = lazy_exports(
     __name__,
     {
         "computation": "_frontend",
         "configure": "_backend",
+        "fold_dataset": "_dense",
         "to_tf_dtype": "_type_conversions",
         "to_tf_spec": "_type_conversions",
         "to_type": "_type_conversions",

@@ -3,10 +3,11 @@ graph, the payload of a compiled leaf of fed's IR."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import reprlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -15,8 +16,9 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from fed_core.execution import context_scope
 from fed_core.framework import NO_ARGUMENT, CompiledComputation, Computation, make_decorator
-from fed_tensorflow._backend import backend, tensorflow_log_silenced
+from fed_tensorflow._backend import backend, tensorflow_log_silenced, traces_vectorized_forms
 from fed_tensorflow._datasets import parameter_dataset, to_variant
+from fed_tensorflow._dense import DenseSequence, count_folds, readable_whole
 from fed_tensorflow._payload import GraphPayload
 from fed_tensorflow._structure import flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
@@ -62,18 +64,11 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
     result_errors: list[Exception] = []
 
     def graph(*flat_inputs: tf.Tensor) -> list[tf.Tensor]:
-        leaves = (
+        leaves = [
             parameter_dataset(x, t.element) if isinstance(t, SequenceType) else x
             for x, t in zip(flat_inputs, inputs, strict=True)
-        )
-        with call_local_variables(), context_scope(_NestedCallContext()):
-            if parameter_type is None:
-                result = fn()
-            elif spread:
-                elements = zip(pack(parameter_type, leaves), parameter_type, strict=True)  # type: ignore[call-overload]
-                result = fn(*[_with_containers(value, t) for value, t in elements])
-            else:
-                result = fn(_with_containers(pack(parameter_type, leaves), parameter_type))
+        ]
+        result = _call(fn, parameter_type, spread, leaves)
         try:
             outputs, result_type = _graph_outputs(result, name)
         except (TypeError, NotImplementedError) as error:
@@ -83,16 +78,125 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
         return outputs
 
     try:
-        concrete = tf.function(graph, input_signature=specs).get_concrete_function()
+        with count_folds() as folds:
+            concrete = tf.function(graph, input_signature=specs).get_concrete_function()
     except Exception:
         if result_errors:
             raise result_errors[0] from None
         raise
     payload = _freeze(concrete, name, len(specs))
+    result_type = result_types[0]
+    if (
+        folds.count
+        and not any(isinstance(t, SequenceType) for t in leaf_types(result_type))
+        and traces_vectorized_forms()
+    ):
+        vectorized = _vectorized_form(fn, parameter_type, spread, inputs, name)
+        payload = dataclasses.replace(payload, vectorized=vectorized)
     leaf = CompiledComputation(
-        FRONTEND, payload, FunctionType(parameter_type, result_types[0]), name
+        FRONTEND, payload.encode(), FunctionType(parameter_type, result_type), name
     )
     return Computation(leaf, name)
+
+
+def _call(
+    fn: Callable[..., Any], parameter_type: Type | None, spread: bool, leaves: list[Any]
+) -> Any:
+    """Calls the traced function with its parameter's leaves packed into the parameter's containers."""
+    with call_local_variables(), context_scope(_NestedCallContext()):
+        if parameter_type is None:
+            return fn()
+        if spread:
+            packed = pack(parameter_type, iter(leaves))
+            elements = zip(packed, parameter_type, strict=True)  # type: ignore[call-overload]
+            return fn(*[_with_containers(value, t) for value, t in elements])
+        return fn(_with_containers(pack(parameter_type, iter(leaves)), parameter_type))
+
+
+def _vectorized_form(
+    fn: Callable[..., Any],
+    parameter_type: Type | None,
+    spread: bool,
+    inputs: list[Any],
+    name: str,
+) -> GraphPayload | None:
+    """The computation for a group of clients at once, traced again with each sequence parameter a
+    `DenseSequence` (its elements read whole, as `fold_dataset` reads them) and vectorized over the
+    clients with `tf.vectorized_map`; the layout of its inputs is in `_payload`. None where that cannot
+    be done: the function uses a dataset otherwise than through `fold_dataset`, creates variables, or
+    uses an op without a vectorized form (a convolution with per-client filters), or an element is
+    not a dense tensor. Traced only where it may be used (see `traces_vectorized_forms`): it makes
+    building a linear model's FedAvg 3.7x slower."""
+    layout: list[Any] = []  # per parameter leaf: None (a tensor) or the element's tf.nest structure
+    specs: list[tf.TensorSpec] = []
+    for t in inputs:
+        if not isinstance(t, SequenceType):
+            layout.append(None)
+            specs.append(tensor_spec(t))
+            continue
+        element_spec = _element_spec(t)
+        if not readable_whole(element_spec):
+            return None
+        layout.append(element_spec)
+        leaves = tf.nest.flatten(element_spec)
+        specs.append(tf.TensorSpec([], tf.int64))
+        specs.extend(tf.TensorSpec([None, leaf.shape.rank], tf.int64) for leaf in leaves)
+        specs.extend(tf.TensorSpec([None, None, *leaf.shape], leaf.dtype) for leaf in leaves)
+
+    def graph(*flat: tf.Tensor) -> list[tf.Tensor]:
+        given = iter(flat)
+        parts: list[Any] = []
+        stacked: list[tf.Tensor] = []
+        for element_spec in layout:
+            if element_spec is None:
+                parts.append(next(given))
+                continue
+            n = len(tf.nest.flatten(element_spec))
+            count = next(given)
+            shapes = tuple(next(given) for _ in range(n))
+            stacked.extend(next(given) for _ in range(n))
+            parts.append(_DenseParts(element_spec, count, shapes, n))
+
+        def one_client(padded: list[tf.Tensor]) -> list[tf.Tensor]:
+            own = iter(padded)
+            leaves = [
+                DenseSequence(
+                    part.element_spec,
+                    part.count,
+                    part.shapes,
+                    tuple(next(own) for _ in range(part.num_leaves)),
+                )
+                if isinstance(part, _DenseParts)
+                else part
+                for part in parts
+            ]
+            outputs, _ = _graph_outputs(_call(fn, parameter_type, spread, leaves), name)
+            return outputs
+
+        return tf.vectorized_map(one_client, stacked, fallback_to_while_loop=False)
+
+    try:
+        # An op without a vectorized form is expected here: TensorFlow's logged errors about it would
+        # only alarm.
+        with tensorflow_log_silenced():
+            concrete = tf.function(graph, input_signature=specs).get_concrete_function()
+            return _freeze(concrete, f"{name} (vectorized)", len(specs))
+    except Exception:  # no vectorized form: the clients run one by one
+        return None
+
+
+class _DenseParts(NamedTuple):
+    element_spec: Any
+    count: tf.Tensor
+    shapes: tuple[tf.Tensor, ...]
+    num_leaves: int
+
+
+def _element_spec(t: SequenceType) -> Any:
+    """The element structure that a traced function's dataset parameter of type `t` has."""
+    with tf.Graph().as_default():
+        variant = tf.compat.v1.placeholder(tf.variant, [])
+        return parameter_dataset(variant, t.element).element_spec
 
 
 _decorator = make_decorator(_trace)
@@ -179,7 +283,7 @@ def _as_tensor_if_variable(value: Any) -> Any:
     return value
 
 
-def _freeze(concrete: Any, name: str, num_inputs: int) -> bytes:
+def _freeze(concrete: Any, name: str, num_inputs: int) -> GraphPayload:
     """The payload of the traced function: its graph, the variables it reads frozen into
     constants."""
     _check_outer_variables_are_read_only(concrete, name)
@@ -188,7 +292,7 @@ def _freeze(concrete: Any, name: str, num_inputs: int) -> bytes:
         # TensorFlow's freezing fails on a function without outputs.
         graph_def = concrete.graph.as_graph_def()
         inputs = tuple(t.name for t in concrete.inputs[:num_inputs])
-        return GraphPayload(graph_def, inputs, ()).encode()
+        return GraphPayload(graph_def, inputs, ())
     try:
         # Keep control flow as functional ops: lowering it breaks loops over dataset iterators.
         # A lookup table made anywhere before leaves a None in TensorFlow's global table_initializer
@@ -215,7 +319,7 @@ def _freeze(concrete: Any, name: str, num_inputs: int) -> bytes:
     )
     inputs = tuple(t.name for t in frozen.inputs)
     outputs = tuple(t.name for t in frozen.outputs)
-    return GraphPayload(graph_def, inputs, outputs).encode()
+    return GraphPayload(graph_def, inputs, outputs)
 
 
 _LOWERING = "_lower_using_switch_merge"

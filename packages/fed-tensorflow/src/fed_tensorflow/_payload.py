@@ -1,12 +1,19 @@
 """The payload of a TensorFlow computation's compiled leaf: a frozen graph and the names of its
-inputs and outputs.
+inputs and outputs, and, for client work that reads its datasets only through `fold_dataset`, a second
+graph: its vectorized form.
 
-Layout, version 1: the magic bytes `fed.tensorflow\\n`; the length of the header, as 4 bytes
-(unsigned, little-endian); the header, UTF-8 JSON
-`{"version": 1, "inputs": [...], "outputs": [...]}`; then a serialized `GraphDef`. `inputs` and
+Layout: the magic bytes `fed.tensorflow\\n`; the length of the header, as 4 bytes (unsigned,
+little-endian); the header, UTF-8 JSON; then serialized `GraphDef`s. Version 1 (no vectorized form):
+the header is `{"version": 1, "inputs": [...], "outputs": [...]}` and one graph follows. `inputs` and
 `outputs` are tensor names (`"x:0"`), one per leaf of the parameter and result types in order: a
-tensor for a tensor, a dataset variant for a sequence (see `_datasets`). The graph holds no
-variables and no Python code: it runs in any process with TensorFlow.
+tensor for a tensor, a dataset variant for a sequence (see `_datasets`). Version 2 adds
+`"graph_bytes"` (the length of the first graph) and `"vectorized": {"inputs": [...], "outputs":
+[...]}`, the tensor names of the second graph, which follows the first. The vectorized form takes,
+for each parameter leaf in order: a tensor as it is (shared by all the clients); for a sequence, the
+number of elements read, then for each leaf of the element structure (in `tf.nest` order) the
+elements' shapes (`[count, rank]`, int64), then for each leaf the elements padded to the largest,
+stacked over clients (`[clients, count, *largest]`). It returns each result leaf stacked over
+clients. The graphs hold no variables and no Python code: they run in any process with TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import struct
+from typing import Any
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
@@ -24,6 +32,7 @@ from fed_types import FunctionType, SequenceType, TensorType
 
 MAGIC = b"fed.tensorflow\n"
 VERSION = 1
+VECTORIZED_VERSION = 2
 _LENGTH = struct.Struct("<I")
 
 
@@ -32,18 +41,25 @@ class GraphPayload:
     graph_def: tf.compat.v1.GraphDef
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    vectorized: GraphPayload | None = None
 
     def encode(self) -> bytes:
-        header = json.dumps(
-            {"version": VERSION, "inputs": list(self.inputs), "outputs": list(self.outputs)},
-            separators=(",", ":"),
-        ).encode()
-        return (
-            MAGIC
-            + _LENGTH.pack(len(header))
-            + header
-            + self.graph_def.SerializeToString(deterministic=True)
-        )
+        graph = self.graph_def.SerializeToString(deterministic=True)
+        header: dict[str, Any] = {
+            "version": VERSION,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+        }
+        if self.vectorized is not None:
+            header["version"] = VECTORIZED_VERSION
+            header["graph_bytes"] = len(graph)
+            header["vectorized"] = {
+                "inputs": list(self.vectorized.inputs),
+                "outputs": list(self.vectorized.outputs),
+            }
+            graph += self.vectorized.graph_def.SerializeToString(deterministic=True)
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        return MAGIC + _LENGTH.pack(len(encoded)) + encoded + graph
 
     @classmethod
     def decode(cls, data: bytes) -> GraphPayload:
@@ -68,26 +84,34 @@ class GraphPayload:
                 f"The header of the fed TensorFlow payload is not JSON: {error}."
             ) from None
         version = header.get("version") if isinstance(header, dict) else None
-        if type(version) is not int or version != VERSION:
+        if type(version) is not int or version not in (VERSION, VECTORIZED_VERSION):
             raise ValueError(
                 f"Unsupported fed TensorFlow payload version {version!r}: this fed-tensorflow "
-                f"reads version {VERSION}."
+                f"reads version {VERSION} (and {VECTORIZED_VERSION}, with a vectorized form)."
             )
-        names = {key: header.get(key) for key in ("inputs", "outputs")}
-        for key, value in names.items():
-            if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
-                raise ValueError(
-                    f"The header of the fed TensorFlow payload has {key} {value!r}, expected a "
-                    f"list of tensor names."
-                )
-        try:
-            graph_def = tf.compat.v1.GraphDef.FromString(data[start + length :])
-        except DecodeError as error:
+        inputs, outputs = _names(header, "")
+        body = data[start + length :]
+        if version == VERSION:
+            return cls(_graph(body), inputs, outputs)
+        size = header.get("graph_bytes")
+        if type(size) is not int or not 0 <= size <= len(body):
             raise ValueError(
-                f"The graph of the fed TensorFlow payload does not parse ({error}): the payload "
-                f"is corrupt or cut short."
-            ) from None
-        return cls(graph_def, tuple(names["inputs"]), tuple(names["outputs"]))
+                f"The header of the fed TensorFlow payload has graph_bytes {size!r}, expected the "
+                f"length of its first graph (at most {len(body)})."
+            )
+        vectorized = header.get("vectorized")
+        if not isinstance(vectorized, dict):
+            raise ValueError(
+                f"The header of the fed TensorFlow payload has vectorized {vectorized!r}, expected "
+                f"an object with the inputs and outputs of its vectorized form."
+            )
+        v_inputs, v_outputs = _names(vectorized, "vectorized ")
+        return cls(
+            _graph(body[:size]),
+            inputs,
+            outputs,
+            cls(_graph(body[size:]), v_inputs, v_outputs),
+        )
 
     def check(self, fn_type: FunctionType) -> None:
         """Raises ValueError unless the graph takes and returns one tensor per leaf of `fn_type`, of the
@@ -127,6 +151,29 @@ class GraphPayload:
                         f"The graph's {key[:-1]} {position} ({name!r}) is {_describe(tensor)}, "
                         f"but the type {fn_type} says {leaf}."
                     )
+
+
+def _names(header: dict[str, Any], what: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    names: list[tuple[str, ...]] = []
+    for key in ("inputs", "outputs"):
+        value = header.get(key)
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            raise ValueError(
+                f"The header of the fed TensorFlow payload has {what}{key} {value!r}, expected a "
+                f"list of tensor names."
+            )
+        names.append(tuple(value))
+    return names[0], names[1]
+
+
+def _graph(data: bytes) -> tf.compat.v1.GraphDef:
+    try:
+        return tf.compat.v1.GraphDef.FromString(data)
+    except DecodeError as error:
+        raise ValueError(
+            f"A graph of the fed TensorFlow payload does not parse ({error}): the payload is "
+            f"corrupt or cut short."
+        ) from None
 
 
 def _describe(tensor: tf.Tensor) -> str:

@@ -1,0 +1,176 @@
+"""A client's dataset read whole into tensors, and the loop over its elements that client work runs.
+
+`fold_dataset` is the loop: over a dataset, it reads the dataset whole (one dataset call) when that can be done
+and loops over tensors, else it iterates. Inside the vectorized form of a computation (see
+`_frontend`), a sequence parameter is a `DenseSequence` instead: its elements already read, padded to
+the largest, so that the same loop runs for a whole group of clients whose datasets have the same
+element shapes, as one batched computation.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+MAX_ELEMENTS_READ_WHOLE = 10_000
+"""Datasets with more elements are iterated: read whole, they would be in memory all at once."""
+
+# While a computation is traced: how many folds over its datasets it runs (see `count_folds`).
+_folds: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("_folds", default=None)
+
+
+class DenseSequence:
+    """A client's dataset read whole: `count` elements; for each leaf of the element structure, the
+    elements' shapes (`[count, rank]`, int64) and their values padded to the largest
+    (`[count, *largest]`)."""
+
+    def __init__(
+        self,
+        element_spec: Any,
+        count: tf.Tensor,
+        shapes: tuple[tf.Tensor, ...],
+        padded: tuple[tf.Tensor, ...],
+    ):
+        self.element_spec = element_spec
+        self.count = count
+        self.shapes = shapes
+        self.padded = padded
+
+    def element(self, i: tf.Tensor) -> Any:
+        """Element `i`, unpadded, in the element structure."""
+        leaves = []
+        for spec, shape, padded in zip(
+            tf.nest.flatten(self.element_spec), self.shapes, self.padded, strict=True
+        ):
+            leaf = tf.slice(padded[i], tf.zeros_like(shape[i]), shape[i])
+            leaf.set_shape(spec.shape)
+            leaves.append(leaf)
+        return tf.nest.pack_sequence_as(self.element_spec, leaves)
+
+
+def readable_whole(element_spec: Any) -> bool:
+    """Whether datasets of `element_spec` can be read whole: every leaf a dense tensor."""
+    leaves = tf.nest.flatten(element_spec)
+    return bool(leaves) and all(isinstance(leaf, tf.TensorSpec) for leaf in leaves)
+
+
+def read_whole(
+    dataset: tf.data.Dataset, count: tf.Tensor
+) -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
+    """The first `count` elements of `dataset` (0 for none) in one dataset call: for each element leaf,
+    the elements' shapes and their values padded to the largest."""
+    spec = dataset.element_spec
+
+    def with_shapes(*element: Any) -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
+        # tf.data passes a plain tuple's items as separate arguments, anything else as one.
+        leaves = tf.nest.flatten(element if type(spec) is tuple else element[0])
+        return tuple(tf.shape(leaf, out_type=tf.int64) for leaf in leaves), tuple(leaves)
+
+    whole = dataset.take(count).map(with_shapes).padded_batch(tf.maximum(count, 1))
+    # An empty dataset has no batch: a batch of no elements stands in for it.
+    empty = tf.data.Dataset.from_tensors(
+        tf.nest.map_structure(
+            lambda s: tf.zeros([0, *(d or 0 for d in s.shape.as_list()[1:])], s.dtype),
+            whole.element_spec,
+        )
+    )
+    return whole.concatenate(empty).take(1).get_single_element()
+
+
+def readable_count(dataset: tf.data.Dataset) -> tf.Tensor:
+    """The dataset's cardinality where it is read whole (known, at most MAX_ELEMENTS_READ_WHOLE), else
+    -1."""
+    cardinality = dataset.cardinality()
+    readable = tf.logical_and(cardinality >= 0, cardinality <= MAX_ELEMENTS_READ_WHOLE)
+    return tf.where(readable, cardinality, tf.constant(-1, tf.int64))
+
+
+def fold_dataset(
+    dataset: tf.data.Dataset | DenseSequence, initial: Any, step: Callable[[Any, Any], Any]
+) -> Any:
+    """`step` applied to each element in order, starting from `initial` (a structure of tensors in
+    tuples, not lists): what `dataset.reduce` computes.
+
+    A dataset of known cardinality of at most MAX_ELEMENTS_READ_WHOLE elements whose elements are
+    dense tensors is read whole first, in one dataset call, and the loop slices its elements out of
+    those tensors, so that its body holds no dataset ops. Other datasets (unknown or infinite
+    cardinality, as after `filter` or `repeat()`; more elements; ragged or sparse elements) are read
+    through an iterator. Both give the same elements in the same order. (`Dataset.reduce` sets its loop
+    body up again on every call, which costs milliseconds per client.)
+    """
+    if isinstance(dataset, DenseSequence):
+        return _fold_dense(dataset, initial, step)
+    folds = _folds.get()
+    if folds is not None:
+        folds[0] += 1
+    if not readable_whole(dataset.element_spec):
+        return _fold_iterating(dataset, initial, step)
+    count = readable_count(dataset)
+    # The loop over the whole dataset runs no steps where the dataset is iterated instead.
+    shapes, padded = read_whole(dataset, tf.maximum(count, 0))
+    carry = _fold_dense(
+        DenseSequence(dataset.element_spec, tf.maximum(count, 0), shapes, padded), initial, step
+    )
+    return tf.cond(count >= 0, lambda: carry, lambda: _fold_iterating(dataset, initial, step))
+
+
+def _fold_dense(sequence: DenseSequence, initial: Any, step: Callable[[Any, Any], Any]) -> Any:
+    def body(i: tf.Tensor, carry: Any) -> tuple[tf.Tensor, Any]:
+        return i + 1, step(carry, sequence.element(i))
+
+    _, carry = tf.while_loop(
+        lambda i, carry: i < sequence.count, body, (tf.constant(0, tf.int64), initial)
+    )
+    return carry
+
+
+def _fold_iterating(dataset: tf.data.Dataset, initial: Any, step: Callable[[Any, Any], Any]) -> Any:
+    iterator = iter(dataset)
+
+    def body(carry: Any, element: Any) -> tuple[Any, Any]:
+        return step(carry, element.get_value()), iterator.get_next_as_optional()
+
+    carry, _ = tf.while_loop(
+        lambda carry, element: element.has_value(),
+        body,
+        (initial, iterator.get_next_as_optional()),
+    )
+    return carry
+
+
+class count_folds:  # noqa: N801 (used as a context manager, like a function)
+    """Counts the folds over datasets that run while the computation is traced (`.count`): a
+    computation that reads its datasets only through `fold_dataset` has a vectorized form."""
+
+    def __enter__(self) -> count_folds:
+        self._counter = [0]
+        self._token = _folds.set(self._counter)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _folds.reset(self._token)
+
+    @property
+    def count(self) -> int:
+        return self._counter[0]
+
+
+def _register_vectorized_ops() -> None:
+    """Gives `tf.vectorized_map` the forms of ops it lacks and that client work uses: `Bitcast` (Keras's
+    argmax, in accuracy metrics), elementwise with its leading dimensions kept, so the clients' axis
+    stays first."""
+    from tensorflow.python.ops.parallel_for import pfor
+
+    if "Bitcast" in pfor._pfor_converter_registry:
+        return
+
+    @pfor.RegisterPFor("Bitcast")
+    def _bitcast(pfor_input: Any) -> Any:
+        value = pfor_input.stacked_input(0)
+        return pfor.wrap(tf.bitcast(value, pfor_input.get_attr("type")), True)
+
+
+_register_vectorized_ops()
