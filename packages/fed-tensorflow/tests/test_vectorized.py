@@ -220,3 +220,24 @@ def test_a_corrupt_vectorized_header_is_refused(change, message):
     corrupt = MAGIC + struct.pack("<I", len(encoded)) + encoded + data[start + length :]
     with pytest.raises(ValueError, match=message):
         GraphPayload.decode(corrupt)
+
+
+def test_a_failing_client_in_a_vectorized_group_raises_its_own_error_and_the_form_stays():
+    def checked_total(values):
+        def add(acc, x):
+            with tf.control_dependencies([tf.debugging.assert_non_negative(x)]):
+                return acc + x
+
+        return ftf.fold_dataset(values, np.float32(0), add)
+
+    computation = _traced_with_vectorized_forms(checked_total, SequenceType(np.float32))
+    ftf.configure(map_strategy="vectorized")
+    try:
+        loaded = backend().load(computation.building_block)
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            loaded.map(ClientValues([[1.0], [-2.0], [3.0]]), None)
+        result = loaded.map(ClientValues([[1.0, 2.0], [2.0, 5.0]]), None)
+    finally:
+        ftf.configure()
+    assert result.is_stacked and result.stacked().tolist() == [3.0, 7.0]
+    assert loaded._vectorized_graph is not None
