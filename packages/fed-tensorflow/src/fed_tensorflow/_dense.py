@@ -91,8 +91,13 @@ def readable_count(dataset: tf.data.Dataset) -> tf.Tensor:
 def fold_dataset(
     dataset: tf.data.Dataset | DenseSequence, initial: Any, step: Callable[[Any, Any], Any]
 ) -> Any:
-    """`step` applied to each element in order, starting from `initial` (a structure of tensors in
-    tuples, not lists): what `dataset.reduce` computes.
+    """`step(carry, element)` applied to each element in order, starting from `initial`: what
+    `dataset.reduce(initial, step)` computes, inside a TensorFlow computation. The carried structure
+    holds tensors in tuples and dicts (not lists), and `step` returns the same structure.
+
+    A computation that reads its datasets only through `fold_dataset` can carry a vectorized form,
+    which trains a group of clients at once (see "Training many clients at once" in the guide to
+    computations).
 
     A dataset of known cardinality of at most MAX_ELEMENTS_READ_WHOLE elements whose elements are
     dense tensors is read whole first, in one dataset call, and the loop slices its elements out of
