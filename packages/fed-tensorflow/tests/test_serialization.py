@@ -154,22 +154,47 @@ def test_frozen_loops_and_conditionals_may_be_lowered_as_traced_ones_are():
     assert power(np.float32(2.0), np.int32(0)) == -1.0
 
 
-def test_a_loop_in_a_function_compiled_by_xla_keeps_its_traced_marks_and_runs():
+def test_nested_loops_and_conditionals_are_lowered_too():
+    @ftf.computation(np.float32, np.int32)
+    def nested(x, n):
+        def body(i, y):
+            _, z = tf.while_loop(lambda j, z: j < i, lambda j, z: (j + 1, z + x), (0, y))
+            return i + 1, tf.cond(z > 100.0, lambda: z / 2.0, lambda: z)
+
+        return tf.while_loop(lambda i, y: i < n, body, (0, 0.0))[1]
+
+    payload = GraphPayload.decode(nested._building_block.payload)
+    flags = _control_flow_lowering(payload.graph_def)
+    assert len(flags) == 3 and all(flags)
+    assert nested(np.float32(1.0), np.int32(4)) == 6.0  # 0 + 1 + 2 + 3
+
+
+def test_a_loop_in_a_function_compiled_by_xla_stays_functional_and_runs():
     @tf.function(jit_compile=True)
     def compiled_power(x, n):
         _, y = tf.while_loop(lambda i, y: i < n, lambda i, y: (i + 1, y * x), (0, 1.0))
         return y
 
-    traced = compiled_power.get_concrete_function(
-        tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int32)
-    )
-
     @ftf.computation(np.float32, np.int32)
     def power(x, n):
-        return compiled_power(x, n)
+        _, y = tf.while_loop(
+            lambda i, y: i < 1, lambda i, y: (i + 1, compiled_power(x, n)), (0, 0.0)
+        )
+        return y
 
     payload = GraphPayload.decode(power._building_block.payload)
-    assert _control_flow_lowering(payload.graph_def) == _control_flow_lowering(
-        traced.graph.as_graph_def()
-    )
+    compiled = [
+        f
+        for f in payload.graph_def.library.function
+        if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b
+    ]
+    assert len(compiled) == 1
+    inside = [
+        n.attr["_lower_using_switch_merge"].b
+        for n in compiled[0].node_def
+        if n.op.endswith("While")
+    ]
+    assert inside == [False]
+    # The loop around the call is lowered.
+    assert sorted(_control_flow_lowering(payload.graph_def)) == [False, True]
     assert power(np.float32(2.0), np.int32(3)) == 8.0

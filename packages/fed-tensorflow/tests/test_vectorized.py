@@ -21,32 +21,26 @@ WEIGHTS = TensorType(np.float32, [3, 4])
 
 
 def _train_step(state, batch):
-    w, count, loss_sum = state
+    w, count, loss_sum, hits = state
     with tf.GradientTape() as tape:
         tape.watch(w)
         logits = batch["x"] @ w
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(batch["y"], logits))
     n = tf.shape(batch["y"])[0]
-    return w - 0.5 * tape.gradient(loss, w), count + n, loss_sum + loss * tf.cast(n, tf.float32)
+    hits += tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1, tf.int32), batch["y"]), tf.int32))
+    return (
+        w - 0.5 * tape.gradient(loss, w),
+        count + n,
+        loss_sum + loss * tf.cast(n, tf.float32),
+        hits,
+    )
 
 
 def _train(weights, batches):
-    final, count, loss_sum = ftf.fold_dataset(
-        batches, (weights, np.int32(0), np.float32(0)), _train_step
+    final, count, loss_sum, hits = ftf.fold_dataset(
+        batches, (weights, np.int32(0), np.float32(0), np.int32(0)), _train_step
     )
-    accuracy_hits = ftf.fold_dataset(
-        batches,
-        np.int32(0),
-        lambda hits, b: (
-            hits
-            + tf.reduce_sum(
-                tf.cast(tf.equal(tf.argmax(b["x"] @ final, 1, tf.int32), b["y"]), tf.int32)
-            )
-        ),
-    )
-    return collections.OrderedDict(
-        delta=final - weights, count=count, loss=loss_sum, hits=accuracy_hits
-    )
+    return collections.OrderedDict(delta=final - weights, count=count, loss=loss_sum, hits=hits)
 
 
 def _traced_with_vectorized_forms(fn, *types):
@@ -64,11 +58,33 @@ train_on_cpu_auto = ftf.computation(_train, WEIGHTS, BATCHES)
 
 
 def _train_with_reduce(weights, batches):
-    final, count, _ = batches.reduce((weights, np.int32(0), np.float32(0)), _train_step)
+    final, count, _, _ = batches.reduce(
+        (weights, np.int32(0), np.float32(0), np.int32(0)), _train_step
+    )
     return collections.OrderedDict(delta=final - weights, count=count)
 
 
+def _train_then_count_hits(weights, batches):
+    # Two folds over one dataset: each iterates it anew, so a dataset that shuffles anew on every
+    # iteration gives the second another order, which reading it once for a vectorized form would not.
+    final, count, _, _ = ftf.fold_dataset(
+        batches, (weights, np.int32(0), np.float32(0), np.int32(0)), _train_step
+    )
+    hits = ftf.fold_dataset(
+        batches,
+        np.int32(0),
+        lambda total, b: (
+            total
+            + tf.reduce_sum(
+                tf.cast(tf.equal(tf.argmax(b["x"] @ final, 1, tf.int32), b["y"]), tf.int32)
+            )
+        ),
+    )
+    return collections.OrderedDict(delta=final - weights, count=count, hits=hits)
+
+
 train_with_reduce = _traced_with_vectorized_forms(_train_with_reduce, WEIGHTS, BATCHES)
+train_then_count_hits = _traced_with_vectorized_forms(_train_then_count_hits, WEIGHTS, BATCHES)
 
 
 def datasets(sizes, batch=2, seed=0):
@@ -110,6 +126,35 @@ def test_a_computation_folding_its_datasets_carries_a_vectorized_form(map_strate
     assert b'"version":1' in train_with_reduce.building_block.payload[:200]
     # Traced with "auto" on CPUs (which never use it), a computation has none either.
     assert GraphPayload.decode(train_on_cpu_auto.building_block.payload).vectorized is None
+    # Nor does one that folds a dataset twice.
+    assert GraphPayload.decode(train_then_count_hits.building_block.payload).vectorized is None
+
+
+def test_a_dataset_folded_twice_is_iterated_twice_as_one_call_per_client_does(map_strategy):
+    def shuffled():
+        # Made anew for each run: the dataset object's shuffle order moves on with each iteration.
+        return [d.unbatch().shuffle(8, seed=3).batch(2) for d in datasets([8, 8, 8], seed=5)]
+
+    results = {}
+    for strategy in ("vectorized", "per_client"):
+        _, result = _run(strategy, train_then_count_hits, _members(shuffled()))
+        results[strategy] = result
+    for a, b in zip(results["vectorized"].members(), results["per_client"].members(), strict=True):
+        np.testing.assert_allclose(a.delta, b.delta, rtol=1e-5, atol=1e-6)
+        assert int(a.hits) == int(b.hits)
+
+
+def test_elements_of_unknown_rank_are_iterated_and_have_no_vectorized_form():
+    from fed_types import UNKNOWN_RANK
+
+    def total(values):
+        return ftf.fold_dataset(values, np.float32(0), lambda acc, x: acc + tf.reduce_sum(x))
+
+    computation = _traced_with_vectorized_forms(
+        total, SequenceType(TensorType(np.float32, UNKNOWN_RANK))
+    )
+    assert GraphPayload.decode(computation.building_block.payload).vectorized is None
+    assert computation([np.ones((2, 2), np.float32), np.ones(3, np.float32)]) == 7.0
 
 
 @pytest.mark.parametrize(
@@ -200,6 +245,7 @@ def test_elements_of_varying_shapes_and_scalars():
     "change,message",
     [
         (lambda h: h.update(graph_bytes=10**9), "graph_bytes"),
+        (lambda h: h.update(graph_bytes=h["graph_bytes"] + 10**9), "cut short"),
         (lambda h: h.update(graph_bytes="12"), "graph_bytes"),
         (lambda h: h.update(vectorized=[]), "vectorized"),
         (lambda h: h["vectorized"].update(inputs="x:0"), "vectorized inputs"),

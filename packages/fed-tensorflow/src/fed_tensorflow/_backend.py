@@ -328,9 +328,11 @@ class LoadedTensorFlowComputation(LoadedComputation):
     def _map_vectorized(self, clients: ClientValues, pool: Executor | None) -> ClientValues | None:
         """Runs clients with datasets with the computation's vectorized form: each client's datasets
         are read whole, the clients are grouped by the shapes of their elements, and each group runs
-        as one batched call (split where its data would exceed `_VECTORIZED_BYTES`). None (nothing
-        run) where there is no vectorized form, the clients' other inputs differ (it takes them once,
-        shared), or a dataset cannot be read whole (unknown or large cardinality, ragged elements)."""
+        as one batched call (split where its data would exceed `_VECTORIZED_BYTES`; all the clients'
+        data is read first). None, for the caller to run the clients otherwise, where there is no
+        vectorized form (or it does not load), the clients' other inputs differ (it takes them once,
+        shared), a dataset cannot be read whole (unknown or large cardinality, ragged elements), or
+        the groups' results differ in shape."""
         if self._vectorized_graph is None:
             return None
         members = clients.members()
@@ -384,6 +386,8 @@ class LoadedTensorFlowComputation(LoadedComputation):
                         np.stack([r[k][2][leaf] for k in chunk]) for leaf in range(len(padded))
                     )
                 fn = self._vectorized_function(args)
+                if fn is None:
+                    return None
                 try:
                     with tf.device(devices[calls % len(devices)]):
                         results = fn(*args)
@@ -423,9 +427,13 @@ class LoadedTensorFlowComputation(LoadedComputation):
             return self._readers[position]
 
     def _vectorized_function(self, args: list[Any]) -> Any:
+        """The vectorized form as a concrete function, or None (and the form is dropped) if its graph
+        does not load (a corrupt payload)."""
         with self._lock:
             if self._vectorized is None:
-                graph = cast(GraphPayload, self._vectorized_graph)
+                if self._vectorized_graph is None:
+                    return None
+                graph = self._vectorized_graph
                 specs = [
                     tf.TensorSpec([None] * np.ndim(a), tf.as_dtype(np.asarray(a).dtype))
                     if not isinstance(a, tf.Tensor)
@@ -441,9 +449,13 @@ class LoadedTensorFlowComputation(LoadedComputation):
                         name=_scope_name(self._name),
                     )
 
-                self._vectorized = tf.function(
-                    vectorized, input_signature=specs, autograph=False
-                ).get_concrete_function()
+                try:
+                    self._vectorized = tf.function(
+                        vectorized, input_signature=specs, autograph=False
+                    ).get_concrete_function()
+                except (ValueError, TypeError, tf.errors.OpError):
+                    self._vectorized_graph = None
+                    return None
             return self._vectorized
 
     def _map_with_sequences(self, clients: ClientValues, pool: Executor | None) -> ClientValues:

@@ -38,6 +38,7 @@ class DenseSequence:
         self.count = count
         self.shapes = shapes
         self.padded = padded
+        self.folded = False
 
     def element(self, i: tf.Tensor) -> Any:
         """Element `i`, unpadded, in the element structure."""
@@ -52,9 +53,11 @@ class DenseSequence:
 
 
 def readable_whole(element_spec: Any) -> bool:
-    """Whether datasets of `element_spec` can be read whole: every leaf a dense tensor."""
+    """Whether datasets of `element_spec` can be read whole: every leaf a dense tensor of known rank."""
     leaves = tf.nest.flatten(element_spec)
-    return bool(leaves) and all(isinstance(leaf, tf.TensorSpec) for leaf in leaves)
+    return bool(leaves) and all(
+        isinstance(leaf, tf.TensorSpec) and leaf.shape.rank is not None for leaf in leaves
+    )
 
 
 def read_whole(
@@ -95,8 +98,8 @@ def fold_dataset(
     `dataset.reduce(initial, step)` computes, inside a TensorFlow computation. The carried structure
     holds tensors in tuples and dicts (not lists), and `step` returns the same structure.
 
-    A computation that reads its datasets only through `fold_dataset` can carry a vectorized form,
-    which trains a group of clients at once (see "Training many clients at once" in the guide to
+    A computation that reads each of its datasets once, through `fold_dataset`, can carry a vectorized
+    form, which trains a group of clients at once (see "Training many clients at once" in the guide to
     computations).
 
     A dataset of known cardinality of at most MAX_ELEMENTS_READ_WHOLE elements whose elements are
@@ -107,6 +110,12 @@ def fold_dataset(
     body up again on every call, which costs milliseconds per client.)
     """
     if isinstance(dataset, DenseSequence):
+        if dataset.folded:
+            # Each fold over a dataset iterates it again, which a dataset that shuffles anew on
+            # every iteration answers with another order: a computation that folds a dataset twice
+            # has no vectorized form, which reads it once.
+            raise ValueError("A dataset read whole for a vectorized form is folded only once.")
+        dataset.folded = True
         return _fold_dense(dataset, initial, step)
     folds = _folds.get()
     if folds is not None:
@@ -148,7 +157,8 @@ def _fold_iterating(dataset: tf.data.Dataset, initial: Any, step: Callable[[Any,
 
 class count_folds:  # noqa: N801 (used as a context manager, like a function)
     """Counts the folds over datasets that run while the computation is traced (`.count`): a
-    computation that reads its datasets only through `fold_dataset` has a vectorized form."""
+    computation that reads each of its datasets once, through `fold_dataset`, can have a vectorized
+    form."""
 
     def __enter__(self) -> count_folds:
         self._counter = [0]

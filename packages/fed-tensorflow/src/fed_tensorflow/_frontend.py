@@ -11,7 +11,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.eager import context as eager_context
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from fed_core.execution import context_scope
@@ -123,9 +122,10 @@ def _vectorized_form(
     """The computation for a group of clients at once, traced again with each sequence parameter a
     `DenseSequence` (its elements read whole, as `fold_dataset` reads them) and vectorized over the
     clients with `tf.vectorized_map`; the layout of its inputs is in `_payload`. None where that cannot
-    be done: the function uses a dataset otherwise than through `fold_dataset`, creates variables, or
-    uses an op without a vectorized form (a convolution with per-client filters), or an element is
-    not a dense tensor. Traced only where it may be used (see `traces_vectorized_forms`): it makes
+    be done: the function uses a dataset otherwise than through `fold_dataset`, or folds one twice
+    (each fold iterates the dataset anew, and a dataset may shuffle anew), creates variables, or uses
+    an op without a vectorized form (a convolution with per-client filters), or an element is not a
+    dense tensor of known rank. Traced only where it may be used (see `traces_vectorized_forms`): it makes
     building a linear model's FedAvg 3.7x slower."""
     layout: list[Any] = []  # per parameter leaf: None (a tensor) or the element's tf.nest structure
     specs: list[tf.TensorSpec] = []
@@ -313,7 +313,7 @@ def _freeze(concrete: Any, name: str, num_inputs: int) -> GraphPayload:
             f"inside the function. Captured: {captured}."
         )
     graph_def = frozen.graph.as_graph_def()
-    _restore_control_flow_lowering(graph_def, concrete.graph.as_graph_def().node)
+    _restore_control_flow_lowering(graph_def)
     _rename_functions(
         graph_def, hashlib.sha256(graph_def.SerializeToString(deterministic=True)).hexdigest()[:16]
     )
@@ -323,35 +323,55 @@ def _freeze(concrete: Any, name: str, num_inputs: int) -> GraphPayload:
 
 
 _LOWERING = "_lower_using_switch_merge"
+_XLA = "_XlaMustCompile"
 
 
-def _restore_control_flow_lowering(graph_def: Any, traced_nodes: Any) -> None:
+def _restore_control_flow_lowering(graph_def: Any) -> None:
     """Lets TensorFlow lower the frozen graph's conditionals and loops into dataflow again, as it does
     those of a traced function. Freezing marks every one of them to stay a functional op (its graph
     optimization needs that), and a loop left functional runs its body as a separate function, with
-    generic kernels where a lowered one gets oneDNN's: a CNN client's training took 1.3x as long. A
-    node keeps its mark where the traced graph had it too (a loop compiled by XLA)."""
+    generic kernels where a lowered one gets oneDNN's: a CNN client's training took 1.3x as long.
+    Functions compiled by XLA (`jit_compile`), and those they call, keep their control flow as it is:
+    XLA compiles the functional ops."""
+    functions = {f.signature.name: f for f in graph_def.library.function}
 
-    def control_flow(nodes: Any) -> dict[str, Any]:
-        return {node.name: node for node in nodes if _LOWERING in node.attr}
+    def called(nodes: Any) -> set[str]:
+        names = set()
+        for node in nodes:
+            if node.op in functions:
+                names.add(node.op)
+            for value in node.attr.values():
+                if value.HasField("func"):
+                    names.add(value.func.name)
+                elif value.HasField("list"):
+                    names.update(f.name for f in value.list.func)
+        return names & set(functions)
 
-    def traced_function(name: str) -> Any:
-        # The traced graph's nested functions are kept by the runtime, under the same names; freezing
-        # may add functions of its own.
-        runtime = eager_context.context()
-        return runtime.get_function_def(name).node_def if runtime.has_function(name) else []
+    def jit_compiled(attrs: Any) -> bool:
+        # (Reading a missing key of a proto map would add it.)
+        return _XLA in attrs and attrs[_XLA].b
 
-    def lower(nodes: Any, traced_nodes: Any) -> None:
-        kept = {
-            name for name, node in control_flow(traced_nodes).items() if not node.attr[_LOWERING].b
-        }
-        for name, node in control_flow(nodes).items():
-            if name not in kept:
+    compiled = {name for name, f in functions.items() if jit_compiled(f.attr)}
+    compiled |= {
+        name
+        for nodes in [graph_def.node, *(f.node_def for f in functions.values())]
+        for node in nodes
+        if jit_compiled(node.attr)
+        for name in called([node])
+    }
+    pending = list(compiled)
+    while pending:
+        for name in called(functions[pending.pop()].node_def):
+            if name not in compiled:
+                compiled.add(name)
+                pending.append(name)
+    for nodes in [
+        graph_def.node,
+        *(f.node_def for name, f in functions.items() if name not in compiled),
+    ]:
+        for node in nodes:
+            if _LOWERING in node.attr:
                 node.attr[_LOWERING].b = True
-
-    lower(graph_def.node, traced_nodes)
-    for function in graph_def.library.function:
-        lower(function.node_def, traced_function(function.signature.name))
 
 
 def _check_outer_variables_are_read_only(concrete: Any, name: str) -> None:

@@ -94,10 +94,11 @@ class GraphPayload:
         if version == VERSION:
             return cls(_graph(body), inputs, outputs)
         size = header.get("graph_bytes")
-        if type(size) is not int or not 0 <= size <= len(body):
+        if type(size) is not int or not 0 <= size < len(body):
             raise ValueError(
                 f"The header of the fed TensorFlow payload has graph_bytes {size!r}, expected the "
-                f"length of its first graph (at most {len(body)})."
+                f"length of its first graph (less than the {len(body)} bytes of both graphs): the "
+                f"payload is corrupt or cut short."
             )
         vectorized = header.get("vectorized")
         if not isinstance(vectorized, dict):
