@@ -287,3 +287,22 @@ def test_a_failing_client_in_a_vectorized_group_raises_its_own_error_and_the_for
         ftf.configure()
     assert result.is_stacked and result.stacked().tolist() == [3.0, 7.0]
     assert loaded._vectorized_graph is not None
+
+
+def test_fold_dataset_refuses_what_is_not_a_dataset_and_a_step_of_another_structure():
+    with pytest.raises(TypeError, match="folds a tf.data.Dataset .* got list"):
+        ftf.fold_dataset([1.0, 2.0], np.float32(0), lambda acc, x: acc + x)
+    with pytest.raises(
+        TypeError, match=r"structure of its initial value, '\.'; it returned \('\.', '\.'\)"
+    ):
+        ftf.computation(
+            lambda ds: ftf.fold_dataset(ds, np.float32(0), lambda acc, x: (acc, x)),
+            SequenceType(np.float32),
+        )
+    total = ftf.computation(
+        lambda ds: ftf.fold_dataset(ds, np.float32(0), lambda acc, x: acc + x),
+        SequenceType(np.float32),
+    )
+    assert total([]) == 0.0
+    # Longer than what is read whole: iterated, same sum.
+    assert total(np.ones(20_000, np.float32)) == 20_000.0

@@ -33,7 +33,7 @@ from fed_core.framework import (
     run_per_member,
 )
 from fed_tensorflow._datasets import as_dataset, from_variant, parameter_dataset, to_variant
-from fed_tensorflow._dense import read_whole, readable_count
+from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload
 from fed_tensorflow._structure import Leaf, flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
@@ -416,9 +416,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
             if position not in self._readers:
 
                 def read(variant: tf.Tensor) -> list[tf.Tensor]:
-                    dataset = parameter_dataset(variant, t.element)
-                    count = readable_count(dataset)
-                    shapes, padded = read_whole(dataset, tf.maximum(count, 0))
+                    count, shapes, padded = read_if_readable(parameter_dataset(variant, t.element))
                     return [count, *shapes, *padded]
 
                 self._readers[position] = tf.function(

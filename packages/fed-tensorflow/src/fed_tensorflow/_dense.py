@@ -83,12 +83,17 @@ def read_whole(
     return whole.concatenate(empty).take(1).get_single_element()
 
 
-def readable_count(dataset: tf.data.Dataset) -> tf.Tensor:
-    """The dataset's cardinality where it is read whole (known, at most MAX_ELEMENTS_READ_WHOLE), else
-    -1."""
+def read_if_readable(
+    dataset: tf.data.Dataset,
+) -> tuple[tf.Tensor, tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
+    """`(count, shapes, padded)`: the dataset read whole (see `read_whole`) where its cardinality is
+    known and at most MAX_ELEMENTS_READ_WHOLE; else count -1 and no elements read. How `fold_dataset`
+    reads a dataset, and how the backend reads clients' datasets for a vectorized form."""
     cardinality = dataset.cardinality()
     readable = tf.logical_and(cardinality >= 0, cardinality <= MAX_ELEMENTS_READ_WHOLE)
-    return tf.where(readable, cardinality, tf.constant(-1, tf.int64))
+    count = tf.where(readable, cardinality, tf.constant(-1, tf.int64))
+    shapes, padded = read_whole(dataset, tf.maximum(count, 0))
+    return count, shapes, padded
 
 
 def fold_dataset(
@@ -109,6 +114,12 @@ def fold_dataset(
     through an iterator. Both give the same elements in the same order. (`Dataset.reduce` sets its loop
     body up again on every call, which costs milliseconds per client.)
     """
+    if not isinstance(dataset, (tf.data.Dataset, DenseSequence)):
+        raise TypeError(
+            f"fold_dataset folds a tf.data.Dataset (a sequence parameter of a TensorFlow "
+            f"computation), got {type(dataset).__name__} {dataset!r:.80}."
+        )
+    step = _checked(step, initial)
     if isinstance(dataset, DenseSequence):
         if dataset.folded:
             # Each fold over a dataset iterates it again, which a dataset that shuffles anew on
@@ -122,13 +133,32 @@ def fold_dataset(
         folds[0] += 1
     if not readable_whole(dataset.element_spec):
         return _fold_iterating(dataset, initial, step)
-    count = readable_count(dataset)
+    count, shapes, padded = read_if_readable(dataset)
     # The loop over the whole dataset runs no steps where the dataset is iterated instead.
-    shapes, padded = read_whole(dataset, tf.maximum(count, 0))
     carry = _fold_dense(
         DenseSequence(dataset.element_spec, tf.maximum(count, 0), shapes, padded), initial, step
     )
     return tf.cond(count >= 0, lambda: carry, lambda: _fold_iterating(dataset, initial, step))
+
+
+def _checked(step: Callable[[Any, Any], Any], initial: Any) -> Callable[[Any, Any], Any]:
+    """`step`, raising a TypeError that names both structures when it returns another structure than
+    `initial`'s (TensorFlow's loop would say so deep in its own trace)."""
+
+    @tf.autograph.experimental.do_not_convert
+    def checked(carry: Any, element: Any) -> Any:
+        result = step(carry, element)
+        try:
+            tf.nest.assert_same_structure(initial, result)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"fold_dataset's step must return the structure of its initial value, "
+                f"{tf.nest.map_structure(lambda _: '.', initial)!r}; it returned "
+                f"{tf.nest.map_structure(lambda _: '.', result)!r}."
+            ) from None
+        return result
+
+    return checked
 
 
 def _fold_dense(sequence: DenseSequence, initial: Any, step: Callable[[Any, Any], Any]) -> Any:
