@@ -334,3 +334,50 @@ def test_preprocessing_that_cannot_be_traced_on_the_arrays_falls_back_to_the_dat
     preprocessed = data.preprocess(preprocess)
     assert [float(x) for x in preprocessed.create_tf_dataset_for_client("a")] == [1.0, 2.0, 3.0]
     assert preprocessed._factory is None
+
+
+def _cohort_total(data, client_ids, strategy):
+    """Each client's (number of examples, sum of x) from a map over their datasets as given."""
+    import fed_tensorflow
+    from fed_core.framework import ClientValues
+    from fed_tensorflow._backend import LoadedTensorFlowComputation, backend
+    from fed_types import SequenceType, TensorType
+
+    element = collections.OrderedDict(
+        x=TensorType(np.float32, [None]), y=TensorType(np.int64, [None])
+    )
+
+    def total(batches):
+        return fed_tensorflow.fold_dataset(
+            batches,
+            (np.int32(0), np.float32(0)),
+            lambda acc, b: (acc[0] + tf.size(b["y"]), acc[1] + tf.reduce_sum(b["x"])),
+        )
+
+    computation = fed_tensorflow.computation(total, SequenceType(element))
+    datasets = [data.create_tf_dataset_for_client(c) for c in client_ids]
+    fed_tensorflow.configure(map_strategy=strategy)
+    try:
+        loaded = LoadedTensorFlowComputation(computation.building_block, backend())
+        result = loaded.map(ClientValues(datasets), None)
+    finally:
+        fed_tensorflow.configure()
+    return datasets, [(int(n), float(s)) for n, s in result.members()]
+
+
+def test_a_cohort_of_in_memory_clients_is_made_inside_the_backends_loop(client_data):
+    data = client_data.preprocess(lambda d: d.batch(2))
+    order = ["c", "a", "b", "a"]
+    datasets, looped = _cohort_total(data, order, "looped")
+    assert all(d._made is None for d in datasets)  # none made in Python
+    _, per_client = _cohort_total(data, order, "per_client")
+    assert looped == per_client == [(2, 11.0), (3, 6.0), (1, 4.0), (3, 6.0)]
+
+
+def test_in_memory_arrays_are_held_once_shared_with_the_tensors_the_backend_reads():
+    x = np.arange(12.0, dtype=np.float32).reshape(6, 2)
+    data = TestClientData({"a": x[:4], "b": x[4:]})
+    tensors = data._column_tensors
+    assert np.shares_memory(data._columns[0], tensors[0]._numpy())
+    assert not data._columns[0].flags.writeable
+    np.testing.assert_array_equal(_values(data.create_tf_dataset_for_client("b")), x[4:].tolist())

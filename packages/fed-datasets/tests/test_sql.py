@@ -352,3 +352,33 @@ def test_loading_with_an_element_spec_the_examples_do_not_match_is_refused_early
         load_and_parse_sql_client_data(path, {"x": tf.TensorSpec([], tf.string)})
     loaded = load_and_parse_sql_client_data(path, {"x": tf.TensorSpec([], tf.float32)})
     assert [float(e["x"]) for e in loaded.create_tf_dataset_for_client("a")] == [1.0, 2.0]
+
+
+def test_a_cohort_of_database_clients_is_read_inside_the_backends_loop(make_database, splits):
+    import fed_tensorflow
+    from fed_core.framework import ClientValues
+    from fed_tensorflow._backend import LoadedTensorFlowComputation, backend
+    from fed_types import SequenceType, TensorType
+
+    train = SqlClientData(make_database(splits), "train").preprocess(
+        lambda d: d.map(
+            lambda s: tf.io.parse_single_example(s, {"n": tf.io.FixedLenFeature((), tf.int64)})["n"]
+        )
+    )
+    total = fed_tensorflow.computation(
+        lambda numbers: fed_tensorflow.fold_dataset(numbers, np.int64(0), lambda a, n: a + n),
+        SequenceType(TensorType(np.int64)),
+    )
+    order = ["o'hara", "alice", "bob", "alice"]
+    results = {}
+    for strategy in ("looped", "per_client"):
+        datasets = [train.create_tf_dataset_for_client(c) for c in order]
+        fed_tensorflow.configure(map_strategy=strategy)
+        try:
+            loaded = LoadedTensorFlowComputation(total.building_block, backend())
+            results[strategy] = [int(n) for n in loaded.map(ClientValues(datasets), None).members()]
+        finally:
+            fed_tensorflow.configure()
+        if strategy == "looped":
+            assert all(d._made is None for d in datasets)  # each client's rows read in the loop
+    assert results["looped"] == results["per_client"] == [4, 3, 3, 3]

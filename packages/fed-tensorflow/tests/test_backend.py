@@ -165,7 +165,7 @@ def test_a_looped_map_takes_the_shared_model_once_and_equals_one_call_per_client
     looped = loaded.map(ClientValues(members), None)
     assert looped.is_stacked
     # The model every client shares (the same object, as a broadcast gives it) is passed once.
-    assert loaded._batched[("sequences", (False, True))] is not None
+    assert loaded._batched[("sequences", (False, True), (None, None))] is not None
     map_strategy("per_client")
     one_by_one = loaded.map(ClientValues(members), None)
     np.testing.assert_array_equal(looped.stacked().count, [5, 0, 2, 7])

@@ -14,6 +14,8 @@ from typing import Any, TypeAlias
 import numpy as np
 import tensorflow as tf
 
+from fed_tensorflow import Cohort, DatasetSource
+
 ClientId: TypeAlias = str | tf.Tensor
 DatasetFn: TypeAlias = Callable[[Any], tf.data.Dataset]
 PreprocessFn: TypeAlias = Callable[[tf.data.Dataset], tf.data.Dataset]
@@ -114,54 +116,6 @@ def python_client_id(client_id: Any) -> str:
     return client_id.numpy().decode("utf-8")
 
 
-class _GraphSource:
-    """How a `ClientData` builds a client's dataset in a graph from a few tensors of that client (its
-    arrays, for data held in memory; its id, for SQL): `inputs` gives them, `build` (traceable) makes
-    the dataset of them, `specs` are their `tf.TensorSpec`s."""
-
-    def __init__(
-        self,
-        specs: list[tf.TensorSpec],
-        inputs: Callable[[str], list[Any]],
-        build: Callable[..., tf.data.Dataset],
-    ):
-        self.specs = specs
-        self.inputs = inputs
-        self.build = build
-
-
-class _DatasetFactory:
-    """Makes clients' datasets with one graph call each: the dataset pipeline
-    (`source.build`, then `apply`) is traced once into a function that returns its variant, instead of
-    `tf.data` building the pipeline op by op in Python for every client (several times slower)."""
-
-    def __init__(
-        self, source: _GraphSource, apply: Callable[[tf.data.Dataset], tf.data.Dataset] | None
-    ):
-        self._source = source
-        self._apply = apply
-        self._element_spec: Any = None
-        self._function: Any = None
-        self._lock = threading.Lock()
-
-    def _build(self) -> Any:
-        def variant(*inputs: tf.Tensor) -> tf.Tensor:
-            dataset = self._source.build(*inputs)
-            if self._apply is not None:
-                dataset = self._apply(dataset)
-            self._element_spec = dataset.element_spec
-            return tf.data.experimental.to_variant(dataset)
-
-        return tf.function(variant, input_signature=self._source.specs).get_concrete_function()
-
-    def __call__(self, client_id: str) -> tf.data.Dataset:
-        with self._lock:
-            if self._function is None:
-                self._function = self._build()
-        variant = self._function(*self._source.inputs(client_id))
-        return tf.data.experimental.from_variant(variant, self._element_spec)
-
-
 class ClientData(abc.ABC):
     """A federated data set for simulation: a list of client ids and one dataset per client.
 
@@ -193,8 +147,9 @@ class ClientData(abc.ABC):
         """Builds the dataset of a known client id; subclasses override for a faster eager path."""
         return self.serializable_dataset_fn(client_id)
 
-    def _graph_source(self) -> _GraphSource | None:
-        """How a client's dataset is made in a graph from a few of its tensors (None if it is not)."""
+    def _graph_source(self) -> DatasetSource | None:
+        """How a client's dataset is made in a graph from a few of its tensors, keyed by client id
+        (None if it is not)."""
         return None
 
     @functools.cached_property
@@ -387,15 +342,15 @@ class _PreprocessedClientData(ClientData):
         return tf.function(self._apply)
 
     @functools.cached_property
-    def _factory(self) -> _DatasetFactory | None:
+    def _factory(self) -> DatasetSource | None:
         source = self._base._graph_source()
-        return None if source is None else _DatasetFactory(source, self._apply)
+        return None if source is None else source.preprocessed(self._apply)
 
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
         factory = self._factory
         if factory is not None:
             try:
-                return factory(client_id)
+                return factory.dataset(client_id)
             except Exception:  # noqa: S110 (the preprocessing cannot be traced with its input: see below)
                 # Not on its arrays in one graph: preprocess the dataset itself, which raises the
                 # preprocessing function's own error if it has one.
@@ -453,7 +408,7 @@ class _SubsetClientData(ClientData):
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
         return self._base._dataset_for_client(client_id)
 
-    def _graph_source(self) -> _GraphSource | None:
+    def _graph_source(self) -> DatasetSource | None:
         return self._base._graph_source()
 
 
@@ -602,6 +557,7 @@ class TestClientData(ClientData):
         self._columns = [np.concatenate(column) for column in columns]
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._position = {client_id: i for i, client_id in enumerate(self._client_ids)}
+        self._lock = threading.Lock()
         self._structure = tf.nest.map_structure(lambda _: None, template)
         self._element_spec = tf.data.Dataset.from_tensor_slices(self._rows(0, 0)).element_spec
 
@@ -628,7 +584,7 @@ class TestClientData(ClientData):
         start, end = int(self._offsets[i]), int(self._offsets[i + 1])
         return [column[start:end] for column in self._columns]
 
-    def _graph_source(self) -> _GraphSource:
+    def _graph_source(self) -> DatasetSource:
         specs = [
             tf.TensorSpec((None, *column.shape[1:]), _tf_dtype(column)) for column in self._columns
         ]
@@ -638,14 +594,42 @@ class TestClientData(ClientData):
                 tf.nest.pack_sequence_as(self._structure, list(columns))
             )
 
-        return _GraphSource(specs, self._client_arrays, build)
+        def cohort(client_ids: Sequence[str]) -> Cohort:
+            positions = np.fromiter(
+                (self._position[c] for c in client_ids), np.int64, len(client_ids)
+            )
+            starts, ends = self._offsets[positions], self._offsets[positions + 1]
+            return Cohort([tf.constant(starts), tf.constant(ends)], self._column_tensors)
+
+        def select(bounds: Sequence[tf.Tensor], columns: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+            start, end = bounds
+            return [column[start:end] for column in columns]
+
+        return DatasetSource(specs, self._client_arrays, build, cohort=cohort, select=select)
 
     @functools.cached_property
-    def _factory(self) -> _DatasetFactory:
-        return _DatasetFactory(self._graph_source(), None)
+    def _column_tensors(self) -> list[tf.Tensor]:
+        """The arrays of all clients' examples as tensors, for the backend to cut each client's from
+        (see `fed_tensorflow.DatasetSource`). Numeric arrays become views of the tensors' memory, so
+        that the examples are held once."""
+        with self._lock:
+            tensors = []
+            for k, column in enumerate(self._columns):
+                tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
+                tensors.append(tensor)
+                if column.dtype.kind not in "OSU":
+                    view = tensor._numpy()  # shares the tensor's memory, unlike `numpy()`
+                    if view.shape == column.shape and view.dtype == column.dtype:
+                        view.flags.writeable = False
+                        self._columns[k] = view
+            return tensors
+
+    @functools.cached_property
+    def _factory(self) -> DatasetSource:
+        return self._graph_source()
 
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
-        return self._factory(client_id)
+        return self._factory.dataset(client_id)
 
     def create_tf_dataset_from_all_clients(self, seed: int | None = None) -> tf.data.Dataset:
         # Same order as the generic version, from one gather of the arrays rather than a graph

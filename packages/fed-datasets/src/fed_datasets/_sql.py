@@ -19,7 +19,7 @@ import os
 import sqlite3
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,13 @@ from fed_datasets._client_data import (
     ClientData,
     ClientId,
     DatasetFn,
-    _DatasetFactory,
-    _GraphSource,
     check_bool,
     check_client_ids,
     is_python_id,
     python_client_id,
 )
 from fed_datasets._download import fetch_lzma_file
+from fed_tensorflow import Cohort, DatasetSource
 
 REQUIRED_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "examples": ("split_name", "client_id", "serialized_example_proto"),
@@ -230,21 +229,34 @@ class SqlClientData(ClientData):
         self._check_unchanged()
         return self._num_examples[client_id]
 
-    def _graph_source(self) -> _GraphSource:
+    def _graph_source(self) -> DatasetSource:
         def inputs(client_id: str) -> list[Any]:
             self._check_unchanged()
             return [client_id]
 
-        return _GraphSource([tf.TensorSpec([], tf.string)], inputs, self.serializable_dataset_fn)
+        def cohort(client_ids: Sequence[str]) -> Cohort:
+            self._check_unchanged()
+            return Cohort([tf.constant(list(client_ids), tf.string)], [])
+
+        def select(ids: Sequence[tf.Tensor], _: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+            return list(ids)
+
+        return DatasetSource(
+            [tf.TensorSpec([], tf.string)],
+            inputs,
+            self.serializable_dataset_fn,
+            cohort=cohort,
+            select=select,
+        )
 
     @functools.cached_property
-    def _factory(self) -> _DatasetFactory:
+    def _factory(self) -> DatasetSource:
         # One call of a graph traced once: building the dataset op by op would trace its reading
         # function anew for every client (tens of milliseconds each).
-        return _DatasetFactory(self._graph_source(), None)
+        return self._graph_source()
 
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
-        return self._factory(client_id)
+        return self._factory.dataset(client_id)
 
     def _query_suffix(self) -> str:
         if self._split_name is None:

@@ -1,7 +1,9 @@
 """fed-tensorflow: the TensorFlow frontend and backend of fed.
 
 `computation` traces Python functions written with TensorFlow into fed computations; `fold_dataset` is
-the loop over a client's dataset that lets a computation train many clients at once; `to_type` and
+the loop over a client's dataset that lets a computation train many clients at once; `DatasetSource`
+makes clients' datasets from data held in memory, so that the backend can make a whole cohort's at
+once (`Cohort`); `to_type` and
 `to_tf_spec` convert between TensorFlow specs and fed types; `configure` chooses the devices and the map
 strategy of the backend that runs them. The names load on first use, so that loading fed's plugins does
 not import TensorFlow.
@@ -19,11 +21,15 @@ if TYPE_CHECKING:
     from fed_tensorflow._backend import configure
     from fed_tensorflow._dense import fold_dataset
     from fed_tensorflow._frontend import computation
+    from fed_tensorflow._sources import Cohort, DatasetSource, SourcedDataset
     from fed_tensorflow._type_conversions import to_tf_dtype, to_tf_spec, to_type
 
 register_internal_package(__file__)
 
 __all__ = [
+    "Cohort",
+    "DatasetSource",
+    "SourcedDataset",
     "__version__",
     "computation",
     "configure",
@@ -36,6 +42,9 @@ __all__ = [
 _lazy_getattr, __dir__ = lazy_exports(
     __name__,
     {
+        "Cohort": "_sources",
+        "DatasetSource": "_sources",
+        "SourcedDataset": "_sources",
         "computation": "_frontend",
         "configure": "_backend",
         "fold_dataset": "_dense",

@@ -16,6 +16,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, Literal, cast, get_args
@@ -35,6 +36,7 @@ from fed_core.framework import (
 from fed_tensorflow._datasets import as_dataset, from_variant, parameter_dataset, to_variant
 from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload
+from fed_tensorflow._sources import DatasetSource, cohort_source
 from fed_tensorflow._structure import Leaf, flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
 from fed_types import FunctionType, SequenceType, TensorType, Type
@@ -49,6 +51,9 @@ _PARALLEL_CLIENTS = 16
 _TRIALS = 2
 # The most bytes of clients' data one call of a vectorized form takes.
 _VECTORIZED_BYTES = 256 << 20
+# The most dataset sources whose cohorts a computation's looped call is traced for (see
+# `_map_with_sequences`); datasets of further sources go in one by one.
+_SOURCED_LOOPS = 4
 
 
 class _FromThread(logging.Filter):
@@ -220,6 +225,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
         self._trials: dict[str, list[float]] = {}
         self._vectorized: Any = None  # the concrete function of the vectorized form, once built
         self._readers: dict[int, Any] = {}  # sequence input -> the function that reads it whole
+        self._sourced_loops = 0  # looped calls traced for datasets' sources
 
     def import_graph(self, *inputs: tf.Tensor) -> list[tf.Tensor]:
         """Adds the computation's graph to the graph being built, fed with `inputs`; returns its
@@ -459,24 +465,40 @@ class LoadedTensorFlowComputation(LoadedComputation):
     def _map_with_sequences(self, clients: ClientValues, pool: Executor | None) -> ClientValues:
         """Runs clients that take datasets in one looped graph call per device: each client's dataset
         goes in as one element of a vector of variants, and inputs that every client shares (the
-        broadcast model) go in once."""
+        broadcast model) go in once. Where a dataset input's datasets all come from one
+        `DatasetSource` that makes cohorts (clients' data held in memory), none is made: the cohort's
+        tensors go in instead, and each client's dataset is made inside the loop."""
         members = clients.members()
         columns = list(zip(*(flatten(m, self._parameter_type) for m in members), strict=True))
         shared = tuple(
             not isinstance(t, SequenceType) and all(v is column[0] for v in column)
             for t, column in zip(self._inputs, columns, strict=True)
         )
-        key = ("sequences", shared)
+        sources = tuple(
+            cohort_source(column) if isinstance(t, SequenceType) else None
+            for t, column in zip(self._inputs, columns, strict=True)
+        )
         with self._lock:
+            key = self._looped_key(shared, sources)
+            if not any(key[2]):  # no sources, or past the most a loop is traced for
+                sources = (None,) * len(sources)
             if key not in self._batched:
-                self._batched[key] = self._build_looped_over_sequences(shared)
+                self._sourced_loops += any(sources)
+                self._batched[key] = self._build_looped_over_sequences(shared, sources)
             fn = self._batched[key]
         if fn is None:
             return self._map_per_client(members, pool)
-        inputs = []
-        for t, dtype, column, is_shared in zip(
-            self._inputs, self._input_dtypes, columns, shared, strict=True
+        inputs: list[tf.Tensor] = []
+        per_client: list[bool] = []
+        for t, dtype, column, is_shared, source in zip(
+            self._inputs, self._input_dtypes, columns, shared, sources, strict=True
         ):
+            if source is not None:
+                cohort = source.cohort([dataset.key for dataset in column])
+                inputs.extend(cohort.per_client)
+                inputs.extend(cohort.shared)
+                per_client.extend([True] * len(cohort.per_client) + [False] * len(cohort.shared))
+                continue
             if isinstance(t, SequenceType):
                 inputs.append(tf.stack([to_variant(as_dataset(v, t.element)) for v in column]))
             elif is_shared:
@@ -486,10 +508,9 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     inputs.append(tf.convert_to_tensor(_stack(column), dtype=dtype))
                 except ValueError:  # members of different shapes
                     return self._map_per_client(members, pool)
+            per_client.append(not is_shared)
         try:
-            return self._map_batched(
-                fn, inputs, len(members), pool, per_client=[not s for s in shared]
-            )
+            return self._map_batched(fn, inputs, len(members), pool, per_client=per_client)
         except tf.errors.OpError:
             # As in `map`: the per-client calls raise the failing client's error; if they succeed,
             # the looped graph is at fault and is not used again.
@@ -498,31 +519,78 @@ class LoadedTensorFlowComputation(LoadedComputation):
                 self._batched[key] = None
             return result
 
-    def _build_looped_over_sequences(self, shared: tuple[bool, ...]) -> Any:
-        specs = [
-            tf.TensorSpec([None], tf.variant)
-            if isinstance(t, SequenceType)
-            else (tensor_spec(t) if is_shared else _stacked_spec(t))
-            for t, is_shared in zip(self._inputs, shared, strict=True)
-        ]
+    def _looped_key(
+        self, shared: tuple[bool, ...], sources: tuple[DatasetSource | None, ...]
+    ) -> tuple[Any, ...]:
+        """The key of the looped call for these inputs (called with the lock held). Sources are held
+        weakly: a loop traced for a source that is gone is dropped, so that it keeps neither the
+        source's data alive nor a place among the `_SOURCED_LOOPS`."""
+        refs = tuple(None if s is None else weakref.ref(s) for s in sources)
+        key = ("sequences", shared, refs)
+        if not any(sources) or key in self._batched:
+            return key
+        for known in [k for k in self._batched if k[0] == "sequences"]:
+            if any(ref is not None and ref() is None for ref in known[2]):
+                del self._batched[known]
+                self._sourced_loops -= 1
+        if self._sourced_loops >= _SOURCED_LOOPS:
+            # A new source each round (data sets made anew) would trace a new loop each time.
+            return ("sequences", shared, (None,) * len(sources))
+        return key
+
+    def _build_looped_over_sequences(
+        self, shared: tuple[bool, ...], sources: tuple[DatasetSource | None, ...]
+    ) -> Any:
+        # Per input, the specs of the tensors it goes in as, and which of them are per client.
+        specs: list[tf.TensorSpec] = []
+        per_client: list[bool] = []
+        counts: list[tuple[int, int]] = []  # per source: its per-client and shared tensors
+        for t, is_shared, source in zip(self._inputs, shared, sources, strict=True):
+            if source is not None:
+                cohort = source.cohort([])
+                for tensors, own in ((cohort.per_client, True), (cohort.shared, False)):
+                    specs.extend(tf.TensorSpec([None] * x.shape.rank, x.dtype) for x in tensors)
+                    per_client.extend([own] * len(tensors))
+                counts.append((len(cohort.per_client), len(cohort.shared)))
+            elif isinstance(t, SequenceType):
+                specs.append(tf.TensorSpec([None], tf.variant))
+                per_client.append(True)
+            else:
+                specs.append(tensor_spec(t) if is_shared else _stacked_spec(t))
+                per_client.append(not is_shared)
         output_specs = [tensor_spec(t) for t in self._outputs]  # type: ignore[arg-type]
 
         def looped(*inputs: tf.Tensor) -> Any:
-            per_client = [x for x, is_shared in zip(inputs, shared, strict=True) if not is_shared]
+            own_inputs = [x for x, own in zip(inputs, per_client, strict=True) if own]
 
             def one_client(xs: Sequence[tf.Tensor]) -> Any:
                 own = iter(xs)
                 # A shared input is captured into the loop's body (an identity there), which an
                 # imported graph's input can be mapped to.
-                args = [
-                    tf.identity(x) if is_shared else next(own)
-                    for x, is_shared in zip(inputs, shared, strict=True)
-                ]
+                values = iter(
+                    [
+                        next(own) if is_own else tf.identity(x)
+                        for x, is_own in zip(inputs, per_client, strict=True)
+                    ]
+                )
+                source_counts = iter(counts)
+                args = []
+                for source in sources:
+                    if source is None:
+                        args.append(next(values))
+                        continue
+                    n_own, n_shared = next(source_counts)
+                    client = [next(values) for _ in range(n_own)]
+                    common = [next(values) for _ in range(n_shared)]
+                    dataset = tf.data.experimental.from_variant(
+                        source.variant_in_graph(client, common), source.element_spec
+                    )
+                    args.append(to_variant(dataset))
                 return self.import_graph(*args)
 
             return tf.map_fn(
                 one_client,
-                per_client,
+                own_inputs,
                 fn_output_signature=output_specs,
                 parallel_iterations=self._parallel_clients,
             )

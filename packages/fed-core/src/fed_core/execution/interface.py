@@ -331,13 +331,25 @@ def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
     return array[()] if array.ndim == 0 else array
 
 
+# The last element spec checked against a sequence type, the type, and whether it was assignable: the
+# datasets of a round's clients usually share one element spec object.
+_last_element_check: tuple[Any, Type, Type, bool] | None = None
+
+
 def _conform_sequence(value: Any, t: SequenceType, path: str, counts: list[int]) -> Any:
+    global _last_element_check
     element_spec = getattr(value, "element_spec", None)
     if (
         element_spec is not None
     ):  # a native dataset, such as a tf.data.Dataset: checked by its element spec
-        given = to_type(element_spec)
-        if not t.element.is_assignable_from(given):
+        last = _last_element_check
+        if last is not None and last[0] is element_spec and last[1] is t.element:
+            _, _, given, assignable = last
+        else:
+            given = to_type(element_spec)
+            assignable = t.element.is_assignable_from(given)
+            _last_element_check = (element_spec, t.element, given, assignable)
+        if not assignable:
             raise TypeError(f"expected {t}{f' at {path}' if path else ''}, given {given}*")
         return value
     if isinstance(value, (str, bytes)) or not isinstance(value, collections.abc.Iterable):

@@ -1,0 +1,260 @@
+"""Clients' datasets from a `DatasetSource`: made only when read, and made inside the backend's looped
+graph for a whole cohort at once, with the results of datasets made one by one."""
+
+import collections
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import fed_tensorflow as ftf
+from fed_core.framework import ClientValues
+from fed_tensorflow import _backend
+from fed_tensorflow._backend import backend
+from fed_types import SequenceType, Struct, TensorType
+
+BATCHES = SequenceType(
+    collections.OrderedDict(x=TensorType(np.float32, [None, 3]), y=TensorType(np.int32, [None]))
+)
+WEIGHTS = TensorType(np.float32, [3, 4])
+
+
+def _train(weights, batches):
+    def step(state, batch):
+        w, count, loss_sum = state
+        with tf.GradientTape() as tape:
+            tape.watch(w)
+            logits = batch["x"] @ w
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(batch["y"], logits)
+            )
+        n = tf.shape(batch["y"])[0]
+        return w - 0.5 * tape.gradient(loss, w), count + n, loss_sum + loss * tf.cast(n, tf.float32)
+
+    final, count, loss_sum = ftf.fold_dataset(batches, (weights, np.int32(0), np.float32(0)), step)
+    return collections.OrderedDict(delta=final - weights, count=count, loss=loss_sum)
+
+
+train = ftf.computation(_train, WEIGHTS, BATCHES)
+WEIGHT_VALUES = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+
+
+class ArraySource:
+    """Clients' examples in two arrays, each client a range of rows, as data held in memory is."""
+
+    def __init__(self, sizes, preprocess=lambda d: d.batch(2), seed=0):
+        rng = np.random.default_rng(seed)
+        total = sum(sizes)
+        self.x = rng.normal(size=(total, 3)).astype(np.float32)
+        self.y = rng.integers(0, 4, size=total).astype(np.int32)
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.preprocess = preprocess
+        self.tensors = [tf.constant(self.x), tf.constant(self.y)]
+
+    def rows(self, k):
+        start, end = self.offsets[k], self.offsets[k + 1]
+        return [self.x[start:end], self.y[start:end]]
+
+    def build(self, x, y):
+        return self.preprocess(tf.data.Dataset.from_tensor_slices({"x": x, "y": y}))
+
+    def cohort(self, keys):
+        keys = np.asarray(keys, np.int64)
+        starts, ends = self.offsets[keys], self.offsets[keys + 1]
+        return ftf.Cohort([tf.constant(starts), tf.constant(ends)], self.tensors)
+
+    @staticmethod
+    def select(bounds, columns):
+        start, end = bounds
+        return [column[start:end] for column in columns]
+
+    def source(self, makes_cohorts=True):
+        specs = [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+        if not makes_cohorts:
+            return ftf.DatasetSource(specs, self.rows, self.build)
+        return ftf.DatasetSource(
+            specs, self.rows, self.build, cohort=self.cohort, select=self.select
+        )
+
+    def made_one_by_one(self, k):
+        return self.build(*self.rows(k))
+
+
+def _members(datasets):
+    return ClientValues([Struct([(None, WEIGHT_VALUES), (None, d)]) for d in datasets])
+
+
+def _loaded(computation):
+    # Loaded anew, not from the backend's cache: a load keeps the loops it traces for sources.
+    return _backend.LoadedTensorFlowComputation(computation.building_block, backend())
+
+
+def _map(strategy, computation, datasets):
+    ftf.configure(map_strategy=strategy)
+    try:
+        return _loaded(computation).map(_members(datasets), None)
+    finally:
+        ftf.configure()
+
+
+def _assert_same(got, want):
+    for a, b in zip(got.members(), want.members(), strict=True):
+        np.testing.assert_allclose(a.delta, b.delta, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.loss, b.loss, rtol=1e-5, atol=1e-6)
+        assert int(a.count) == int(b.count)
+
+
+def test_a_sourced_dataset_is_made_when_first_read_and_is_a_dataset_like_any_other():
+    data = ArraySource([5, 0, 3])
+    source = data.source()
+    dataset = source.dataset(0)
+    assert isinstance(dataset, tf.data.Dataset)
+    assert dataset._made is None  # nothing made yet
+    assert dataset.element_spec == data.made_one_by_one(0).element_spec
+    got = list(dataset.as_numpy_iterator())
+    assert dataset._made is not None
+    want = list(data.made_one_by_one(0).as_numpy_iterator())
+    assert [b["x"].shape for b in got] == [(2, 3), (2, 3), (1, 3)]
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a["x"], b["x"])
+        np.testing.assert_array_equal(a["y"], b["y"])
+    # Transformed, passed to a traced function, and empty, it behaves as any dataset does.
+    assert list(source.dataset(2).map(lambda e: e["y"]).unbatch().as_numpy_iterator()) == list(
+        data.y[5:8]
+    )
+    assert int(tf.function(lambda d: d.reduce(0, lambda n, _: n + 1))(source.dataset(2))) == 2
+    assert list(source.dataset(1)) == []
+    assert int(source.dataset(0).cardinality()) == 3
+    # A preprocessed source: its pipeline traced with the preprocessing, its cohorts as before.
+    firsts = source.preprocessed(lambda d: d.take(1))
+    assert firsts.makes_cohorts
+    assert [len(b["y"]) for b in firsts.dataset(0)] == [2]
+
+
+def test_a_pipeline_that_cannot_be_traced_fails_when_the_dataset_is_asked_for():
+    def untraceable(dataset):
+        raise ValueError("no such preprocessing")
+
+    with pytest.raises(ValueError, match="no such preprocessing"):
+        ArraySource([2], preprocess=untraceable).source().dataset(0)
+
+
+def test_a_source_takes_cohort_and_select_together():
+    data = ArraySource([2])
+    with pytest.raises(ValueError, match="both cohort and select"):
+        ftf.DatasetSource([], data.rows, data.build, cohort=data.cohort)
+
+
+def test_a_cohort_is_made_inside_the_looped_call_with_the_results_of_one_call_per_client():
+    sizes = [5, 2, 0, 7, 4, 1]
+    data = ArraySource(sizes)
+    source = data.source()
+    datasets = [source.dataset(k) for k in range(len(sizes))]
+    got = _map("looped", train, datasets)
+    # No client's dataset was made in Python: the loop made them from the cohort's tensors.
+    assert all(d._made is None for d in datasets)
+    want = _map("per_client", train, [data.made_one_by_one(k) for k in range(len(sizes))])
+    _assert_same(got, want)
+    assert [int(m.count) for m in got.members()] == sizes
+
+
+def test_a_cohort_in_any_order_and_with_repeated_clients():
+    data = ArraySource([3, 4, 5, 6])
+    source = data.source()
+    order = [3, 0, 3, 1]
+    got = _map("looped", train, [source.dataset(k) for k in order])
+    want = _map("per_client", train, [data.made_one_by_one(k) for k in order])
+    _assert_same(got, want)
+
+
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        lambda d: d.shuffle(16, seed=3).batch(3),
+        lambda d: d.map(lambda e: {"x": e["x"] * 2.0, "y": e["y"]}).batch(2).take(2),
+        lambda d: d.filter(lambda e: e["y"] > 0).batch(2),
+    ],
+    ids=["seeded shuffle", "map and take", "filter"],
+)
+def test_preprocessing_inside_the_loop_gives_what_datasets_made_one_by_one_give(preprocess):
+    sizes = [9, 4, 6]
+    data = ArraySource(sizes, preprocess=preprocess)
+    source = data.source()
+    got = _map("looped", train, [source.dataset(k) for k in range(len(sizes))])
+    want = _map("per_client", train, [data.made_one_by_one(k) for k in range(len(sizes))])
+    _assert_same(got, want)
+
+
+def test_datasets_already_read_or_of_mixed_origin_go_in_one_by_one():
+    data = ArraySource([4, 3, 5])
+    source = data.source()
+    read = [source.dataset(k) for k in range(3)]
+    list(read[1])  # made, and read once
+    want = _map("per_client", train, [data.made_one_by_one(k) for k in range(3)])
+    _assert_same(_map("looped", train, read), want)
+    mixed = [source.dataset(0), data.made_one_by_one(1), source.dataset(2)]
+    _assert_same(_map("looped", train, mixed), want)
+    # A source that cannot make cohorts: its datasets are made, one each, and go in as usual.
+    plain = data.source(makes_cohorts=False)
+    _assert_same(_map("looped", train, [plain.dataset(k) for k in range(3)]), want)
+
+
+def test_a_failing_client_made_inside_the_loop_raises_its_own_error():
+    def checked(dataset):
+        return dataset.map(
+            lambda e: {"x": tf.debugging.assert_all_finite(e["x"], "client data"), "y": e["y"]}
+        ).batch(2)
+
+    data = ArraySource([3, 3, 3], preprocess=checked)
+    data.x[4, 1] = np.nan
+    data.tensors[0] = tf.constant(data.x)
+    source = data.source()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="client data"):
+        _map("looped", train, [source.dataset(k) for k in range(3)])
+    # The good clients still run in the loop.
+    good = [source.dataset(k) for k in (0, 2)]
+    got = _map("looped", train, good)
+    assert all(d._made is None for d in good)
+    _assert_same(got, _map("per_client", train, [data.made_one_by_one(k) for k in (0, 2)]))
+
+
+def test_loops_are_traced_for_a_few_sources_and_datasets_of_further_ones_go_in_one_by_one():
+    loaded = _loaded(train)
+    kept = []  # sources alive: each keeps its loop
+    ftf.configure(map_strategy="looped")
+    try:
+        for seed in range(_backend._SOURCED_LOOPS + 2):
+            data = ArraySource([3, 2], seed=seed)
+            source = data.source()
+            kept.append(source)
+            datasets = [source.dataset(k) for k in range(2)]
+            got = loaded.map(_members(datasets), None)
+            beyond = seed >= _backend._SOURCED_LOOPS
+            assert all((d._made is not None) == beyond for d in datasets)
+            want = [data.made_one_by_one(k) for k in range(2)]
+            _assert_same(got, _map("per_client", train, want))
+            ftf.configure(map_strategy="looped")
+    finally:
+        ftf.configure()
+    assert loaded._sourced_loops == _backend._SOURCED_LOOPS
+
+
+def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it():
+    loaded = _loaded(train)
+    ftf.configure(map_strategy="looped")
+    try:
+        for seed in range(_backend._SOURCED_LOOPS + 2):
+            source = ArraySource([3, 2], seed=seed).source()
+            alive = weakref.ref(source)
+            datasets = [source.dataset(k) for k in range(2)]
+            loaded.map(_members(datasets), None)
+            # Every source makes its cohort in the loop: those gone left no loop behind.
+            assert all(d._made is None for d in datasets)
+            del source, datasets
+            gc.collect()
+            assert alive() is None  # the loaded computation does not keep the data alive
+    finally:
+        ftf.configure()
+    assert loaded._sourced_loops == 1
