@@ -63,8 +63,8 @@ def readable_whole(element_spec: Any) -> bool:
 def read_whole(
     dataset: tf.data.Dataset, count: tf.Tensor
 ) -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
-    """The first `count` elements of `dataset` (0 for none) in one dataset call: for each element leaf,
-    the elements' shapes and their values padded to the largest."""
+    """The elements of `dataset`, whose cardinality `count` is known and more than 0, in one dataset
+    call: for each element leaf, the elements' shapes and their values padded to the largest."""
     spec = dataset.element_spec
 
     def with_shapes(*element: Any) -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
@@ -72,15 +72,19 @@ def read_whole(
         leaves = tf.nest.flatten(element if type(spec) is tuple else element[0])
         return tuple(tf.shape(leaf, out_type=tf.int64) for leaf in leaves), tuple(leaves)
 
-    whole = dataset.take(count).map(with_shapes).padded_batch(tf.maximum(count, 1))
-    # An empty dataset has no batch: a batch of no elements stands in for it.
-    empty = tf.data.Dataset.from_tensors(
-        tf.nest.map_structure(
-            lambda s: tf.zeros([0, *(d or 0 for d in s.shape.as_list()[1:])], s.dtype),
-            whole.element_spec,
-        )
-    )
-    return whole.concatenate(empty).take(1).get_single_element()
+    return _map_inline(dataset, with_shapes).padded_batch(count).get_single_element()
+
+
+def _map_inline(dataset: tf.data.Dataset, fn: Callable[..., Any]) -> tf.data.Dataset:
+    """`dataset.map(fn)`, with `fn` run on the calling thread, not handed to the inter-op thread
+    pool: for the small function that records shapes, this halves the cost of reading a small
+    dataset whole (it is read by one call, element after element, so nothing runs in parallel)."""
+    try:
+        from tensorflow.python.data.ops import map_op
+
+        return map_op._MapDataset(dataset, fn, use_inter_op_parallelism=False)
+    except (ImportError, AttributeError, TypeError):  # another TensorFlow's internals
+        return dataset.map(fn)
 
 
 def read_if_readable(
@@ -92,7 +96,19 @@ def read_if_readable(
     cardinality = dataset.cardinality()
     readable = tf.logical_and(cardinality >= 0, cardinality <= MAX_ELEMENTS_READ_WHOLE)
     count = tf.where(readable, cardinality, tf.constant(-1, tf.int64))
-    shapes, padded = read_whole(dataset, tf.maximum(count, 0))
+    leaves = tf.nest.flatten(dataset.element_spec)
+
+    def nothing() -> tuple[tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
+        # No elements, in the shapes `read_whole` gives: for an empty dataset, and one not read.
+        return (
+            tuple(tf.zeros([0, leaf.shape.rank], tf.int64) for leaf in leaves),
+            tuple(
+                tf.zeros([0, *(d or 0 for d in leaf.shape.as_list())], leaf.dtype)
+                for leaf in leaves
+            ),
+        )
+
+    shapes, padded = tf.cond(count > 0, lambda: read_whole(dataset, count), nothing)
     return count, shapes, padded
 
 
