@@ -7,7 +7,6 @@ import collections
 import functools
 import math
 import numbers
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -557,7 +556,6 @@ class TestClientData(ClientData):
         self._columns = [np.concatenate(column) for column in columns]
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._position = {client_id: i for i, client_id in enumerate(self._client_ids)}
-        self._lock = threading.Lock()
         self._structure = tf.nest.map_structure(lambda _: None, template)
         self._element_spec = tf.data.Dataset.from_tensor_slices(self._rows(0, 0)).element_spec
 
@@ -612,17 +610,17 @@ class TestClientData(ClientData):
         """The arrays of all clients' examples as tensors, for the backend to cut each client's from
         (see `fed_tensorflow.DatasetSource`). Numeric arrays become views of the tensors' memory, so
         that the examples are held once."""
-        with self._lock:
-            tensors = []
-            for k, column in enumerate(self._columns):
-                tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
-                tensors.append(tensor)
-                if column.dtype.kind not in "OSU":
-                    view = tensor._numpy()  # shares the tensor's memory, unlike `numpy()`
-                    if view.shape == column.shape and view.dtype == column.dtype:
-                        view.flags.writeable = False
-                        self._columns[k] = view
-            return tensors
+        # Two threads may both convert (a race the cached property allows): the data is the same.
+        tensors = []
+        for k, column in enumerate(self._columns):
+            tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
+            tensors.append(tensor)
+            if column.dtype.kind not in "OSU":
+                view = tensor._numpy()  # shares the tensor's memory, unlike `numpy()`
+                if view.shape == column.shape and view.dtype == column.dtype:
+                    view.flags.writeable = False
+                    self._columns[k] = view
+        return tensors
 
     @functools.cached_property
     def _factory(self) -> DatasetSource:
