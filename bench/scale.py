@@ -164,8 +164,9 @@ def run_rounds(num_clients: int, rounds: int, strategy: str | None) -> None:
     )
     rows = []
     fed_tensorflow.configure(map_strategy="auto")
-    # "auto" times the ways clients can run on its first two maps, then keeps the fastest.
-    rows.append(("fed", *timed_rounds(process, fed_datasets, rounds, warmup=3)))
+    # "auto" times the ways clients can run on its first maps (past those that trace), then keeps
+    # the fastest.
+    rows.append(("fed", *timed_rounds(process, fed_datasets, rounds, warmup=5)))
     fed_peak = peak_rss_mb()
     if strategy is not None:
         fed_tensorflow.configure(map_strategy=strategy)

@@ -372,10 +372,12 @@ def test_a_cohort_of_database_clients_is_read_inside_the_backends_loop(make_data
     order = ["o'hara", "alice", "bob", "alice"]
     results = {}
     for strategy in ("looped", "per_client"):
-        datasets = [train.create_tf_dataset_for_client(c) for c in order]
         fed_tensorflow.configure(map_strategy=strategy)
         try:
             loaded = LoadedTensorFlowComputation(total.building_block, backend())
+            # A round, then another: a data set's clients are looped over from its second on.
+            loaded.map(ClientValues([train.create_tf_dataset_for_client(c) for c in order]), None)
+            datasets = [train.create_tf_dataset_for_client(c) for c in order]
             results[strategy] = [int(n) for n in loaded.map(ClientValues(datasets), None).members()]
         finally:
             fed_tensorflow.configure()

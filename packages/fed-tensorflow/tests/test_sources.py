@@ -2,7 +2,9 @@
 graph for a whole cohort at once, with the results of datasets made one by one."""
 
 import collections
+import concurrent.futures
 import gc
+import threading
 import weakref
 
 import numpy as np
@@ -73,10 +75,13 @@ class ArraySource:
     def source(self, makes_cohorts=True):
         specs = [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
         if not makes_cohorts:
-            return ftf.DatasetSource(specs, self.rows, self.build)
-        return ftf.DatasetSource(
-            specs, self.rows, self.build, cohort=self.cohort, select=self.select
-        )
+            source = ftf.DatasetSource(specs, self.rows, self.build)
+        else:
+            source = ftf.DatasetSource(
+                specs, self.rows, self.build, cohort=self.cohort, select=self.select
+            )
+        source.dataset(0)  # the first dataset of a source is made at once
+        return source
 
     def made_one_by_one(self, k):
         return self.build(*self.rows(k))
@@ -94,7 +99,12 @@ def _loaded(computation):
 def _map(strategy, computation, datasets):
     ftf.configure(map_strategy=strategy)
     try:
-        return _loaded(computation).map(_members(datasets), None)
+        loaded = _loaded(computation)
+        source = getattr(datasets[0], "source", None)
+        if source is not None and all(isinstance(d, ftf.SourcedDataset) for d in datasets):
+            # A source is looped over from its second map on.
+            loaded.map(_members([source.dataset(d.key) for d in datasets]), None)
+        return loaded.map(_members(datasets), None)
     finally:
         ftf.configure()
 
@@ -133,18 +143,76 @@ def test_a_sourced_dataset_is_made_when_first_read_and_is_a_dataset_like_any_oth
     assert [len(b["y"]) for b in firsts.dataset(0)] == [2]
 
 
-def test_a_pipeline_that_cannot_be_traced_fails_when_the_dataset_is_asked_for():
+def test_a_pipeline_that_cannot_be_traced_or_made_fails_when_the_dataset_is_asked_for():
     def untraceable(dataset):
         raise ValueError("no such preprocessing")
 
     with pytest.raises(ValueError, match="no such preprocessing"):
-        ArraySource([2], preprocess=untraceable).source().dataset(0)
+        ArraySource([2], preprocess=untraceable).source()
+    # Traced, but not made (a batch of no elements): the first dataset asked for is made at once.
+    data = ArraySource([2, 3], preprocess=lambda d: d.batch(0))
+    specs = [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+    source = ftf.DatasetSource(specs, data.rows, data.build, cohort=data.cohort, select=data.select)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Batch size must be greater than zero"
+    ):
+        source.dataset(1)
+
+
+def test_a_made_dataset_keeps_neither_its_source_nor_its_inputs_alive():
+    source = ArraySource([4, 2]).source()
+    unread, read = source.dataset(0), source.dataset(1)
+    assert len(list(read)) == 1
+    alive = weakref.ref(source)
+    del source
+    gc.collect()
+    assert alive() is not None  # the unread dataset still needs it
+    del unread
+    gc.collect()
+    assert alive() is None and read.source is None
+    assert [len(b["y"]) for b in read] == [2]
+
+
+def test_threads_reading_one_new_dataset_at_once_get_the_same_elements():
+    source = ArraySource([7]).source()
+    for _ in range(20):
+        dataset = source.dataset(0)
+        barrier = threading.Barrier(4)
+
+        def read(dataset=dataset, barrier=barrier):
+            barrier.wait()
+            return [b["y"].tolist() for b in dataset.as_numpy_iterator()]
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: read(), range(4)))
+        assert all(r == results[0] for r in results) and len(results[0]) == 4
 
 
 def test_a_source_takes_cohort_and_select_together():
     data = ArraySource([2])
     with pytest.raises(ValueError, match="both cohort and select"):
         ftf.DatasetSource([], data.rows, data.build, cohort=data.cohort)
+
+
+def test_a_source_is_looped_over_from_its_second_map_on():
+    data = ArraySource([3, 4])
+    source = data.source()
+    loaded = _loaded(train)
+    ftf.configure(map_strategy="looped")
+    try:
+        first = [source.dataset(k) for k in range(2)]
+        loaded.map(_members(first), None)
+        assert all(d._made is not None for d in first) and loaded._sourced_loops == 0
+        second = [source.dataset(k) for k in range(2)]
+        got = loaded.map(_members(second), None)
+        assert all(d._made is None for d in second) and loaded._sourced_loops == 1
+        # Datasets already made (read, or made for the first map) are made anew in the loop.
+        again = loaded.map(_members(first), None)
+    finally:
+        ftf.configure()
+    want = _map("per_client", train, [data.made_one_by_one(k) for k in range(2)])
+    _assert_same(got, want)
+    _assert_same(again, want)
 
 
 def test_a_cohort_is_made_inside_the_looped_call_with_the_results_of_one_call_per_client():
@@ -187,13 +255,49 @@ def test_preprocessing_inside_the_loop_gives_what_datasets_made_one_by_one_give(
     _assert_same(got, want)
 
 
-def test_datasets_already_read_or_of_mixed_origin_go_in_one_by_one():
+@pytest.mark.parametrize(
+    "preprocess",
+    [
+        lambda d: d.shuffle(16, seed=3).batch(3),
+        lambda d: d.shuffle(16).batch(3),
+        lambda d: d.map(lambda e: {"x": e["x"] + tf.random.uniform([3]), "y": e["y"]}).batch(3),
+    ],
+    ids=["seeded shuffle", "shuffle", "random map"],
+)
+def test_datasets_that_draw_anew_on_each_reading_are_read_as_they_are_every_round(preprocess):
+    # Made anew in a loop, a dataset that shuffles would give its first order every round, where
+    # the dataset handed out reshuffles each time it is read: such pipelines are not looped over.
+    def rounds(strategy):
+        tf.random.set_seed(7)
+        source = ArraySource([9, 6], preprocess=preprocess).source()
+        assert not source.replayable and not source.makes_cohorts
+        datasets = [source.dataset(k) for k in range(2)]
+        ftf.configure(map_strategy=strategy)
+        try:
+            loaded = _loaded(train)
+            return loaded, [loaded.map(_members(datasets), None) for _ in range(3)]
+        finally:
+            ftf.configure()
+
+    loaded, looped = rounds("looped")
+    assert loaded._sourced_loops == 0
+    _, per_client = rounds("per_client")
+    for got, want in zip(looped, per_client, strict=True):
+        _assert_same(got, want)
+
+
+def test_stateless_pipelines_are_replayable():
+    assert ArraySource([2], preprocess=lambda d: d.batch(2).cache().prefetch(1)).source().replayable
+    stateless = lambda d: d.map(  # noqa: E731
+        lambda e: {"x": e["x"] + tf.random.stateless_uniform([3], seed=[1, 2]), "y": e["y"]}
+    )
+    assert ArraySource([2], preprocess=stateless).source().replayable
+
+
+def test_datasets_of_mixed_origin_go_in_one_by_one():
     data = ArraySource([4, 3, 5])
     source = data.source()
-    read = [source.dataset(k) for k in range(3)]
-    list(read[1])  # made, and read once
     want = _map("per_client", train, [data.made_one_by_one(k) for k in range(3)])
-    _assert_same(_map("looped", train, read), want)
     mixed = [source.dataset(0), data.made_one_by_one(1), source.dataset(2)]
     _assert_same(_map("looped", train, mixed), want)
     # A source that cannot make cohorts: its datasets are made, one each, and go in as usual.
@@ -211,11 +315,17 @@ def test_a_failing_client_made_inside_the_loop_raises_its_own_error():
     data.x[4, 1] = np.nan
     data.tensors[0] = tf.constant(data.x)
     source = data.source()
-    with pytest.raises(tf.errors.InvalidArgumentError, match="client data"):
-        _map("looped", train, [source.dataset(k) for k in range(3)])
-    # The good clients still run in the loop.
-    good = [source.dataset(k) for k in (0, 2)]
-    got = _map("looped", train, good)
+    loaded = _loaded(train)
+    ftf.configure(map_strategy="looped")
+    try:
+        loaded.map(_members([source.dataset(k) for k in (0, 2)]), None)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="client data"):
+            loaded.map(_members([source.dataset(k) for k in range(3)]), None)
+        # The good clients still run in the loop.
+        good = [source.dataset(k) for k in (0, 2)]
+        got = loaded.map(_members(good), None)
+    finally:
+        ftf.configure()
     assert all(d._made is None for d in good)
     _assert_same(got, _map("per_client", train, [data.made_one_by_one(k) for k in (0, 2)]))
 
@@ -229,6 +339,7 @@ def test_loops_are_traced_for_a_few_sources_and_datasets_of_further_ones_go_in_o
             data = ArraySource([3, 2], seed=seed)
             source = data.source()
             kept.append(source)
+            loaded.map(_members([source.dataset(k) for k in range(2)]), None)
             datasets = [source.dataset(k) for k in range(2)]
             got = loaded.map(_members(datasets), None)
             beyond = seed >= _backend._SOURCED_LOOPS
@@ -248,6 +359,7 @@ def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it():
         for seed in range(_backend._SOURCED_LOOPS + 2):
             source = ArraySource([3, 2], seed=seed).source()
             alive = weakref.ref(source)
+            loaded.map(_members([source.dataset(k) for k in range(2)]), None)
             datasets = [source.dataset(k) for k in range(2)]
             loaded.map(_members(datasets), None)
             # Every source makes its cohort in the loop: those gone left no loop behind.

@@ -613,7 +613,8 @@ class TestClientData(ClientData):
         # Two threads may both convert (a race the cached property allows): the data is the same.
         tensors = []
         for k, column in enumerate(self._columns):
-            tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
+            with tf.device("/CPU:0"):  # the host's memory, where datasets are made
+                tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
             tensors.append(tensor)
             if column.dtype.kind not in "OSU":
                 view = tensor._numpy()  # shares the tensor's memory, unlike `numpy()`
@@ -625,6 +626,13 @@ class TestClientData(ClientData):
     @functools.cached_property
     def _factory(self) -> DatasetSource:
         return self._graph_source()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The examples pickle once, as arrays; tensors and traced functions are made again.
+        state = dict(self.__dict__)
+        for made in ("_column_tensors", "_factory"):
+            state.pop(made, None)
+        return state
 
     def _dataset_for_client(self, client_id: str) -> tf.data.Dataset:
         return self._factory.dataset(client_id)

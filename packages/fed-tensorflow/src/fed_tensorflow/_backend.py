@@ -36,7 +36,7 @@ from fed_core.framework import (
 from fed_tensorflow._datasets import as_dataset, from_variant, parameter_dataset, to_variant
 from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload
-from fed_tensorflow._sources import DatasetSource, cohort_source
+from fed_tensorflow._sources import Cohort, DatasetSource, cohort_source
 from fed_tensorflow._structure import Leaf, flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
 from fed_types import FunctionType, SequenceType, TensorType, Type
@@ -226,6 +226,8 @@ class LoadedTensorFlowComputation(LoadedComputation):
         self._vectorized: Any = None  # the concrete function of the vectorized form, once built
         self._readers: dict[int, Any] = {}  # sequence input -> the function that reads it whole
         self._sourced_loops = 0  # looped calls traced for datasets' sources
+        self._builds = 0  # functions traced, so that the trials time no tracing
+        self._seen_sources: weakref.WeakSet[DatasetSource] = weakref.WeakSet()
 
     def import_graph(self, *inputs: tf.Tensor) -> list[tf.Tensor]:
         """Adds the computation's graph to the graph being built, fed with `inputs`; returns its
@@ -309,14 +311,16 @@ class LoadedTensorFlowComputation(LoadedComputation):
         results: list[Any] = []
         for kind, start, end in zip(parts, bounds[:-1], bounds[1:], strict=True):
             part = ClientValues(members[start:end])
-            began = time.perf_counter()
+            began, builds = time.perf_counter(), self._builds
             result = self._map_by(kind, part, pool)
             seconds_per_client = (time.perf_counter() - began) / (end - start)
             if result is None:  # no vectorized form for these clients' data
                 result = self._map_with_sequences(part, pool)
                 seconds_per_client = float("inf")
-            with self._lock:
-                self._trials.setdefault(kind, []).append(seconds_per_client)
+            # A part that traced a function (and ran it first, which sets it up) is not timed.
+            if self._builds == builds or seconds_per_client == float("inf"):
+                with self._lock:
+                    self._trials.setdefault(kind, []).append(seconds_per_client)
             if len(parts) == 1:
                 return result
             results.extend(result.members())
@@ -454,6 +458,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     )
 
                 try:
+                    self._builds += 1
                     self._vectorized = tf.function(
                         vectorized, input_signature=specs, autograph=False
                     ).get_concrete_function()
@@ -467,7 +472,8 @@ class LoadedTensorFlowComputation(LoadedComputation):
         goes in as one element of a vector of variants, and inputs that every client shares (the
         broadcast model) go in once. Where a dataset input's datasets all come from one
         `DatasetSource` that makes cohorts (clients' data held in memory), none is made: the cohort's
-        tensors go in instead, and each client's dataset is made inside the loop."""
+        tensors go in instead, and each client's dataset is made inside the loop (from the second
+        map with that source on: a source used once is not worth tracing a loop for)."""
         members = clients.members()
         columns = list(zip(*(flatten(m, self._parameter_type) for m in members), strict=True))
         shared = tuple(
@@ -479,22 +485,26 @@ class LoadedTensorFlowComputation(LoadedComputation):
             for t, column in zip(self._inputs, columns, strict=True)
         )
         with self._lock:
-            key = self._looped_key(shared, sources)
-            if not any(key[2]):  # no sources, or past the most a loop is traced for
-                sources = (None,) * len(sources)
+            sources = self._looped_sources(shared, sources)
+        cohorts = [
+            None if source is None else source.cohort([dataset.key for dataset in column])
+            for source, column in zip(sources, columns, strict=True)
+        ]
+        key = ("sequences", shared, tuple(None if s is None else weakref.ref(s) for s in sources))
+        with self._lock:
             if key not in self._batched:
                 self._sourced_loops += any(sources)
-                self._batched[key] = self._build_looped_over_sequences(shared, sources)
+                self._builds += 1
+                self._batched[key] = self._build_looped_over_sequences(shared, sources, cohorts)
             fn = self._batched[key]
         if fn is None:
             return self._map_per_client(members, pool)
         inputs: list[tf.Tensor] = []
         per_client: list[bool] = []
-        for t, dtype, column, is_shared, source in zip(
-            self._inputs, self._input_dtypes, columns, shared, sources, strict=True
+        for t, dtype, column, is_shared, cohort in zip(
+            self._inputs, self._input_dtypes, columns, shared, cohorts, strict=True
         ):
-            if source is not None:
-                cohort = source.cohort([dataset.key for dataset in column])
+            if cohort is not None:
                 inputs.extend(cohort.per_client)
                 inputs.extend(cohort.shared)
                 per_client.extend([True] * len(cohort.per_client) + [False] * len(cohort.shared))
@@ -519,73 +529,87 @@ class LoadedTensorFlowComputation(LoadedComputation):
                 self._batched[key] = None
             return result
 
-    def _looped_key(
+    def _looped_sources(
         self, shared: tuple[bool, ...], sources: tuple[DatasetSource | None, ...]
-    ) -> tuple[Any, ...]:
-        """The key of the looped call for these inputs (called with the lock held). Sources are held
-        weakly: a loop traced for a source that is gone is dropped, so that it keeps neither the
-        source's data alive nor a place among the `_SOURCED_LOOPS`."""
-        refs = tuple(None if s is None else weakref.ref(s) for s in sources)
-        key = ("sequences", shared, refs)
-        if not any(sources) or key in self._batched:
-            return key
+    ) -> tuple[DatasetSource | None, ...]:
+        """The sources whose cohorts a looped call takes (called with the lock held; the others'
+        datasets go in one by one). A source is looped over from its second map on, and only
+        `_SOURCED_LOOPS` of them are, so that sources made anew for every map (a data set
+        preprocessed anew each round) trace no loop each time. Sources are held weakly: a loop traced
+        for a source that is gone is dropped, with its place among the `_SOURCED_LOOPS`, and keeps
+        none of its data alive."""
+        if not any(sources):
+            return sources
+        if any(source is not None and source not in self._seen_sources for source in sources):
+            self._seen_sources.update(source for source in sources if source is not None)
+            return (None,) * len(sources)
         for known in [k for k in self._batched if k[0] == "sequences"]:
             if any(ref is not None and ref() is None for ref in known[2]):
                 del self._batched[known]
                 self._sourced_loops -= 1
-        if self._sourced_loops >= _SOURCED_LOOPS:
-            # A new source each round (data sets made anew) would trace a new loop each time.
-            return ("sequences", shared, (None,) * len(sources))
-        return key
+        key = ("sequences", shared, tuple(None if s is None else weakref.ref(s) for s in sources))
+        if key not in self._batched and self._sourced_loops >= _SOURCED_LOOPS:
+            return (None,) * len(sources)
+        return sources
 
     def _build_looped_over_sequences(
-        self, shared: tuple[bool, ...], sources: tuple[DatasetSource | None, ...]
+        self,
+        shared: tuple[bool, ...],
+        sources: tuple[DatasetSource | None, ...],
+        cohorts: list[Cohort | None],
     ) -> Any:
-        # Per input, the specs of the tensors it goes in as, and which of them are per client.
+        # Per input, the specs of the tensors it goes in as, which of them are per client, and which
+        # are a cohort's tensors (read by its source's pipeline, never by the computation's graph).
         specs: list[tf.TensorSpec] = []
         per_client: list[bool] = []
-        counts: list[tuple[int, int]] = []  # per source: its per-client and shared tensors
-        for t, is_shared, source in zip(self._inputs, shared, sources, strict=True):
-            if source is not None:
-                cohort = source.cohort([])
+        of_cohort: list[bool] = []
+        for t, is_shared, cohort in zip(self._inputs, shared, cohorts, strict=True):
+            if cohort is not None:
                 for tensors, own in ((cohort.per_client, True), (cohort.shared, False)):
                     specs.extend(tf.TensorSpec([None] * x.shape.rank, x.dtype) for x in tensors)
                     per_client.extend([own] * len(tensors))
-                counts.append((len(cohort.per_client), len(cohort.shared)))
-            elif isinstance(t, SequenceType):
+                    of_cohort.extend([True] * len(tensors))
+                continue
+            if isinstance(t, SequenceType):
                 specs.append(tf.TensorSpec([None], tf.variant))
                 per_client.append(True)
             else:
                 specs.append(tensor_spec(t) if is_shared else _stacked_spec(t))
                 per_client.append(not is_shared)
+            of_cohort.append(False)
         output_specs = [tensor_spec(t) for t in self._outputs]  # type: ignore[arg-type]
+        # Per input: None, or how many per-client and shared tensors its cohort has (the cohorts
+        # themselves, and the data they hold, are not kept).
+        counts = [None if c is None else (len(c.per_client), len(c.shared)) for c in cohorts]
 
         def looped(*inputs: tf.Tensor) -> Any:
             own_inputs = [x for x, own in zip(inputs, per_client, strict=True) if own]
 
             def one_client(xs: Sequence[tf.Tensor]) -> Any:
                 own = iter(xs)
-                # A shared input is captured into the loop's body (an identity there), which an
-                # imported graph's input can be mapped to.
+                # A shared input is captured into the loop's body (an identity there, which an
+                # imported graph's input can be mapped to; a cohort's shared tensors, the whole data
+                # set, are read where they are).
                 values = iter(
                     [
-                        next(own) if is_own else tf.identity(x)
-                        for x, is_own in zip(inputs, per_client, strict=True)
+                        next(own) if is_own else x if cohort_input else tf.identity(x)
+                        for x, is_own, cohort_input in zip(
+                            inputs, per_client, of_cohort, strict=True
+                        )
                     ]
                 )
-                source_counts = iter(counts)
                 args = []
-                for source in sources:
-                    if source is None:
+                for source, count in zip(sources, counts, strict=True):
+                    if source is None or count is None:
                         args.append(next(values))
                         continue
-                    n_own, n_shared = next(source_counts)
-                    client = [next(values) for _ in range(n_own)]
-                    common = [next(values) for _ in range(n_shared)]
-                    dataset = tf.data.experimental.from_variant(
-                        source.variant_in_graph(client, common), source.element_spec
-                    )
-                    args.append(to_variant(dataset))
+                    client = [next(values) for _ in range(count[0])]
+                    common = [next(values) for _ in range(count[1])]
+                    with tf.device("/CPU:0"):  # datasets are made and read on the host
+                        dataset = tf.data.experimental.from_variant(
+                            source.variant_in_graph(client, common), source.element_spec
+                        )
+                        args.append(to_variant(dataset))
                 return self.import_graph(*args)
 
             return tf.map_fn(
@@ -609,6 +633,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     _VARIANT_SPEC if dtype is None else tensor_spec(cast(TensorType, t))
                     for t, dtype in zip(self._inputs, self._input_dtypes, strict=True)
                 ]
+                self._builds += 1
                 self._single = tf.function(
                     self.import_graph, input_signature=specs, autograph=False
                 ).get_concrete_function()

@@ -5,23 +5,51 @@ A `DatasetSource` is how data held in memory (or read from a database) becomes c
 each client a few tensors (its rows of the data's arrays, or its id), and one pipeline, traced once,
 that makes the client's dataset of them (`tf.data.Dataset.from_tensor_slices`, then the data set's
 preprocessing). `source.dataset(key)` is a `SourcedDataset`: a `tf.data.Dataset` whose variant
-tensor is made only when something reads it. Where every client of a map has one, from the same source,
-the backend makes none of them: it hands its looped graph the cohort's tensors at once (the arrays
-whole, and each client's row range), and each client's dataset is made inside that graph
-(`Cohort`, `DatasetSource.variant_in_graph`). A round of many small clients then makes no dataset in
-Python.
+tensor is made only when something reads it. Where every client of a map has one, from the same
+source, the backend makes none of them (from the second map with that source on): it hands its looped
+graph the cohort's tensors at once (the arrays whole, and each client's row range), and each client's
+dataset is made inside that graph (`Cohort`, `DatasetSource.variant_in_graph`). A round of many small
+clients then makes no dataset in Python.
+
+That is done only where a dataset made anew gives what the dataset handed out would give, however
+often it was read before: for pipelines that draw nothing at random (`DatasetSource.replayable`; a
+`shuffle` or a random op draws anew on each reading of one dataset).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import tensorflow as tf
 from tensorflow.python.data.ops import dataset_ops
 from tensorflow.python.data.ops import options as options_lib
-from tensorflow.python.framework import ops
+from tensorflow.python.framework import op_def_registry, ops
+
+# Ops that TensorFlow marks stateful but that give the same elements from the same inputs however often
+# a dataset is made: datasets of tensors, of files and of a database query, a cache in memory, reading
+# a dataset to its end (the functions they run are checked too), checks and prints.
+_REPLAYABLE_STATEFUL_OPS = frozenset(
+    {
+        "TensorSliceDataset",
+        "TensorDataset",
+        "FixedLengthRecordDatasetV2",
+        "TFRecordDatasetV2",
+        "TextLineDatasetV2",
+        "SqlDataset",
+        "ExperimentalSqlDataset",
+        "CacheDatasetV2",
+        "DummyMemoryCache",
+        "DatasetToSingleElement",
+        "ReduceDataset",
+        "Assert",
+        "CheckNumerics",
+        "CheckNumericsV2",
+        "PrintV2",
+    }
+)
 
 
 class Cohort:
@@ -63,6 +91,8 @@ class DatasetSource:
         self._select = select
         self._function: Any = None
         self._element_spec: Any = None
+        self._replayable: bool | None = None
+        self._checked = False  # whether a dataset of this source was made
         self._lock = threading.Lock()
 
     @property
@@ -78,9 +108,25 @@ class DatasetSource:
                     return tf.data.experimental.to_variant(dataset)
 
                 self._function = tf.function(
-                    variant, input_signature=self._specs, autograph=False
+                    variant, input_signature=self._specs
                 ).get_concrete_function()
             return self._function
+
+    @property
+    def replayable(self) -> bool:
+        """Whether a client's dataset made anew gives the elements that reading an existing one gives,
+        however often it was read: the pipeline holds no state (a `shuffle`, a random op) that draws
+        anew on each reading."""
+        if self._replayable is None:
+            graph_def = self.function.graph.as_graph_def()
+            nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+            self._replayable = not any(
+                node.op not in _REPLAYABLE_STATEFUL_OPS
+                and (op := op_def_registry.get(node.op)) is not None
+                and op.is_stateful
+                for node in nodes
+            )
+        return self._replayable
 
     @property
     def element_spec(self) -> Any:
@@ -108,19 +154,28 @@ class DatasetSource:
 
     @property
     def makes_cohorts(self) -> bool:
-        """Whether the backend can make a cohort's datasets inside its graph."""
-        return self._cohort is not None
+        """Whether the backend can make a cohort's datasets inside its graph: where the source gives
+        cohorts and its pipeline is `replayable`."""
+        return self._cohort is not None and self.replayable
 
     def dataset(self, key: Any) -> tf.data.Dataset:
         """The dataset of the client `key`: made when it is first read, where this runs eagerly (a
-        `SourcedDataset`); at once inside a graph being traced."""
-        function = self.function  # a pipeline that cannot be traced fails here, not when read
-        # The client's inputs are taken now, so that a client whose data cannot be had (a
-        # database removed) is an error here too.
+        `SourcedDataset`); at once inside a graph being traced.
+
+        Errors come as early as they can: a pipeline that cannot be traced fails here, and so does
+        one that cannot be made (the first dataset a source gives is made at once), and a client whose
+        inputs cannot be had (a database removed); an error that depends on one client's data comes
+        when its dataset is read, as it would from `tf.data`.
+        """
+        function = self.function
         inputs = self._client_inputs(key)
         if not tf.executing_eagerly():
             return tf.data.experimental.from_variant(function(*inputs), self._element_spec)
-        return SourcedDataset(self, key, inputs)
+        dataset = SourcedDataset(self, key, inputs)
+        if not self._checked:
+            dataset._variant_tensor  # noqa: B018 (made)
+            self._checked = True
+        return dataset
 
     def cohort(self, keys: Sequence[Any]) -> Cohort:
         """The tensors of the clients `keys`, in that order, for `variant_in_graph`."""
@@ -141,25 +196,42 @@ _DEFAULT_OPTIONS._set_mutable(False)
 
 class SourcedDataset(dataset_ops.DatasetV2):
     """A client's dataset from a `DatasetSource`: a `tf.data.Dataset` like any other, whose variant
-    tensor is made when it is first read (iterated, transformed, passed to a graph)."""
+    tensor is made when it is first read (iterated, transformed, passed to a graph). Until then it holds
+    its client's inputs (for data in memory, views of the data set's arrays, which stay alive with
+    it)."""
+
+    _making = threading.Lock()  # a dataset read by two threads at once is made once
 
     def __init__(self, source: DatasetSource, key: Any, inputs: Sequence[Any]):
         # DatasetV2's constructor takes the variant tensor, which is made later; it sets only what
         # is set here (a source dataset has no inputs whose options to merge).
-        self.source = source
         self.key = key
-        self._client_inputs = inputs
+        self._source = weakref.ref(source)
+        # What the variant tensor is made of; made, it keeps neither its source nor its inputs alive.
+        self._pending: tuple[DatasetSource, Sequence[Any]] | None = (source, inputs)
+        self._element_spec = source.element_spec
         self._made: tf.Tensor | None = None
         self._graph_attr = ops.get_default_graph()
         self._options_attr = _DEFAULT_OPTIONS
 
     @property
+    def source(self) -> DatasetSource | None:
+        """The source of this dataset (None once it is made and its source is gone)."""
+        return self._source()
+
+    @property
     def _variant_tensor(self) -> tf.Tensor:
-        if self._made is None:
-            with tf.init_scope():  # made eagerly, and captured by a graph that reads it
-                self._made = self.source.function(*self._client_inputs)
-                self._client_inputs = ()
-        return self._made
+        made = self._made
+        if made is None:
+            with SourcedDataset._making:
+                if self._made is None:
+                    assert self._pending is not None
+                    source, inputs = self._pending
+                    with tf.init_scope():  # made eagerly, and captured by a graph that reads it
+                        self._made = source.function(*inputs)
+                    self._pending = None
+                made = self._made
+        return made
 
     @_variant_tensor.setter
     def _variant_tensor(self, _: Any) -> None:
@@ -170,23 +242,17 @@ class SourcedDataset(dataset_ops.DatasetV2):
 
     @property
     def element_spec(self) -> Any:
-        return self.source.element_spec
+        return self._element_spec
 
 
 def cohort_source(datasets: Sequence[Any]) -> DatasetSource | None:
-    """The source of `datasets` where each is a `SourcedDataset` whose variant tensor is not made yet,
-    all from one source that makes cohorts; else None."""
+    """The source of `datasets` where each is a `SourcedDataset`, all from one source that makes
+    cohorts (made or not: a replayable pipeline's dataset made anew is the same); else None."""
     first = datasets[0] if datasets else None
-    if type(first) is not SourcedDataset or not first.source.makes_cohorts:
+    source = first.source if type(first) is SourcedDataset else None
+    if source is None:
         return None
-    source = first.source
     for dataset in datasets:
-        # A dataset already made may have been read, and a dataset that shuffles with a seed
-        # shuffles anew on each reading: it is read as it is, not made again.
-        if (
-            type(dataset) is not SourcedDataset
-            or dataset.source is not source
-            or dataset._made is not None
-        ):
+        if type(dataset) is not SourcedDataset or dataset.source is not source:
             return None
-    return source
+    return source if source.makes_cohorts else None
