@@ -35,7 +35,7 @@ from fed_core.framework import (
 )
 from fed_tensorflow._datasets import as_dataset, from_variant, parameter_dataset, to_variant
 from fed_tensorflow._dense import read_if_readable
-from fed_tensorflow._payload import GraphPayload
+from fed_tensorflow._payload import GraphPayload, all_nodes
 from fed_tensorflow._sources import Cohort, DatasetSource, cohort_source
 from fed_tensorflow._structure import Leaf, flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
@@ -490,7 +490,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
             None if source is None else source.cohort([dataset.key for dataset in column])
             for source, column in zip(sources, columns, strict=True)
         ]
-        key = ("sequences", shared, tuple(None if s is None else weakref.ref(s) for s in sources))
+        key = _sequences_key(shared, sources)
         with self._lock:
             if key not in self._batched:
                 self._sourced_loops += any(sources)
@@ -547,8 +547,9 @@ class LoadedTensorFlowComputation(LoadedComputation):
             if any(ref is not None and ref() is None for ref in known[2]):
                 del self._batched[known]
                 self._sourced_loops -= 1
-        key = ("sequences", shared, tuple(None if s is None else weakref.ref(s) for s in sources))
-        if key not in self._batched and self._sourced_loops >= _SOURCED_LOOPS:
+        if _sequences_key(shared, sources) not in self._batched and (
+            self._sourced_loops >= _SOURCED_LOOPS
+        ):
             return (None,) * len(sources)
         return sources
 
@@ -807,14 +808,19 @@ def _without_resource_aliases(graph_def: Any) -> Any:
     return result
 
 
+def _sequences_key(
+    shared: tuple[bool, ...], sources: tuple[DatasetSource | None, ...]
+) -> tuple[Any, ...]:
+    """The key of a looped call over clients with datasets: which inputs are shared, and the sources
+    whose cohorts it takes, held weakly."""
+    return ("sequences", shared, tuple(None if s is None else weakref.ref(s) for s in sources))
+
+
 def _holds_state(graph_def: Any) -> bool:
     """Whether the graph (or a function of its library) makes a variable or a table."""
-    nodes = itertools.chain(
-        graph_def.node, *(function.node_def for function in graph_def.library.function)
-    )
     return any(
         node.op == "VarHandleOp" or "Variable" in node.op or "HashTable" in node.op
-        for node in nodes
+        for node in all_nodes(graph_def)
     )
 
 

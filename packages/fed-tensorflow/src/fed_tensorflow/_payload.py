@@ -19,8 +19,10 @@ clients. The graphs hold no variables and no Python code: they run in any proces
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -184,3 +186,10 @@ def _describe(tensor: tf.Tensor) -> str:
         return f"a {TensorType(tensor.dtype, tensor.shape)} tensor"
     except TypeError:  # a dtype fed has no type for
         return f"a {tensor.dtype.name} tensor"
+
+
+def all_nodes(graph_def: Any) -> Iterator[Any]:
+    """The nodes of a graph and of every function of its library."""
+    return itertools.chain(
+        graph_def.node, *(function.node_def for function in graph_def.library.function)
+    )

@@ -28,6 +28,8 @@ from tensorflow.python.data.ops import dataset_ops
 from tensorflow.python.data.ops import options as options_lib
 from tensorflow.python.framework import op_def_registry, ops
 
+from fed_tensorflow._payload import all_nodes
+
 # Ops that TensorFlow marks stateful but that give the same elements from the same inputs however often
 # a dataset is made: datasets of tensors, of files and of a database query, a cache in memory, reading
 # a dataset to its end (the functions they run are checked too), checks and prints.
@@ -118,8 +120,7 @@ class DatasetSource:
         however often it was read: the pipeline holds no state (a `shuffle`, a random op) that draws
         anew on each reading."""
         if self._replayable is None:
-            graph_def = self.function.graph.as_graph_def()
-            nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+            nodes = all_nodes(self.function.graph.as_graph_def())
             self._replayable = not any(
                 node.op not in _REPLAYABLE_STATEFUL_OPS
                 and (op := op_def_registry.get(node.op)) is not None
