@@ -188,6 +188,14 @@ def test_threads_reading_one_new_dataset_at_once_get_the_same_elements():
         assert all(r == results[0] for r in results) and len(results[0]) == 4
 
 
+def test_a_build_that_makes_no_dataset_is_refused_naming_what_it_made():
+    data = ArraySource([2])
+    specs = [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+    source = ftf.DatasetSource(specs, data.rows, lambda x, y: x * 2.0)
+    with pytest.raises(TypeError, match="must return a tf.data.Dataset, got SymbolicTensor"):
+        source.dataset(0)
+
+
 def test_a_source_takes_cohort_and_select_together():
     data = ArraySource([2])
     with pytest.raises(ValueError, match="both cohort and select"):

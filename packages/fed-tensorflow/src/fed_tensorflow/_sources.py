@@ -106,6 +106,11 @@ class DatasetSource:
 
                 def variant(*inputs: tf.Tensor) -> tf.Tensor:
                     dataset = self._build(*inputs)
+                    if not isinstance(dataset, tf.data.Dataset):
+                        raise TypeError(
+                            f"A DatasetSource's build must return a tf.data.Dataset, got "
+                            f"{type(dataset).__name__} {dataset!r:.80}."
+                        )
                     self._element_spec = dataset.element_spec
                     return tf.data.experimental.to_variant(dataset)
 
