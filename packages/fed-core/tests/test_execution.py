@@ -329,3 +329,87 @@ def test_aggregations_of_client_values_held_one_by_one_equal_the_stacked_ones():
     )
     with pytest.raises(ValueError, match=r"float32\[4, 3\] and float32\[2\]"):
         federated_sum(None, fn_type, framework.ClientValues([members[0], np.zeros(2, np.float32)]))
+
+
+def test_zipping_stacked_client_values_keeps_them_stacked():
+    from fed_core.intrinsics.local import federated_zip_at_clients
+    from fed_types import Struct
+
+    counts = np.array([3, 0, 7], np.int32)
+    deltas = np.arange(6, dtype=np.float32).reshape(3, 2)
+    arg = Struct.named(
+        delta=framework.ClientValues(stacked=deltas), count=framework.ClientValues(stacked=counts)
+    )
+    zipped = federated_zip_at_clients(None, None, arg)
+    assert zipped.is_stacked and len(zipped) == 3
+    one_by_one = federated_zip_at_clients(
+        None,
+        None,
+        Struct.named(
+            delta=framework.ClientValues(list(deltas)), count=framework.ClientValues(list(counts))
+        ),
+    )
+    assert not one_by_one.is_stacked
+    for got, want in zip(zipped.members(), one_by_one.members(), strict=True):
+        assert list(got.names()) == list(want.names()) == ["delta", "count"]
+        np.testing.assert_array_equal(got.delta, want.delta)
+        assert got.count == want.count
+    with pytest.raises(ValueError, match=r"different numbers of clients: \[2, 3\]"):
+        federated_zip_at_clients(
+            None,
+            None,
+            Struct.named(
+                delta=framework.ClientValues(stacked=deltas),
+                count=framework.ClientValues(stacked=counts[:2]),
+            ),
+        )
+
+
+def test_a_weighted_mean_of_stacked_values_sums_them_in_blocks(monkeypatch):
+    from fed_core.intrinsics import local
+    from fed_types import Struct
+
+    rng = np.random.default_rng(1)
+    members = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(23)]
+    weights = framework.ClientValues([np.float32(w) for w in rng.uniform(0.5, 3.0, size=23)])
+    fn_type = fc.federated_computation(
+        lambda x: fc.federated_sum(x), FederatedType(TensorType(np.float32, [4, 3]), CLIENTS)
+    ).type_signature
+    one_by_one = local.federated_weighted_mean(
+        None, fn_type, Struct([(None, framework.ClientValues(members)), (None, weights)])
+    )
+    # Blocks of two clients' rows (12 elements each) at a time: twelve blocks, the last of one row.
+    monkeypatch.setattr(local, "_WEIGHTED_BLOCK_ELEMENTS", 24)
+    stacked = framework.ClientValues(stacked=np.stack(members))
+    got = local.federated_weighted_mean(None, fn_type, Struct([(None, stacked), (None, weights)]))
+    assert got.dtype == np.float32 and got.shape == (4, 3)
+    np.testing.assert_allclose(got, one_by_one, rtol=1e-6)
+    expected = np.average(np.stack(members).astype(np.float64), axis=0, weights=weights.stacked())
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    zero = framework.ClientValues([np.float32(0)] * 23)
+    assert np.isnan(
+        local.federated_weighted_mean(None, fn_type, Struct([(None, stacked), (None, zero)]))
+    ).all()
+    with pytest.raises(ValueError, match="23 clients' values and 2 weights"):
+        local.federated_weighted_mean(
+            None,
+            fn_type,
+            Struct([(None, stacked), (None, framework.ClientValues(stacked=np.ones(2)))]),
+        )
+
+
+def test_results_are_arrays_the_caller_may_change():
+    from fed_core.execution import to_python
+
+    buffer = np.arange(4, dtype=np.float32)
+    view = buffer[:]
+    view.flags.writeable = False  # as a backend's tensor buffer reaches Python
+    result = to_python(view, TensorType(np.float32, [4]))
+    assert result.flags.writeable
+    result += 1
+    np.testing.assert_array_equal(buffer, [0, 1, 2, 3])
+    clients = to_python(
+        framework.ClientValues(stacked=view.reshape(2, 2)),
+        FederatedType(TensorType(np.float32, [2]), CLIENTS),
+    )
+    assert all(member.flags.writeable for member in clients)

@@ -408,3 +408,46 @@ def test_auto_times_looped_and_per_client_maps_of_datasets_then_keeps_the_faster
     for result in results[1:]:
         for got, want in zip(result.members(), results[0].members(), strict=True):
             np.testing.assert_array_equal(got.delta, want.delta)
+
+
+def test_clients_arguments_flatten_into_one_column_per_leaf():
+    from fed_tensorflow._structure import flatten, flatten_columns
+    from fed_types import StructType
+
+    model = Struct.named(kernel=np.ones([2, 2], np.float32), bias=np.zeros(2, np.float32))
+    t = StructType(
+        [
+            ("model", StructType([("kernel", TensorType(np.float32, [2, 2])), ("bias", VECTOR)])),
+            ("data", SequenceType(np.float32)),
+        ]
+    )
+    members = [Struct.named(model=model, data=[float(k)] * k) for k in range(3)]
+    columns = flatten_columns(members, t)
+    assert columns == [list(c) for c in zip(*(flatten(m, t) for m in members), strict=True)]
+    # The model every client shares is flattened once: its leaves are the same objects.
+    assert all(kernel is model.kernel for kernel in columns[0])
+    # Members as Python containers, one of the wrong length, and no members.
+    as_tuples = [(model, [1.0]), (model, [])]
+    assert flatten_columns(as_tuples, t)[2] == [flatten(m, t)[2] for m in as_tuples]
+    with pytest.raises(ValueError, match="got one of 1 elements"):
+        flatten_columns([Struct.named(model=model, data=[]), (model,)], t)
+    assert flatten_columns([], t) == [[], [], []]
+
+
+def test_a_maps_results_reach_the_caller_as_arrays_of_its_own(map_strategy):
+    @ftf.computation(SequenceType(np.float32))
+    def total_and_count(values):
+        total = values.reduce(np.float32(0), lambda acc, x: acc + x)
+        return tf.stack([total, tf.cast(values.reduce(0, lambda n, _: n + 1), tf.float32)])
+
+    @fc.federated_computation(FederatedType(SequenceType(np.float32), CLIENTS))
+    def per_client(datasets):
+        return fc.federated_map(total_and_count, datasets)
+
+    map_strategy("looped")
+    results = per_client([[1.0, 2.0], [3.0], [4.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(np.stack(results), [[3, 2], [3, 1], [15, 3]])
+    for result in results:
+        assert result.flags.writeable
+        result *= 2  # changes the caller's copy only
+    np.testing.assert_array_equal(per_client([[1.0, 2.0]])[0], [3, 2])

@@ -37,7 +37,7 @@ from fed_tensorflow._datasets import as_dataset, from_variant, parameter_dataset
 from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload, all_nodes
 from fed_tensorflow._sources import Cohort, DatasetSource, cohort_source
-from fed_tensorflow._structure import Leaf, flatten, leaf_types, pack
+from fed_tensorflow._structure import Leaf, flatten, flatten_columns, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
 from fed_types import FunctionType, SequenceType, TensorType, Type
 
@@ -347,7 +347,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
             return None
         members = clients.members()
         n = len(members)
-        columns = list(zip(*(flatten(m, self._parameter_type) for m in members), strict=True))
+        columns = flatten_columns(members, self._parameter_type)
         # Per input: None for a shared tensor, else per client (count, shapes, padded) as arrays.
         reads: list[list[tuple[int, list[np.ndarray], list[np.ndarray]]] | None] = []
         for position, (t, column) in enumerate(zip(self._inputs, columns, strict=True)):
@@ -475,7 +475,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
         tensors go in instead, and each client's dataset is made inside the loop (from the second
         map with that source on: a source used once is not worth tracing a loop for)."""
         members = clients.members()
-        columns = list(zip(*(flatten(m, self._parameter_type) for m in members), strict=True))
+        columns = flatten_columns(members, self._parameter_type)
         shared = tuple(
             not isinstance(t, SequenceType) and all(v is column[0] for v in column)
             for t, column in zip(self._inputs, columns, strict=True)
@@ -737,8 +737,9 @@ class LoadedTensorFlowComputation(LoadedComputation):
                 tf.concat([r[k] for r in results], axis=0) for k in range(len(self._outputs))
             ]
         # Stacked values are split into members by indexing: a cheap view on numpy arrays, but a
-        # TensorFlow op per client on tensors.
-        arrays = iter([o.numpy() for o in outputs])
+        # TensorFlow op per client on tensors. The arrays are read-only views of the outputs'
+        # buffers (`.numpy()` would copy every client's result once more).
+        arrays = iter([np.asarray(o) for o in outputs])
         return ClientValues(stacked=pack(self._result_type, arrays), size=n)
 
     def _map_per_client(self, members: list[Any], pool: Executor | None) -> ClientValues:

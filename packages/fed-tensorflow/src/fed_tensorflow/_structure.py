@@ -40,6 +40,31 @@ def flatten(value: Any, t: Type | None) -> list[Any]:
     return [value]
 
 
+def flatten_columns(values: list[Any], t: Type | None) -> list[list[Any]]:
+    """The leaves of many values of type `t` (clients' arguments), as one column per leaf: what
+    `flatten` gives for each value, transposed. A part that all the values share (a broadcast model:
+    the same object in every client's argument) is flattened once."""
+    if t is None:
+        return []
+    if not values:
+        return [[] for _ in leaf_types(t)]
+    if isinstance(t, StructType):
+        first = values[0]
+        if all(value is first for value in values):
+            return [[leaf] * len(values) for leaf in flatten(first, t)]
+        structs = [v if isinstance(v, Struct) else from_python_container(v) for v in values]
+        for struct in structs:
+            if len(struct) != len(t):
+                raise ValueError(
+                    f"Expected a value of type {t}, got one of {len(struct)} elements."
+                )
+        columns: list[list[Any]] = []
+        for position, element_type in enumerate(t):
+            columns.extend(flatten_columns([s[position] for s in structs], element_type))
+        return columns
+    return [list(values)]
+
+
 @tf.autograph.experimental.do_not_convert
 def pack(t: Type, leaves: Iterator[Any]) -> Any:
     """The value of type `t` made of `leaves` in order: a `Struct` for each struct type."""

@@ -376,6 +376,10 @@ def to_python(value: Any, t: Type) -> Any:
             # Strings leave as bytes, as TFF returns them: a string tensor holds bytes, in whatever
             # encoding (or none), so they are given back untouched; arrays hold them as objects.
             array = np.vectorize(_as_bytes, otypes=[object])(array)
+        elif array.ndim and not array.flags.writeable:
+            # A read-only view of a backend's buffer (a tensor's, a batched map's results): the
+            # caller gets an array of its own, which it may change, as TFF gives.
+            array = array.copy()
         return array[()] if array.ndim == 0 else array
     if isinstance(t, StructType):
         struct = to_executor_form(value)

@@ -19,6 +19,8 @@ from fed_types import FederatedType, FunctionType, Struct, StructType, TensorTyp
 # Clients are folded into accumulators in groups of this size, then the accumulators are merged in order.
 # The grouping depends only on the number of clients, never on the concurrency, so results are reproducible.
 AGGREGATION_GROUP_SIZE = 16
+# How many float64 elements of stacked clients' values a weighted mean converts at a time.
+_WEIGHTED_BLOCK_ELEMENTS = 1 << 21
 
 
 def zeros(t: Type) -> Any:
@@ -130,9 +132,25 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
         with np.errstate(invalid="ignore", divide="ignore"):
             return (accumulated / total).astype(first.dtype)
 
+    def weighted_stacked(leaf: Any) -> np.ndarray:
+        # The clients' rows times their weights, summed by a product with the weights, a block of
+        # rows at a time: float64 copies of one block, not of all clients' values.
+        array = np.asarray(leaf)
+        wide = np.result_type(array.dtype, np.float64)
+        rows = array.reshape(len(array), -1)
+        block = max(1, _WEIGHTED_BLOCK_ELEMENTS // max(1, rows.shape[1]))
+        accumulated = np.zeros(rows.shape[1], dtype=wide)
+        for start in range(0, len(rows), block):
+            accumulated += weights[start : start + block] @ rows[start : start + block].astype(wide)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (accumulated / total).reshape(array.shape[1:]).astype(array.dtype)
+
     if value.is_stacked:
-        # The rows of each stacked leaf, as views.
-        return map_structure(lambda leaf: weighted(*np.asarray(leaf)), value.stacked())
+        if len(weights) != len(value):
+            raise ValueError(
+                f"federated_weighted_mean: {len(value)} clients' values and {len(weights)} weights."
+            )
+        return map_structure(weighted_stacked, value.stacked())
     return map_structure(weighted, *value.members())
 
 
@@ -182,12 +200,17 @@ def federated_zip_at_clients(
     state: ExecutionState, fn_type: FunctionType, arg: Struct
 ) -> ClientValues:
     names = arg.names()
-    columns = [c.members() for c in arg]
-    sizes = {len(c) for c in columns}
+    sizes = {len(c) for c in arg}
     if len(sizes) > 1:
         raise ValueError(
             f"federated_zip: the zipped values have different numbers of clients: {sorted(sizes)}."
         )
+    if len(arg) and sizes != {0} and all(c.is_stacked for c in arg):
+        # Stacked values (a vectorized or looped map's results) stay stacked: no value per client.
+        return ClientValues(
+            stacked=Struct(zip(names, (c.stacked() for c in arg))), size=len(arg[0])
+        )
+    columns = [c.members() for c in arg]
     return ClientValues([Struct(zip(names, row)) for row in zip(*columns)])
 
 
