@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import numpy as np
 import pytest
@@ -451,3 +452,41 @@ def test_a_maps_results_reach_the_caller_as_arrays_of_its_own(map_strategy):
         assert result.flags.writeable
         result *= 2  # changes the caller's copy only
     np.testing.assert_array_equal(per_client([[1.0, 2.0]])[0], [3, 2])
+
+
+def test_auto_gives_the_slower_way_few_clients_of_a_large_map_while_timing(monkeypatch):
+    from fed_tensorflow import _backend
+
+    monkeypatch.setattr(_backend, "_TRIAL_CLIENTS", 2)
+    weights = np.array([0.5, -1.0, 2.0], np.float32)
+    members = [Struct([(None, d), (None, weights)]) for d in batch_datasets([4, 6, 2, 3, 5, 1, 2])]
+    loaded = LoadedTensorFlowComputation(train.building_block, backend())
+    parts: list[tuple[str, int]] = []
+    map_by = loaded._map_by
+
+    def recorded(kind: str, clients: ClientValues, pool: Any) -> Any:
+        parts.append((kind, len(clients)))
+        return map_by(kind, clients, pool)
+
+    monkeypatch.setattr(loaded, "_map_by", recorded)
+    results = [loaded.map(ClientValues(members), None) for _ in range(4)]
+    # The first map traces both ways (not timed), the second times both; in each the first way
+    # (looped) takes all but two clients. The third gives them to the faster in the second map; the
+    # fourth, after two timed maps of each way, runs every client the faster way.
+    trials = loaded._trials
+    assert {kind: len(times) for kind, times in trials.items()} == {"looped": 2, "per_client": 2}
+    lead = min(trials, key=lambda kind: trials[kind][0])
+    other = "per_client" if lead == "looped" else "looped"
+    fastest = min(trials, key=lambda kind: min(trials[kind]))
+    assert parts == [
+        ("looped", 5),
+        ("per_client", 2),
+        ("looped", 5),
+        ("per_client", 2),
+        (lead, 5),
+        (other, 2),
+        (fastest, 7),
+    ]
+    for result in results[1:]:
+        for got, want in zip(result.members(), results[0].members(), strict=True):
+            np.testing.assert_array_equal(got.delta, want.delta)

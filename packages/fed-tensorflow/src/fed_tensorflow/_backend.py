@@ -49,6 +49,9 @@ _RESOURCE = tf.resource.as_datatype_enum
 _PARALLEL_CLIENTS = 16
 # How many timed maps of each kind decide how clients with datasets run (see `_map_sequences_by_trial`).
 _TRIALS = 2
+# The most clients a timed part of a split map gives each way but one (the fastest so far takes the
+# rest), so that a map of many clients does not run half of them the slow way while timing.
+_TRIAL_CLIENTS = 256
 # The most bytes of clients' data one call of a vectorized form takes.
 _VECTORIZED_BYTES = 256 << 20
 # The most dataset sources whose cohorts a computation's looped call is traced for (see
@@ -304,9 +307,17 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     return result
         n = len(clients)
         done = sum(len(times) for times in trials.values())
-        # A map too small to split tries the ways in turn.
+        # A map too small to split tries the ways in turn. A larger one is split evenly, or, where
+        # that would give each way more than `_TRIAL_CLIENTS` clients, gives each of the others that
+        # many and the rest to the fastest way so far (the first way until each is timed).
         parts = kinds if n >= 2 * len(kinds) else [kinds[done % len(kinds)]]
         bounds = np.linspace(0, n, len(parts) + 1).astype(int)
+        if len(parts) > 1 and n > len(parts) * _TRIAL_CLIENTS:
+            timed = all(trials[kind] for kind in kinds)
+            lead = min(kinds, key=lambda k: min(trials[k])) if timed else kinds[0]
+            parts = [lead] + [kind for kind in kinds if kind != lead]
+            sizes = [n - (len(parts) - 1) * _TRIAL_CLIENTS] + [_TRIAL_CLIENTS] * (len(parts) - 1)
+            bounds = np.concatenate([[0], np.cumsum(sizes)])
         members = clients.members()
         results: list[Any] = []
         for kind, start, end in zip(parts, bounds[:-1], bounds[1:], strict=True):
