@@ -398,9 +398,28 @@ def test_in_memory_data_pickles_its_examples_once_after_rounds():
 
 
 def test_in_memory_arrays_are_held_once_shared_with_the_tensors_the_backend_reads():
+    import pickle
+
     x = np.arange(12.0, dtype=np.float32).reshape(6, 2)
     data = TestClientData({"a": x[:4], "b": x[4:]})
+    concatenated = data._columns[0]
     tensors = data._column_tensors
-    assert np.shares_memory(data._columns[0], tensors[0]._numpy())
+    # The tensor is made on the concatenated array's memory: no copy of the examples.
+    assert data._columns[0] is concatenated
+    assert np.shares_memory(concatenated, tensors[0]._numpy())
     assert not data._columns[0].flags.writeable
     np.testing.assert_array_equal(_values(data.create_tf_dataset_for_client("b")), x[4:].tolist())
+    # Arrays that come back from a pickle are copied once, then shared; strings are converted.
+    mixed = TestClientData(
+        {"a": {"x": x[:4], "w": ["p", "q", "r", "s"]}, "b": {"x": x[4:], "w": ["t", "u"]}}
+    )
+    copy = pickle.loads(pickle.dumps(mixed))
+    copy_tensors = copy._column_tensors
+    by_dtype = {t.dtype: (t, column) for t, column in zip(copy_tensors, copy._columns, strict=True)}
+    floats, float_column = by_dtype[tf.float32]
+    assert np.shares_memory(float_column, floats._numpy())
+    np.testing.assert_array_equal(floats, x)
+    assert by_dtype[tf.string][0].numpy().tolist() == [b"p", b"q", b"r", b"s", b"t", b"u"]
+    assert _values(copy.create_tf_dataset_for_client("b")) == _values(
+        mixed.create_tf_dataset_for_client("b")
+    )

@@ -1,6 +1,7 @@
 """The TensorFlow backend: loading leaves, argument forms, the batched map over clients, devices."""
 
 import collections
+import json
 import os
 import re
 import subprocess
@@ -234,6 +235,28 @@ def test_configure_checks_its_arguments():
 
 def test_default_devices_are_the_cpu_without_gpus():
     assert TensorFlowBackend().devices == [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+@pytest.mark.skipif(not tf.config.list_physical_devices("GPU"), reason="needs a GPU")
+@pytest.mark.parametrize("force", [None, "false"])
+def test_importing_fed_tensorflow_turns_on_gpu_memory_growth(force):
+    script = textwrap.dedent(
+        """
+        import json
+        import tensorflow as tf
+        import fed_tensorflow
+        print(json.dumps([tf.config.experimental.get_memory_growth(g)
+                          for g in tf.config.list_physical_devices("GPU")]))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_FORCE_GPU_ALLOW_GROWTH"}
+    if force is not None:
+        env["TF_FORCE_GPU_ALLOW_GROWTH"] = force
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    growth = json.loads(out.strip().splitlines()[-1])
+    assert growth and all(g is (force is None) for g in growth)
 
 
 PLACEMENT = textwrap.dedent(

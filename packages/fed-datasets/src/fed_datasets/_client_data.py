@@ -487,6 +487,41 @@ def _tf_dtype(array: np.ndarray) -> tf.DType:
     return tf.string if array.dtype == object else tf.as_dtype(array.dtype)
 
 
+# The alignment, in bytes, of the arrays that tensors share memory with: TensorFlow's CPU kernels
+# need 64 (a tensor on a less aligned buffer aborts the process), and 128 leaves a margin.
+_ALIGNMENT = 128
+
+
+def _is_aligned(array: np.ndarray) -> bool:
+    return array.flags.c_contiguous and array.ctypes.data % _ALIGNMENT == 0
+
+
+def _aligned_concatenate(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """`np.concatenate(arrays)`, into a buffer that a tensor can share (numeric arrays only)."""
+    if arrays[0].dtype.kind in "OSU":
+        return np.concatenate(arrays)
+    shape = (sum(len(a) for a in arrays), *arrays[0].shape[1:])
+    dtype = arrays[0].dtype
+    size = math.prod(shape) * dtype.itemsize
+    buffer = np.empty(size + _ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % _ALIGNMENT
+    out = buffer[start : start + size].view(dtype).reshape(shape)
+    np.concatenate(arrays, out=out)
+    return out
+
+
+def _shared_tensor(array: np.ndarray) -> tf.Tensor | None:
+    """A CPU tensor on `array`'s memory (no copy), or None where it cannot be one. The tensor keeps
+    the memory alive; the array must not change after."""
+    if array.dtype.kind in "OSU" or not _is_aligned(array):
+        return None
+    try:
+        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    except (TypeError, ValueError, BufferError, tf.errors.InvalidArgumentError):
+        return None  # a dtype that DLPack or TensorFlow does not take
+    return tensor if tensor.dtype == _tf_dtype(array) and tensor.shape == array.shape else None
+
+
 class TestClientData(ClientData):
     """In-memory `ClientData` from numpy arrays: for tests, examples and small data sets.
 
@@ -553,7 +588,7 @@ class TestClientData(ClientData):
                 column.append(leaf)
             offsets.append(offsets[-1] + (num_examples or 0))
         # One array per leaf for all clients; a client's examples are a view of a row range.
-        self._columns = [np.concatenate(column) for column in columns]
+        self._columns = [_aligned_concatenate(column) for column in columns]
         self._offsets = np.asarray(offsets, dtype=np.int64)
         self._position = {client_id: i for i, client_id in enumerate(self._client_ids)}
         self._structure = tf.nest.map_structure(lambda _: None, template)
@@ -608,19 +643,21 @@ class TestClientData(ClientData):
     @functools.cached_property
     def _column_tensors(self) -> list[tf.Tensor]:
         """The arrays of all clients' examples as tensors, for the backend to cut each client's from
-        (see `fed_tensorflow.DatasetSource`). Numeric arrays become views of the tensors' memory, so
-        that the examples are held once."""
+        (see `fed_tensorflow.DatasetSource`). Numeric tensors share the arrays' memory (made read-only
+        here), so that the examples are held once and no copy of them is made."""
         # Two threads may both convert (a race the cached property allows): the data is the same.
         tensors = []
         for k, column in enumerate(self._columns):
-            with tf.device("/CPU:0"):  # the host's memory, where datasets are made
-                tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
+            if column.dtype.kind not in "OSU" and not _is_aligned(column):
+                column = _aligned_concatenate([column])  # an unpickled array: copied once
+            tensor = _shared_tensor(column)
+            if tensor is None:
+                with tf.device("/CPU:0"):  # the host's memory, where datasets are made
+                    tensor = tf.convert_to_tensor(column, dtype=_tf_dtype(column))
+            elif column.flags.writeable:
+                column.flags.writeable = False
+            self._columns[k] = column
             tensors.append(tensor)
-            if column.dtype.kind not in "OSU":
-                view = tensor._numpy()  # shares the tensor's memory, unlike `numpy()`
-                if view.shape == column.shape and view.dtype == column.dtype:
-                    view.flags.writeable = False
-                    self._columns[k] = view
         return tensors
 
     @functools.cached_property

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -157,6 +158,24 @@ class TensorFlowBackend(Backend):
     def load_for_graph(self, computation: CompiledComputation) -> LoadedTensorFlowComputation:
         """`load`, cached (by leaf, then by payload): for computations called while another one is traced."""
         return self._graph_loads.get(computation)  # type: ignore[return-value]
+
+
+def _grow_gpu_memory() -> None:
+    """Turns on TensorFlow's memory growth on every GPU not yet set up, so that a simulation takes
+    the GPU memory it uses rather than all of it (several processes, Ray workers among them, can then
+    share a GPU). `TF_FORCE_GPU_ALLOW_GROWTH=false` keeps TensorFlow's default; GPUs already set up
+    (TensorFlow ran on them, or the user split them into logical devices) are left as they are."""
+    if os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "").lower() == "false":
+        return
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # initialized already, or split into logical devices
+            pass
+
+
+# At import, before TensorFlow sets up the GPUs (the first op or model does), when it still can.
+_grow_gpu_memory()
 
 
 def _resolve_devices(requested: list[str] | None) -> list[str]:
