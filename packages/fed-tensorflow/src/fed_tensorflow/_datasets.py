@@ -14,6 +14,7 @@ from typing import Any, cast
 import numpy as np
 import tensorflow as tf
 
+from fed_tensorflow._dense import ParameterDataset
 from fed_tensorflow._structure import flatten
 from fed_tensorflow._type_conversions import (
     element_leaves,
@@ -47,7 +48,9 @@ def parameter_dataset(variant: tf.Tensor, element: Type) -> tf.data.Dataset:
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     options.autotune.enabled = False
-    return from_variant(variant, element, with_containers=True).with_options(options)
+    return ParameterDataset(
+        from_variant(variant, element, with_containers=True).with_options(options)
+    )
 
 
 def from_variant(

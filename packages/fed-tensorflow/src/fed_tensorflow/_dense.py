@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
+from tensorflow.python.data.ops import dataset_ops
 
 MAX_ELEMENTS_READ_WHOLE = 10_000
 """Datasets with more elements are iterated: read whole, they would be in memory all at once."""
@@ -147,6 +148,10 @@ def fold_dataset(
     folds = _folds.get()
     if folds is not None:
         folds[0] += 1
+    return _fold(dataset, initial, step)
+
+
+def _fold(dataset: tf.data.Dataset, initial: Any, step: Callable[[Any, Any], Any]) -> Any:
     if not readable_whole(dataset.element_spec):
         return _fold_iterating(dataset, initial, step)
     count, shapes, padded = read_if_readable(dataset)
@@ -199,6 +204,69 @@ def _fold_iterating(dataset: tf.data.Dataset, initial: Any, step: Callable[[Any,
         (initial, iterator.get_next_as_optional()),
     )
     return carry
+
+
+class ParameterDataset(dataset_ops.UnaryUnchangedStructureDataset):
+    """A computation's sequence parameter as its code receives it: the dataset itself (the same
+    variant tensor), whose `reduce` runs as `fold_dataset`'s loop where that computes what
+    `Dataset.reduce` computes. `Dataset.reduce` sets
+    its loop body up again on every call, which costs milliseconds per client; clients of the
+    computations that TFF's tutorials write, `dataset.reduce(initial, step)` on a parameter, no longer
+    pay it."""
+
+    def __init__(self, dataset: tf.data.Dataset):
+        self._dataset = dataset
+        super().__init__(dataset, dataset._variant_tensor)
+
+    def reduce(
+        self, initial_state: Any, reduce_func: Callable[[Any, Any], Any], name: Any = None
+    ) -> Any:
+        folded = _fold_as_reduce(self._dataset, initial_state, reduce_func)
+        if folded is None:
+            return self._dataset.reduce(initial_state, reduce_func, name=name)
+        return folded
+
+
+def _fold_as_reduce(
+    dataset: tf.data.Dataset, initial_state: Any, reduce_func: Callable[[Any, Any], Any]
+) -> Any:
+    """`dataset.reduce(initial_state, reduce_func)` as a loop in the graph being built, or None where
+    the loop would not compute the same: a state other than dense tensors, or a `reduce_func` whose
+    result has another structure, dtype or shape than the state (`Dataset.reduce` relaxes shapes, or
+    raises its own error). `reduce_func` is converted by AutoGraph, as `Dataset.reduce` converts it."""
+    from tensorflow.python.autograph.core import ag_ctx
+    from tensorflow.python.autograph.impl import api as autograph
+    from tensorflow.python.data.util import structure
+
+    try:
+        state = structure.normalize_element(initial_state)
+        state_spec = structure.type_spec_from_value(state)
+    except (TypeError, ValueError):
+        return None
+    if not all(isinstance(spec, tf.TensorSpec) for spec in tf.nest.flatten(state_spec)):
+        return None
+    step = autograph.tf_convert(reduce_func, ag_ctx.control_status_ctx())
+
+    def normalized_step(carry: Any, element: Any) -> Any:
+        return structure.normalize_element(step(carry, element))
+
+    def probe(carry: Any, element: Any) -> Any:
+        return normalized_step(carry, element)
+
+    try:
+        traced = tf.function(probe, autograph=False).get_concrete_function(
+            state_spec, dataset.element_spec
+        )
+        result_spec = structure.type_spec_from_value(traced.structured_outputs)
+        tf.nest.assert_same_structure(state_spec, result_spec)
+    except Exception:  # noqa: BLE001 (Dataset.reduce raises its own error for it)
+        return None
+    if not all(
+        isinstance(got, tf.TensorSpec) and got.dtype == want.dtype and got.shape == want.shape
+        for got, want in zip(tf.nest.flatten(result_spec), tf.nest.flatten(state_spec), strict=True)
+    ):
+        return None
+    return _fold(dataset, state, normalized_step)
 
 
 class count_folds:  # noqa: N801 (used as a context manager, like a function)
