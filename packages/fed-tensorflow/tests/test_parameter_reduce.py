@@ -145,3 +145,44 @@ def test_a_reduce_over_batches_with_another_parameter_equals_tensorflows():
     total, count = train(data, 2.0)
     want_total, want_count = _tf_reduce(examples, 3, (tf.constant(0.0), 0), mean_of_batches)
     assert total == pytest.approx(2.0 * want_total) and count == want_count == 7
+
+
+def test_a_step_that_builds_a_layer_on_its_first_call_keeps_it():
+    import keras
+
+    layer = keras.layers.Dense(1, kernel_initializer="ones")  # built on its first call
+
+    @ftf.computation(SequenceType(TensorType(np.float32, [2])))
+    def through_a_layer(dataset):
+        return dataset.reduce(tf.zeros([1]), lambda state, x: state + layer(x[None])[0])
+
+    assert "ReduceDataset" not in _ops(through_a_layer)
+    np.testing.assert_allclose(through_a_layer([np.array([1.0, 2.0], np.float32)] * 3), [9.0])
+
+
+@pytest.mark.parametrize("n", [64, 65, 300])
+def test_only_a_client_sized_dataset_is_read_whole_larger_ones_are_streamed(n):
+    from fed_tensorflow._dense import _REDUCE_ELEMENTS_READ_WHOLE, read_if_readable
+
+    count, _, padded = read_if_readable(tf.data.Dataset.range(n), _REDUCE_ELEMENTS_READ_WHOLE)
+    assert int(count) == (n if n <= 64 else -1) and len(padded[0]) == (n if n <= 64 else 0)
+
+    @ftf.computation(SequenceType(XY))
+    def reduced(dataset):
+        return dataset.reduce(initial(), sum_and_count)
+
+    got = reduced(_as_elements(_examples(n)))
+    want = _tf_reduce(_examples(n), None, initial(), sum_and_count)
+    assert got["total"] == pytest.approx(want["total"]) and got["count"] == want["count"] == n
+
+
+def test_a_step_that_draws_at_random_is_left_to_tensorflows_reduce():
+    @ftf.computation(SequenceType(np.float32))
+    def noisy(dataset):
+        return dataset.reduce(
+            tf.constant(0.0), lambda state, x: state + x + tf.random.uniform([], seed=3)
+        )
+
+    # Dataset.reduce sets the op up anew on every call: a seeded draw gives the same numbers.
+    assert "ReduceDataset" in _ops(noisy)
+    assert noisy([1.0, 2.0]) == noisy([1.0, 2.0])

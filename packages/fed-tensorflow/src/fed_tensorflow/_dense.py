@@ -19,6 +19,11 @@ from tensorflow.python.data.ops import dataset_ops
 MAX_ELEMENTS_READ_WHOLE = 10_000
 """Datasets with more elements are iterated: read whole, they would be in memory all at once."""
 
+# The most elements of a dataset that `Dataset.reduce` on a computation's parameter reads whole: it
+# streams any dataset, which may be large (a test set) or of elements of very different sizes (read
+# whole, each is padded to the largest), so only a client-sized one is read whole.
+_REDUCE_ELEMENTS_READ_WHOLE = 64
+
 # While a computation is traced: how many folds over its datasets it runs (see `count_folds`).
 _folds: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("_folds", default=None)
 
@@ -89,13 +94,13 @@ def _map_inline(dataset: tf.data.Dataset, fn: Callable[..., Any]) -> tf.data.Dat
 
 
 def read_if_readable(
-    dataset: tf.data.Dataset,
+    dataset: tf.data.Dataset, limit: int = MAX_ELEMENTS_READ_WHOLE
 ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
     """`(count, shapes, padded)`: the dataset read whole (see `read_whole`) where its cardinality is
-    known and at most MAX_ELEMENTS_READ_WHOLE; else count -1 and no elements read. How `fold_dataset`
+    known and at most `limit` (MAX_ELEMENTS_READ_WHOLE); else count -1 and no elements read. How `fold_dataset`
     reads a dataset, and how the backend reads clients' datasets for a vectorized form."""
     cardinality = dataset.cardinality()
-    readable = tf.logical_and(cardinality >= 0, cardinality <= MAX_ELEMENTS_READ_WHOLE)
+    readable = tf.logical_and(cardinality >= 0, cardinality <= limit)
     count = tf.where(readable, cardinality, tf.constant(-1, tf.int64))
     leaves = tf.nest.flatten(dataset.element_spec)
 
@@ -151,10 +156,15 @@ def fold_dataset(
     return _fold(dataset, initial, step)
 
 
-def _fold(dataset: tf.data.Dataset, initial: Any, step: Callable[[Any, Any], Any]) -> Any:
+def _fold(
+    dataset: tf.data.Dataset,
+    initial: Any,
+    step: Callable[[Any, Any], Any],
+    limit: int = MAX_ELEMENTS_READ_WHOLE,
+) -> Any:
     if not readable_whole(dataset.element_spec):
         return _fold_iterating(dataset, initial, step)
-    count, shapes, padded = read_if_readable(dataset)
+    count, shapes, padded = read_if_readable(dataset, limit)
     # The loop over the whole dataset runs no steps where the dataset is iterated instead.
     carry = _fold_dense(
         DenseSequence(dataset.element_spec, tf.maximum(count, 0), shapes, padded), initial, step
@@ -208,11 +218,11 @@ def _fold_iterating(dataset: tf.data.Dataset, initial: Any, step: Callable[[Any,
 
 class ParameterDataset(dataset_ops.UnaryUnchangedStructureDataset):
     """A computation's sequence parameter as its code receives it: the dataset itself (the same
-    variant tensor), whose `reduce` runs as `fold_dataset`'s loop where that computes what
-    `Dataset.reduce` computes. `Dataset.reduce` sets
-    its loop body up again on every call, which costs milliseconds per client; clients of the
-    computations that TFF's tutorials write, `dataset.reduce(initial, step)` on a parameter, no longer
-    pay it."""
+    variant tensor), whose `reduce` runs as a loop in the computation's graph (over the dataset read
+    whole, up to 64 elements, else over an iterator) where that computes what `Dataset.reduce`
+    computes. `Dataset.reduce` sets its loop body up again on
+    every call, which costs milliseconds per client; clients of the computations that TFF's tutorials
+    write, `dataset.reduce(initial, step)` on a parameter, no longer pay it."""
 
     def __init__(self, dataset: tf.data.Dataset):
         self._dataset = dataset
@@ -231,9 +241,10 @@ def _fold_as_reduce(
     dataset: tf.data.Dataset, initial_state: Any, reduce_func: Callable[[Any, Any], Any]
 ) -> Any:
     """`dataset.reduce(initial_state, reduce_func)` as a loop in the graph being built, or None where
-    the loop would not compute the same: a state other than dense tensors, or a `reduce_func` whose
+    the loop would not compute the same: a state other than dense tensors, a `reduce_func` whose
     result has another structure, dtype or shape than the state (`Dataset.reduce` relaxes shapes, or
-    raises its own error). `reduce_func` is converted by AutoGraph, as `Dataset.reduce` converts it."""
+    raises its own error), or one that draws at random. `reduce_func` is converted by AutoGraph, as
+    `Dataset.reduce` converts it, and traced once."""
     from tensorflow.python.autograph.core import ag_ctx
     from tensorflow.python.autograph.impl import api as autograph
     from tensorflow.python.data.util import structure
@@ -264,9 +275,32 @@ def _fold_as_reduce(
     if not all(
         isinstance(got, tf.TensorSpec) and got.dtype == want.dtype and got.shape == want.shape
         for got, want in zip(tf.nest.flatten(result_spec), tf.nest.flatten(state_spec), strict=True)
-    ):
+    ) or _draws_at_random(traced.graph.as_graph_def()):
         return None
-    return _fold(dataset, state, normalized_step)
+    # The traced step is the loop's body (what it made on its first call, such as a layer's
+    # variables, stays with it). A dataset of a client's size is read whole; others are iterated, as
+    # `Dataset.reduce` streams them.
+    return _fold(
+        dataset, state, lambda carry, element: traced(carry, element), _REDUCE_ELEMENTS_READ_WHOLE
+    )
+
+
+# Stateful ops that draw at random: `Dataset.reduce` sets them up anew on every call, so that a seeded
+# one draws the same numbers each time; in a loop they would draw on.
+_RANDOM_OPS = frozenset({"Multinomial", "TruncatedNormal", "ParameterizedTruncatedNormal"})
+
+
+def _draws_at_random(graph_def: Any) -> bool:
+    from tensorflow.python.framework import op_def_registry
+
+    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    for node in nodes:
+        op_def = op_def_registry.get(node.op)
+        if op_def is None or not op_def.is_stateful or node.op.startswith("Stateless"):
+            continue
+        if "Random" in node.op or "Shuffle" in node.op or node.op in _RANDOM_OPS:
+            return True
+    return False
 
 
 class count_folds:  # noqa: N801 (used as a context manager, like a function)
