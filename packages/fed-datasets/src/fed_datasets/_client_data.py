@@ -517,8 +517,8 @@ def _shared_tensor(array: np.ndarray) -> tf.Tensor | None:
         return None
     try:
         tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-    except (TypeError, ValueError, BufferError, tf.errors.InvalidArgumentError):
-        return None  # a dtype that DLPack or TensorFlow does not take
+    except (TypeError, ValueError, BufferError, tf.errors.OpError):
+        return None  # a dtype, or strides, that DLPack or TensorFlow does not take
     return tensor if tensor.dtype == _tf_dtype(array) and tensor.shape == array.shape else None
 
 
