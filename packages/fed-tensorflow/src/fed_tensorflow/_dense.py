@@ -97,8 +97,9 @@ def read_if_readable(
     dataset: tf.data.Dataset, limit: int = MAX_ELEMENTS_READ_WHOLE
 ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...], tuple[tf.Tensor, ...]]:
     """`(count, shapes, padded)`: the dataset read whole (see `read_whole`) where its cardinality is
-    known and at most `limit` (MAX_ELEMENTS_READ_WHOLE); else count -1 and no elements read. How `fold_dataset`
-    reads a dataset, and how the backend reads clients' datasets for a vectorized form."""
+    known and at most `limit` (MAX_ELEMENTS_READ_WHOLE); else count -1 and no elements read. How
+    `fold_dataset` reads a dataset, and how the backend reads clients' datasets for a vectorized
+    form."""
     cardinality = dataset.cardinality()
     readable = tf.logical_and(cardinality >= 0, cardinality <= limit)
     count = tf.where(readable, cardinality, tf.constant(-1, tf.int64))
@@ -220,9 +221,9 @@ class ParameterDataset(dataset_ops.UnaryUnchangedStructureDataset):
     """A computation's sequence parameter as its code receives it: the dataset itself (the same
     variant tensor), whose `reduce` runs as a loop in the computation's graph (over the dataset read
     whole, up to 64 elements, else over an iterator) where that computes what `Dataset.reduce`
-    computes. `Dataset.reduce` sets its loop body up again on
-    every call, which costs milliseconds per client; clients of the computations that TFF's tutorials
-    write, `dataset.reduce(initial, step)` on a parameter, no longer pay it."""
+    computes. `Dataset.reduce` sets its loop body up again on every call, which costs milliseconds
+    per client; clients of the computations that TFF's tutorials write, `dataset.reduce(initial,
+    step)` on a parameter, no longer pay it."""
 
     def __init__(self, dataset: tf.data.Dataset):
         self._dataset = dataset
@@ -261,11 +262,8 @@ def _fold_as_reduce(
     def normalized_step(carry: Any, element: Any) -> Any:
         return structure.normalize_element(step(carry, element))
 
-    def probe(carry: Any, element: Any) -> Any:
-        return normalized_step(carry, element)
-
     try:
-        traced = tf.function(probe, autograph=False).get_concrete_function(
+        traced = tf.function(normalized_step, autograph=False).get_concrete_function(
             state_spec, dataset.element_spec
         )
         result_spec = structure.type_spec_from_value(traced.structured_outputs)
