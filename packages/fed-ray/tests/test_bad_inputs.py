@@ -322,3 +322,38 @@ def test_shutdown_twice_and_the_helpers_after_it(cluster):
         RuntimeError,
         ["free_cpus needs a Ray cluster", "call fed_ray.init() first"],
     )
+
+
+def test_init_without_an_address_starts_a_cluster_despite_a_stale_address_file():
+    # A cluster that died without cleaning up leaves Ray's address file behind; Ray's own default
+    # would try to join it (and refuse the options of a new cluster).
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    import textwrap
+
+    root = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths have a length limit
+    try:
+        os.makedirs(os.path.join(root, "ray"))
+        with open(os.path.join(root, "ray", "ray_current_cluster"), "w") as stale:
+            stale.write("127.0.0.1:9")  # nothing listens there
+        script = textwrap.dedent(
+            """
+            import ray
+            import fed_ray
+            assert fed_ray.init(num_cpus=1) is True
+            print("cpus", int(ray.cluster_resources()["CPU"]))
+            fed_ray.shutdown()
+            """
+        )
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["RAY_TMPDIR"] = root
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "cpus 1" in result.stdout
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

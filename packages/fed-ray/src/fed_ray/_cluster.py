@@ -41,7 +41,9 @@ def init(address: str | None = None, **options: Any) -> bool:
         settings["object_store_memory"] = min(DEFAULT_OBJECT_STORE_BYTES, _memory_bytes() // 4)
         settings["_node_ip_address"] = "127.0.0.1"
     settings.update(options)
-    ray.init(address=address, **settings)
+    # Ray's own default joins the cluster its address file names (one left by `ray start`, or by a
+    # cluster that died without cleaning up): "local" starts a new one, as fed does without an address.
+    ray.init(address="local" if address is None else address, **settings)
     return True
 
 
