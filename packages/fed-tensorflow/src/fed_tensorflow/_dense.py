@@ -16,6 +16,8 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.python.data.ops import dataset_ops
 
+from fed_tensorflow._payload import all_nodes
+
 MAX_ELEMENTS_READ_WHOLE = 10_000
 """Datasets with more elements are iterated: read whole, they would be in memory all at once."""
 
@@ -291,8 +293,7 @@ _RANDOM_OPS = frozenset({"Multinomial", "TruncatedNormal", "ParameterizedTruncat
 def _draws_at_random(graph_def: Any) -> bool:
     from tensorflow.python.framework import op_def_registry
 
-    nodes = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
-    for node in nodes:
+    for node in all_nodes(graph_def):
         op_def = op_def_registry.get(node.op)
         if op_def is None or not op_def.is_stateful or node.op.startswith("Stateless"):
             continue
