@@ -32,12 +32,17 @@ def flatten(value: Any, t: Type | None) -> list[Any]:
     if t is None:
         return []
     if isinstance(t, StructType):
-        struct = value if isinstance(value, Struct) else from_python_container(value)
-        if len(struct) != len(t):
-            raise ValueError(f"Expected a value of type {t}, got one of {len(struct)} elements.")
-        pairs = zip(struct, t, strict=True)
+        pairs = zip(_as_struct(value, t), t, strict=True)
         return [leaf for element, element_type in pairs for leaf in flatten(element, element_type)]
     return [value]
+
+
+def _as_struct(value: Any, t: StructType) -> Struct:
+    """`value` (a `Struct` or Python container) as a `Struct` of `t`'s length; ValueError if not."""
+    struct = value if isinstance(value, Struct) else from_python_container(value)
+    if len(struct) != len(t):
+        raise ValueError(f"Expected a value of type {t}, got one of {len(struct)} elements.")
+    return struct
 
 
 def flatten_columns(values: list[Any], t: Type | None) -> list[list[Any]]:
@@ -52,12 +57,7 @@ def flatten_columns(values: list[Any], t: Type | None) -> list[list[Any]]:
         first = values[0]
         if all(value is first for value in values):
             return [[leaf] * len(values) for leaf in flatten(first, t)]
-        structs = [v if isinstance(v, Struct) else from_python_container(v) for v in values]
-        for struct in structs:
-            if len(struct) != len(t):
-                raise ValueError(
-                    f"Expected a value of type {t}, got one of {len(struct)} elements."
-                )
+        structs = [_as_struct(value, t) for value in values]
         columns: list[list[Any]] = []
         for position, element_type in enumerate(t):
             columns.extend(flatten_columns([s[position] for s in structs], element_type))
