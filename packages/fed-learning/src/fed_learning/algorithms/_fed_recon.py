@@ -27,6 +27,7 @@ from fed_aggregators import (
     WeightedAggregationFactory,
 )
 from fed_core.templates import MeasuredProcessOutput
+from fed_learning._client_training import _all_finite, _zeroed_unless
 from fed_learning._loops import fold_dataset
 from fed_learning.metrics import sum_then_finalize
 from fed_learning.models._conversion import as_optimizer
@@ -348,9 +349,8 @@ def _build_reconstruction_client_work(
             model, global_trainable, post_recon_data, loss, client_optimizer, specs
         )
         delta = [w0 - w for w0, w in zip(initial_weights.trainable, _read(global_trainable))]
-        flags = [tf.reduce_all(tf.math.is_finite(d)) for d in delta]
-        finite = tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
-        delta = [tf.where(finite, d, tf.zeros_like(d)) for d in delta]
+        finite = _all_finite(delta)
+        delta = _zeroed_unless(finite, delta)
         weight = tf.where(finite, _client_weight(client_weighting, count, metrics), 0.0)
         update = tf.nest.pack_sequence_as(initial_weights.trainable, delta)
         return ClientResult(update, weight), metrics

@@ -30,6 +30,7 @@ from fed_aggregators import (
 )
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
 from fed_learning._client_training import (
+    _all_finite,
     build_gradient_on_client,
     build_metrics_aggregation,
     data_type_of,
@@ -54,7 +55,7 @@ from fed_learning.templates import (
     LearningProcess,
     LoopImplementation,
 )
-from fed_learning.templates._client_work import _all_finite, _train_report, check_loop_options
+from fed_learning.templates._client_work import _train_report, check_loop_options
 from fed_learning.templates._templates import (
     ClientFailureGuard,
     GuardedComputation,

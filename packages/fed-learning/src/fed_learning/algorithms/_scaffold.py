@@ -25,6 +25,7 @@ import fed_core as fc
 import fed_tensorflow as ftf
 from fed_aggregators import MeanFactory, WeightedAggregationFactory
 from fed_learning._client_training import (
+    _all_finite,
     _choose,
     _client_status,
     build_metrics_aggregation,
@@ -347,10 +348,11 @@ def _build_scaffold_on_client(model: TrainableModel, learning_rate: float) -> fc
         update = [w0 - w for w0, w in zip(initial, session.values(local))]
         scale = tf.math.divide_no_nan(1.0, tf.cast(steps, tf.float32) * learning_rate)
         new_c_i = [ci_s - c_s + u * tf.cast(scale, u.dtype) for ci_s, c_s, u in zip(c_i, c, update)]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in update + new_c_i])
+        finite = _all_finite(update + new_c_i)
         used = tf.logical_and(finite, count > 0)
-        update = [tf.where(used, u, tf.zeros_like(u)) for u in update]
-        new_c_i = [tf.where(used, n, old) for n, old in zip(new_c_i, c_i)]
+        update, new_c_i = _choose(
+            used, (update, new_c_i), ([tf.zeros_like(u) for u in update], c_i)
+        )
         delta_c = [n - old for n, old in zip(new_c_i, c_i)]
         weight = tf.where(used, tf.cast(count, tf.float32), 0.0)
         metrics = _choose(finite, session.metrics(local), zero_metrics)

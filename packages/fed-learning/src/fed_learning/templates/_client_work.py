@@ -16,6 +16,7 @@ import fed_tensorflow as ftf
 from fed_core.templates import MeasuredProcessOutput
 from fed_learning._client_training import (
     CLIENT_STATUS_NAMES,
+    _all_finite,
     build_metrics_aggregation,
     build_train_on_client,
     failed_client_result,
@@ -175,16 +176,6 @@ def _train_report(train: Any, status: Any) -> collections.OrderedDict[str, Any]:
     return collections.OrderedDict(
         [("train", train)] + [(name, status[name]) for name in CLIENT_STATUS_NAMES]
     )
-
-
-def _all_finite(structure: Any) -> tf.Tensor:
-    """Whether every floating-point tensor of `structure` is free of NaN and Inf."""
-    flags = [
-        tf.reduce_all(tf.math.is_finite(t))
-        for t in map(tf.convert_to_tensor, tf.nest.flatten(structure))
-        if t.dtype.is_floating
-    ]
-    return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
 
 
 def reject_non_finite_update(
