@@ -26,9 +26,9 @@ Run: .venv/bin/python bench/cifar.py                   # both models (~5 minutes
      .venv/bin/python bench/cifar.py --only linear --rounds 5
      TF_ENABLE_ONEDNN_OPTS=1 .venv/bin/python bench/cifar.py
 
-TensorFlow uses oneDNN's CPU kernels by default only on CPUs with AVX-512; the header says whether this
-run uses them. On a 2-core AVX2 machine, `TF_ENABLE_ONEDNN_OPTS=1` made the CNN's rounds about 10%
-faster (and its measured convolution peak about 1.6 times as high).
+TensorFlow uses oneDNN's CPU kernels by default only on CPUs with AVX-512 VNNI or BF16, or AMX; the
+header says whether this run uses them. On a 2-core AVX2 machine, `TF_ENABLE_ONEDNN_OPTS=1` made the
+CNN's rounds about 10% faster (and its measured convolution peak about 1.6 times as high).
 """
 
 from __future__ import annotations
