@@ -212,11 +212,10 @@ def _all_finite(structure: Any) -> tf.Tensor:
 def _choose(finite: tf.Tensor, value: Any, fallback: Any) -> Any:
     """`value` where `finite`, else `fallback` (of the same structure), as one conditional: the chosen
     tensors are passed on, not copied as an element-wise selection copies them."""
+    tf.nest.assert_same_structure(value, fallback, check_types=False)
     flat_value, flat_fallback = tf.nest.flatten(value), tf.nest.flatten(fallback)
     if not flat_value:
         return value
-    if len(flat_value) != len(flat_fallback):
-        tf.nest.assert_same_structure(value, fallback, check_types=False)
     chosen = tf.cond(finite, lambda: flat_value, lambda: flat_fallback)
     return tf.nest.pack_sequence_as(value, chosen)
 
