@@ -316,3 +316,21 @@ def test_mime_lite_learns_the_digits():
     assert initial < 0.3
     assert accuracies[-1] > 0.8
     assert accuracies[-1] > accuracies[NUM_ROUNDS // 2 - 1] > initial
+
+
+def test_a_round_no_client_contributes_to_keeps_the_server_optimizer_state():
+    process = algorithms.build_weighted_mime_lite(
+        model_fn, optimizers.build_sgdm(LR, momentum=MOMENTUM), client_failure="drop"
+    )
+    state = process.next(process.initialize(), _datasets()).state
+    nan_x = X_B.copy()
+    nan_x[0, 0] = np.nan
+    non_finite = tf.data.Dataset.from_tensor_slices((nan_x, Y_B)).batch(2)
+    with pytest.warns(RuntimeWarning, match="was refused"):
+        output = process.next(state, [non_finite])
+    assert output.metrics["client_work"]["train"]["num_non_finite_clients"] == 1
+    before, after = state.client_work[0]["accumulator"], output.state.client_work[0]["accumulator"]
+    assert np.any(np.asarray(before[0]) != 0)  # momentum the first round built up
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(_kernel(process, output.state), _kernel(process, state))

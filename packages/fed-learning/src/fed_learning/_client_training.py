@@ -209,14 +209,15 @@ def _all_finite(structure: Any) -> tf.Tensor:
     return tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
 
 
-def _choose(finite: tf.Tensor, value: Any, fallback: Any) -> Any:
-    """`value` where `finite`, else `fallback` (of the same structure), as one conditional: the chosen
-    tensors are passed on, not copied as an element-wise selection copies them."""
+def _choose(predicate: tf.Tensor, value: Any, fallback: Any) -> Any:
+    """`value` where the scalar `predicate` holds, else `fallback` (of the same structure), in the
+    structure of `value`, as one conditional: the chosen tensors are passed on, not copied as an
+    element-wise selection copies them."""
     tf.nest.assert_same_structure(value, fallback, check_types=False)
     flat_value, flat_fallback = tf.nest.flatten(value), tf.nest.flatten(fallback)
     if not flat_value:
         return value
-    chosen = tf.cond(finite, lambda: flat_value, lambda: flat_fallback)
+    chosen = tf.cond(predicate, lambda: flat_value, lambda: flat_fallback)
     return tf.nest.pack_sequence_as(value, chosen)
 
 

@@ -20,6 +20,7 @@ import fed_tensorflow as ftf
 from fed_aggregators import MeanFactory, WeightedAggregationFactory
 from fed_learning._client_training import (
     _all_finite,
+    _choose,
     build_metrics_aggregation,
     build_train_on_client,
     data_type_of,
@@ -121,7 +122,7 @@ def _build_personal_training(
         trained = session.values(local)
         keep = tf.logical_and(_all_finite(trained), count > 0)
         status = collections.OrderedDict(num_failed_clients=tf.constant(0, tf.int32))
-        return [tf.where(keep, t, p) for t, p in zip(trained, personal)], status
+        return _choose(keep, list(trained), list(personal)), status
 
     return train_personalized
 

@@ -31,6 +31,7 @@ from fed_aggregators import (
 from fed_core.templates import AggregationProcess, MeasuredProcessOutput
 from fed_learning._client_training import (
     _all_finite,
+    _choose,
     build_gradient_on_client,
     build_metrics_aggregation,
     data_type_of,
@@ -131,7 +132,7 @@ def _build_mime_lite_client_work(
         new_state, _ = optimizer.next(state, zeros, gradient)
         # A round no client contributed to has a NaN gradient: the state is kept.
         keep = tf.logical_not(tf.logical_and(_all_finite(gradient), _all_finite(new_state)))
-        return tf.nest.map_structure(lambda old, new: tf.where(keep, old, new), state, new_state)
+        return _choose(keep, state, new_state)
 
     @fc.federated_computation
     def initialize():

@@ -28,6 +28,7 @@ from fed_learning._client_training import (
     _all_finite,
     _choose,
     _client_status,
+    _zeroed_unless,
     build_metrics_aggregation,
     data_type_of,
     failed_client_result,
@@ -130,10 +131,8 @@ def build_row_write_back(
         index = tf.reshape(client_id, [1, 1])
         keep = tf.equal(failed, 0)
         rows = [
-            tf.tensor_scatter_nd_add(
-                t, index, tf.expand_dims(tf.where(keep, r, tf.zeros_like(r)), 0)
-            )
-            for t, r in zip(rows, tf.nest.flatten(row))
+            tf.tensor_scatter_nd_add(t, index, tf.expand_dims(r, 0))
+            for t, r in zip(rows, _zeroed_unless(keep, tf.nest.flatten(row)))
         ]
         mark = tf.reshape(tf.cast(keep, tf.int32), [1])
         return rows, tf.tensor_scatter_nd_add(written, index, mark)

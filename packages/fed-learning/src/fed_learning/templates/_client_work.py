@@ -17,6 +17,7 @@ from fed_core.templates import MeasuredProcessOutput
 from fed_learning._client_training import (
     CLIENT_STATUS_NAMES,
     _all_finite,
+    _choose,
     build_metrics_aggregation,
     build_train_on_client,
     failed_client_result,
@@ -268,11 +269,8 @@ def build_apply_optimizer_finalizer(
         )
         measurements["model_non_finite"] = tf.cast(model_non_finite, tf.int32)
         reject = tf.logical_or(reject, model_non_finite)
-        new_state = tf.nest.map_structure(
-            lambda old, new: tf.where(reject, old, new), opt_state, new_state
-        )
-        trainable = tf.nest.map_structure(
-            lambda old, new: tf.where(reject, old, new), weights.trainable, trainable
+        new_state, trainable = _choose(
+            reject, (opt_state, weights.trainable), (new_state, trainable)
         )
         return new_state, ModelWeights(trainable, weights.non_trainable), measurements
 
