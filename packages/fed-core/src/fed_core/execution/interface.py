@@ -331,24 +331,44 @@ def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
     return array[()] if array.ndim == 0 else array
 
 
-# The last element spec checked against a sequence type, the type, and whether it was assignable: the
-# datasets of a round's clients usually share one element spec object.
-_last_element_check: tuple[Any, Type, Type, bool] | None = None
+# Element specs checked against a sequence's element type: (the spec's structure key, the element
+# type) -> (the spec's type, whether it is assignable). Clients' datasets made one by one have equal
+# element specs in separate objects, so they are compared by value (`structure_key`).
+_element_checks: dict[tuple[Any, Type], tuple[Type, bool]] = {}
+_MAX_ELEMENT_CHECKS = 256
+
+
+def structure_key(value: Any) -> Any:
+    """A hashable key equal for nested lists, tuples and mappings (their classes included) of equal
+    hashable leaves, or None where a part is not hashable."""
+    if isinstance(value, (list, tuple)):
+        parts = tuple(structure_key(v) for v in value)
+    elif isinstance(value, collections.abc.Mapping):
+        parts = tuple((k, structure_key(v)) for k, v in value.items())
+    else:
+        try:
+            hash(value)
+        except TypeError:
+            return None
+        return type(value), value
+    return None if None in parts else (type(value), parts)
 
 
 def _conform_sequence(value: Any, t: SequenceType, path: str, counts: list[int]) -> Any:
-    global _last_element_check
     element_spec = getattr(value, "element_spec", None)
     if (
         element_spec is not None
     ):  # a native dataset, such as a tf.data.Dataset: checked by its element spec
-        last = _last_element_check
-        if last is not None and last[0] is element_spec and last[1] is t.element:
-            _, _, given, assignable = last
-        else:
+        key = structure_key(element_spec)
+        checked = None if key is None else _element_checks.get((key, t.element))
+        if checked is None:
             given = to_type(element_spec)
-            assignable = t.element.is_assignable_from(given)
-            _last_element_check = (element_spec, t.element, given, assignable)
+            checked = given, t.element.is_assignable_from(given)
+            if key is not None:
+                if len(_element_checks) >= _MAX_ELEMENT_CHECKS:
+                    _element_checks.clear()
+                _element_checks[key, t.element] = checked
+        given, assignable = checked
         if not assignable:
             raise TypeError(f"expected {t}{f' at {path}' if path else ''}, given {given}*")
         return value
