@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 import tensorflow as tf
 
-from fed_core.execution.interface import structure_key
+from fed_core.execution.interface import memoized_by_structure
 from fed_tensorflow._dense import ParameterDataset
 from fed_tensorflow._structure import flatten
 from fed_tensorflow._type_conversions import (
@@ -164,22 +164,17 @@ def _struct_to_plain(value: Any) -> Any:
     return plain_container(Struct((name, _struct_to_plain(v)) for name, v in value.items()))
 
 
-# Element specs' structure keys -> whether the spec is in plain order (`_in_plain_order`): clients'
-# datasets made one by one have equal specs in separate objects.
+# Whether element specs are in plain order, by their structure keys (`memoized_by_structure`):
+# clients' datasets made one by one have equal specs in separate objects.
 _plain_order: dict[Any, bool] = {}
-_MAX_PLAIN_ORDER = 256
 
 
 def _in_plain_order(spec: Any) -> bool:
-    key = structure_key(spec)
-    known = None if key is None else _plain_order.get(key)
-    if known is None:
-        known = all(
+    return memoized_by_structure(
+        _plain_order,
+        spec,
+        lambda: all(
             a is b
             for a, b in zip(tf.nest.flatten(spec), tf.nest.flatten(_to_plain(spec)), strict=True)
-        )
-        if key is not None:
-            if len(_plain_order) >= _MAX_PLAIN_ORDER:
-                _plain_order.clear()
-            _plain_order[key] = known
-    return known
+        ),
+    )

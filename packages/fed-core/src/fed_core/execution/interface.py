@@ -334,8 +334,7 @@ def _conform_tensor(value: Any, t: TensorType, path: str) -> Any:
 # Element specs checked against a sequence's element type: (the spec's structure key, the element
 # type) -> (the spec's type, whether it is assignable). Clients' datasets made one by one have equal
 # element specs in separate objects, so they are compared by value (`structure_key`).
-_element_checks: dict[tuple[Any, Type], tuple[Type, bool]] = {}
-_MAX_ELEMENT_CHECKS = 256
+_element_checks: dict[Any, tuple[Type, bool]] = {}
 
 
 def structure_key(value: Any) -> Any:
@@ -354,21 +353,38 @@ def structure_key(value: Any) -> Any:
     return None if None in parts else (type(value), parts)
 
 
+def memoized_by_structure(
+    cache: dict[Any, Any], value: Any, compute: Callable[[], Any], *, extra: Any = None
+) -> Any:
+    """`compute()`, kept in `cache` under the `structure_key` of `value` (with `extra`) and reused for
+    values equal to it; computed anew where `value` has no key. The cache is emptied when it holds 256
+    entries."""
+    key = structure_key(value)
+    if key is None:
+        return compute()
+    key = (key, extra)
+    result = cache.get(key)
+    if result is None:
+        result = compute()
+        if len(cache) >= 256:
+            cache.clear()
+        cache[key] = result
+    return result
+
+
 def _conform_sequence(value: Any, t: SequenceType, path: str, counts: list[int]) -> Any:
     element_spec = getattr(value, "element_spec", None)
     if (
         element_spec is not None
     ):  # a native dataset, such as a tf.data.Dataset: checked by its element spec
-        key = structure_key(element_spec)
-        checked = None if key is None else _element_checks.get((key, t.element))
-        if checked is None:
+
+        def check() -> tuple[Type, bool]:
             given = to_type(element_spec)
-            checked = given, t.element.is_assignable_from(given)
-            if key is not None:
-                if len(_element_checks) >= _MAX_ELEMENT_CHECKS:
-                    _element_checks.clear()
-                _element_checks[key, t.element] = checked
-        given, assignable = checked
+            return given, t.element.is_assignable_from(given)
+
+        given, assignable = memoized_by_structure(
+            _element_checks, element_spec, check, extra=t.element
+        )
         if not assignable:
             raise TypeError(f"expected {t}{f' at {path}' if path else ''}, given {given}*")
         return value
