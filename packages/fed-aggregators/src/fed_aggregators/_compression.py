@@ -287,7 +287,7 @@ class EncodedSumFactory(UnweightedAggregationFactory):
             initialize.type_signature.result, FederatedType(value_type, CLIENTS)
         )
         def next_fn(state, value):
-            seeds = fc.federated_map(split_seed, state)
+            seeds = fc.federated_map(split_seed(), state)
             messages = fc.federated_map(encode, (value, fc.federated_broadcast(seeds[1])))
             total = _summed_messages(messages, specs, structure, decode_add)
             return MeasuredProcessOutput(
@@ -418,7 +418,7 @@ class _SparsificationFactory(UnweightedAggregationFactory):
         def run_clients(state: Any, **values: Any) -> tuple[Any, Any]:
             """The state to keep, and `client_work`'s output at CLIENTS."""
             if uses_seed:
-                seeds = fc.federated_map(split_seed, state)
+                seeds = fc.federated_map(split_seed(), state)
                 state, values["seed"] = seeds[0], fc.federated_broadcast(seeds[1])
             return state, fc.federated_map(client_work, fc.federated_zip(values))
 

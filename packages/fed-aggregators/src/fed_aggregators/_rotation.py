@@ -130,7 +130,7 @@ class _RotationFactory(UnweightedAggregationFactory):
             initialize.type_signature.result, FederatedType(value_type, CLIENTS)
         )
         def next_fn(state, value):
-            seeds = fc.federated_map(split_seed, state.seed)
+            seeds = fc.federated_map(split_seed(), state.seed)
             rotated = fc.federated_map(client_transform, (value, fc.federated_broadcast(seeds[1])))
             inner_output = inner_process.next(state.inner_agg_process, rotated)
             result = fc.federated_map(server_transform, (inner_output.result, seeds[1]))

@@ -3,6 +3,7 @@ every round, given by the user for a reproducible run or drawn afresh by `initia
 
 from __future__ import annotations
 
+import functools
 import numbers
 from typing import Any
 
@@ -40,8 +41,15 @@ def seed_initializer(seed: int | None) -> fc.Computation:
     return initial_seed
 
 
-@ftf.computation(SEED_TYPE)
-def split_seed(seed):
-    """`<next_state_seed, round_seed>`: the seed to keep in the state, and the one to use this round."""
-    seeds = tf.random.split(seed, 2)
-    return seeds[0], seeds[1]
+@functools.cache
+def split_seed() -> fc.Computation:
+    """The computation `<next_state_seed, round_seed>` of a seed: the seed to keep in the state, and
+    the one to use this round. Traced on first use, not on import: tracing starts TensorFlow's
+    runtime, after which a user can no longer configure its devices or threads."""
+
+    @ftf.computation(SEED_TYPE)
+    def split(seed):
+        seeds = tf.random.split(seed, 2)
+        return seeds[0], seeds[1]
+
+    return split

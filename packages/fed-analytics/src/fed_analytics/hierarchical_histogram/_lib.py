@@ -78,9 +78,16 @@ def _client_histogram(lower_bound: float, upper_bound: float, num_bins: int) -> 
     return client_histogram
 
 
-@ftf.computation
-def _now():
-    return tf.cast(tf.timestamp(), tf.int64)
+@functools.cache
+def _now() -> fc.Computation:
+    """The computation of the current time in whole seconds, traced on first use (not on import,
+    which would start TensorFlow's runtime)."""
+
+    @ftf.computation
+    def now():
+        return tf.cast(tf.timestamp(), tf.int64)
+
+    return now
 
 
 def _build(
@@ -133,7 +140,7 @@ def _build(
     process = factory.create(client_histogram.type_signature.result)
 
     def one_round(client_data: Any, aggregation_state: Any) -> Any:
-        timestamp = fc.federated_eval(_now, SERVER)
+        timestamp = fc.federated_eval(_now(), SERVER)
         histograms = fc.federated_map(client_histogram, client_data)
         output = process.next(aggregation_state, histograms)
         return fc.federated_zip(ServerOutput(output.result, timestamp))
