@@ -286,3 +286,45 @@ def test_a_tff_metrics_aggregator_replaces_the_default_one():
     assert output.metrics["client_work"]["train"] == collections.OrderedDict(
         num_examples=12, num_non_finite_clients=0, num_empty_clients=0, num_failed_clients=0
     )
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Keras's global dtype policy set to "mixed_bfloat16" for one test: layers compute in bfloat16
+    and keep float32 weights."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy(previous)
+
+
+def _dense_model():
+    keras.utils.set_random_seed(3)
+    return keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3)]
+    )
+
+
+def test_a_model_under_a_mixed_precision_policy_trains_as_keras_does_and_keeps_float32_weights(
+    mixed_bfloat16,
+):
+    process = algorithms.build_weighted_fed_avg(
+        _model_fn(_dense_model), optimizers.build_sgdm(0.5), optimizers.build_sgdm(1.0)
+    )
+    state = process.initialize()
+    initial = process.get_model_weights(state).trainable
+    assert [np.asarray(w).dtype for w in initial] == [np.float32] * 4
+    output = process.next(state, [_dataset(n=16)])
+    trained = process.get_model_weights(output.state).trainable
+    assert [np.asarray(w).dtype for w in trained] == [np.float32] * 4
+    assert np.isfinite(output.metrics["client_work"]["train"]["loss"])
+
+    keras_model = _dense_model()
+    assert keras_model(_data(2, 0)[0]).dtype == tf.bfloat16
+    expected = _keras_sgd_pass(keras_model, _dataset(n=16), 0.5)
+    # bfloat16 keeps about three significant digits, so an op done in another order differs in
+    # the last of them: the weights moved by about 0.4, and agree with Keras's to 5e-3.
+    moved = max(np.max(np.abs(a - b)) for a, b in zip(trained, initial))
+    assert moved > 0.1
+    for got, want in zip(trained, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=5e-3)
