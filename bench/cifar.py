@@ -348,13 +348,18 @@ def main() -> None:
             parser.error("--intra-op-threads must be at least 1")
         # Only before TensorFlow's runtime starts: nothing above has run an op.
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
-    threads = tf.config.threading.get_intra_op_parallelism_threads() or "default"
+    # TensorFlow also reads the count from TF_NUM_INTRAOP_THREADS.
+    threads = (
+        tf.config.threading.get_intra_op_parallelism_threads()
+        or os.environ.get("TF_NUM_INTRAOP_THREADS")
+        or "default"
+    )
     print(
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, fed-learning {fl.__version__}, "
         f"{os.cpu_count()} CPUs, oneDNN kernels {ONEDNN_STATES[onednn_enabled()]}, "
         f"intra-op threads {threads}"
     )
-    peaks = measure_peaks() if args.intra_op_threads is None else peaks_in_a_fresh_process()
+    peaks = measure_peaks() if threads == "default" else peaks_in_a_fresh_process()
     rows = [run_model(k, args.rounds, args.num_clients, args.clients_per_round) for k in kinds]
     print_table(rows, peaks)
 
