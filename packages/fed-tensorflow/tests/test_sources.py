@@ -72,13 +72,18 @@ class ArraySource:
         start, end = bounds
         return [column[start:end] for column in columns]
 
-    def source(self, makes_cohorts=True):
+    def source(self, makes_cohorts=True, in_memory=False):
         specs = [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
         if not makes_cohorts:
-            source = ftf.DatasetSource(specs, self.rows, self.build)
+            source = ftf.DatasetSource(specs, self.rows, self.build, in_memory=in_memory)
         else:
             source = ftf.DatasetSource(
-                specs, self.rows, self.build, cohort=self.cohort, select=self.select
+                specs,
+                self.rows,
+                self.build,
+                cohort=self.cohort,
+                select=self.select,
+                in_memory=in_memory,
             )
         source.dataset(0)  # the first dataset of a source is made at once
         return source
@@ -313,15 +318,22 @@ def test_datasets_of_mixed_origin_go_in_one_by_one():
     _assert_same(_map("looped", train, [plain.dataset(k) for k in range(3)]), want)
 
 
-def test_a_failing_client_made_inside_the_loop_raises_its_own_error():
-    def checked(dataset):
-        return dataset.map(
-            lambda e: {"x": tf.debugging.assert_all_finite(e["x"], "client data"), "y": e["y"]}
-        ).batch(2)
+def _checked(dataset):
+    return dataset.map(
+        lambda e: {"x": tf.debugging.assert_all_finite(e["x"], "client data"), "y": e["y"]}
+    ).batch(2)
 
-    data = ArraySource([3, 3, 3], preprocess=checked)
+
+def _with_a_bad_client():
+    """Three clients of 3 examples; the second's data holds a NaN, which its pipeline refuses."""
+    data = ArraySource([3, 3, 3], preprocess=_checked)
     data.x[4, 1] = np.nan
     data.tensors[0] = tf.constant(data.x)
+    return data
+
+
+def test_a_failing_client_made_inside_the_loop_raises_its_own_error():
+    data = _with_a_bad_client()
     source = data.source()
     loaded = _loaded(train)
     ftf.configure(map_strategy="looped")
@@ -360,21 +372,262 @@ def test_loops_are_traced_for_a_few_sources_and_datasets_of_further_ones_go_in_o
     assert loaded._sourced_loops == _backend._SOURCED_LOOPS
 
 
-def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it():
+@pytest.mark.parametrize("in_memory", [False, True], ids=["read in the loop", "kept read"])
+def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it(in_memory):
     loaded = _loaded(train)
     ftf.configure(map_strategy="looped")
     try:
         for seed in range(_backend._SOURCED_LOOPS + 2):
-            source = ArraySource([3, 2], seed=seed).source()
+            source = ArraySource([3, 2], seed=seed).source(in_memory=in_memory)
             alive = weakref.ref(source)
             loaded.map(_members([source.dataset(k) for k in range(2)]), None)
             datasets = [source.dataset(k) for k in range(2)]
             loaded.map(_members(datasets), None)
             # Every source makes its cohort in the loop: those gone left no loop behind.
             assert all(d._made is None for d in datasets)
+            cache = source.read_cache(BATCHES.element)
+            assert (cache is not None and len(cache.index) == 2) == in_memory
+            del cache
             del source, datasets
             gc.collect()
             assert alive() is None  # the loaded computation does not keep the data alive
     finally:
         ftf.configure()
     assert loaded._sourced_loops == 1
+
+
+# Data in memory: each client's dataset is read whole once, kept, and handed to the computation.
+
+
+def _read_cache(source, computation=train):
+    return source.read_cache(computation.type_signature.parameter[1].element)
+
+
+def _maps(loaded, source, cohorts):
+    ftf.configure(map_strategy="looped")
+    try:
+        return [loaded.map(_members([source.dataset(k) for k in keys]), None) for keys in cohorts]
+    finally:
+        ftf.configure()
+
+
+def _per_client(data, keys, computation=train):
+    return _map("per_client", computation, [data.made_one_by_one(k) for k in keys])
+
+
+def test_in_memory_clients_are_read_whole_once_and_later_maps_read_no_dataset():
+    sizes = [5, 2, 0, 7, 4, 1]
+    data = ArraySource(sizes)
+    source = data.source(in_memory=True)
+    loaded = _loaded(train)
+    everyone = list(range(len(sizes)))
+    first, second, third = _maps(loaded, source, [everyone] * 3)
+    cache = _read_cache(source)
+    assert sorted(cache.index) == everyone
+    # The cache holds what reading each dataset whole gives: 3, 1, 0, 4, 2 and 1 batches of 2.
+    count, start = cache.rows(everyone)[:2]
+    assert count.numpy().tolist() == [3, 1, 0, 4, 2, 1]
+    assert start.numpy().tolist() == [0, 3, 4, 4, 8, 10]
+    # The second and third maps ran the loop that takes the datasets read whole.
+    assert [k for k in loaded._batched if k[0] == "sequences" and len(k) == 4]
+    want = _per_client(data, everyone)
+    for got in (first, second, third):
+        _assert_same(got, want)
+    assert [int(m.count) for m in third.members()] == sizes
+    # Clients in another order, and repeated, from the same cache.
+    order = [3, 0, 3, 5]
+    _assert_same(_maps(loaded, source, [order])[0], _per_client(data, order))
+
+
+def test_data_not_in_memory_is_not_kept_read():
+    source = ArraySource([3, 4]).source()
+    assert _read_cache(source) is None
+    assert ArraySource([3]).source(makes_cohorts=False, in_memory=True).read_cache(None) is None
+
+
+def test_sampled_clients_are_read_as_they_come_and_the_cache_grows_by_doubling():
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(0, 9, size=40).tolist()
+    data = ArraySource(sizes, seed=3)
+    source = data.source(in_memory=True)
+    loaded = _loaded(train)
+    cohorts = [rng.choice(40, size=4, replace=False).tolist() for _ in range(30)]
+    results = _maps(loaded, source, cohorts)
+    cache = _read_cache(source)
+    # Grown only when as many clients ran without it as it held: 4, 8 (4 + 4 lacking), then...
+    assert 20 <= len(cache.index) < 40
+    for keys, got in zip(cohorts[::5], results[::5], strict=True):
+        _assert_same(got, _per_client(data, keys))
+    # A cohort it holds runs from it, with the results of one call per client.
+    held = list(cache.index)[:6]
+    _assert_same(_maps(loaded, source, [held])[0], _per_client(data, held))
+
+
+def test_clients_whose_datasets_are_not_read_whole_are_read_by_the_computation():
+    # After `filter` a dataset's size is unknown: the cache marks such clients (count -1) and the
+    # computation iterates their datasets itself.
+    data = ArraySource([9, 4, 6, 0], preprocess=lambda d: d.filter(lambda e: e["y"] > 0).batch(2))
+    source = data.source(in_memory=True)
+    loaded = _loaded(train)
+    *_, got = _maps(loaded, source, [range(4)] * 3)
+    assert _read_cache(source).rows(list(range(4)))[0].numpy().tolist() == [-1] * 4
+    _assert_same(got, _per_client(data, range(4)))
+
+
+def _fold_and_iterate(weights, batches):
+    # Folds its dataset, and also reads it otherwise: the dataset is still given whole.
+    result = _train(weights, batches)
+    total = tf.constant(0, tf.int32)
+    for batch in batches:
+        total += tf.size(batch["y"])
+    result["count"] = result["count"] + 100 * total
+    return result
+
+
+fold_and_iterate = ftf.computation(_fold_and_iterate, WEIGHTS, BATCHES)
+
+
+def test_a_computation_that_also_iterates_its_dataset_reads_it_as_given():
+    sizes = [5, 2, 7]
+    data = ArraySource(sizes)
+    source = data.source(in_memory=True)
+    loaded = _loaded(fold_and_iterate)
+    *_, got = _maps(loaded, source, [range(3)] * 3)
+    assert len(_read_cache(source, fold_and_iterate).index) == 3
+    _assert_same(got, _per_client(data, range(3), fold_and_iterate))
+    assert [int(m.count) for m in got.members()] == [101 * n for n in sizes]
+
+
+def test_strings_and_scalars_read_whole_are_kept_and_handed_over():
+    # Elements of scalars (rank 0), one a string.
+    element = collections.OrderedDict(word=TensorType(np.str_), w=TensorType(np.float32))
+
+    def weigh(examples):
+        return ftf.fold_dataset(
+            examples,
+            np.float32(0),
+            lambda acc, e: acc + e["w"] * tf.cast(tf.strings.length(e["word"]), tf.float32),
+        )
+
+    computation = ftf.computation(weigh, SequenceType(element))
+    words = np.array(["a", "bb", "ccc", "dddd", "", "ff"])
+    offsets = [0, 3, 3, 6]
+
+    def build(word, w):
+        return tf.data.Dataset.from_tensor_slices({"word": word, "w": w})
+
+    weights = np.arange(6, dtype=np.float32)
+    tensors = [tf.constant(words), tf.constant(weights)]
+    source = ftf.DatasetSource(
+        [tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.float32)],
+        lambda k: [words[offsets[k] : offsets[k + 1]], weights[offsets[k] : offsets[k + 1]]],
+        build,
+        cohort=lambda keys: ftf.Cohort(
+            [
+                tf.constant([offsets[k] for k in keys], tf.int64),
+                tf.constant([offsets[k + 1] for k in keys], tf.int64),
+            ],
+            tensors,
+        ),
+        select=ArraySource.select,
+        in_memory=True,
+    )
+    source.dataset(0)
+    loaded = _backend.LoadedTensorFlowComputation(computation.building_block, backend())
+    ftf.configure(map_strategy="looped")
+    try:
+        results = [
+            loaded.map(ClientValues([source.dataset(k) for k in (2, 0, 1)]), None) for _ in range(3)
+        ]
+    finally:
+        ftf.configure()
+    assert len(source.read_cache(computation.type_signature.parameter.element).index) == 3
+    # Client 2: words "dddd", "", "ff" weighing 3, 4, 5; client 0: "a", "bb", "ccc" weighing 0-2.
+    want = [3 * 4 + 4 * 0 + 5 * 2, 0 * 1 + 1 * 2 + 2 * 3, 0]
+    for result in results:
+        assert [float(v) for v in result.members()] == want
+
+
+def test_a_cache_holds_at_most_its_bytes_and_clients_beyond_are_read_in_the_loop(monkeypatch):
+    from fed_tensorflow import _sources
+
+    data = ArraySource([4, 4, 4, 4])
+    source = data.source(in_memory=True)
+    loaded = _loaded(train)
+    # A client: 4 examples of 3 floats and 4 labels (64 bytes), in 2 batches whose shapes take
+    # 48 bytes: room for two clients.
+    monkeypatch.setattr(_sources, "READ_CACHE_BYTES", 300)
+    first = _maps(loaded, source, [[0, 1]] * 2)[-1]
+    cache = _read_cache(source)
+    assert sorted(cache.index) == [0, 1] and not cache.full and cache.nbytes == 224
+    more = _maps(loaded, source, [[0, 1, 2, 3]] * 3)[-1]
+    assert cache.full and sorted(cache.index) == [0, 1]
+    _assert_same(first, _per_client(data, [0, 1]))
+    _assert_same(more, _per_client(data, range(4)))
+
+
+def test_a_client_whose_pipeline_fails_raises_its_error_and_others_are_still_kept_read():
+    data = _with_a_bad_client()
+    source = data.source(in_memory=True)
+    loaded = _loaded(train)
+    _maps(loaded, source, [[0, 2]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="client data"):
+        _maps(loaded, source, [[0, 1, 2]])
+    got = _maps(loaded, source, [[0, 2]] * 2)[-1]
+    assert sorted(_read_cache(source).index) == [0, 2]
+    _assert_same(got, _per_client(data, [0, 2]))
+
+
+def test_a_folding_computation_names_its_read_whole_inputs_in_its_payload():
+    from fed_tensorflow._payload import GraphPayload
+
+    payload = GraphPayload.decode(train.building_block.payload)
+    assert payload.read_whole is not None
+    weights_input, dataset_input = payload.read_whole
+    # The count, then the shapes and the padded values of the element's two leaves.
+    assert weights_input is None and len(dataset_input) == 5
+    assert GraphPayload.decode(payload.encode()).read_whole == payload.read_whole
+
+    def iterate(batches):
+        total = tf.constant(0, tf.int32)
+        for batch in batches:
+            total += tf.size(batch["y"])
+        return total
+
+    assert (
+        GraphPayload.decode(ftf.computation(iterate, BATCHES).building_block.payload).read_whole
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    "value", [3, ["x:0"], [None, ["x:0", 1]], [None, []]], ids=["number", "short", "name", "empty"]
+)
+def test_a_payload_with_a_bad_read_whole_entry_is_refused(value):
+    import json
+    import struct
+
+    from fed_tensorflow._payload import MAGIC, GraphPayload
+
+    data = train.building_block.payload
+    (length,) = struct.unpack_from("<I", data, len(MAGIC))
+    start = len(MAGIC) + 4
+    header = json.loads(data[start : start + length])
+    header["read_whole"] = value
+    encoded = json.dumps(header).encode()
+    changed = MAGIC + struct.pack("<I", len(encoded)) + encoded + data[start + length :]
+    with pytest.raises(ValueError, match="read_whole"):
+        GraphPayload.decode(changed)
+
+
+def test_a_payload_naming_a_read_whole_input_its_graph_lacks_fails_its_check():
+    import dataclasses
+
+    from fed_tensorflow._payload import GraphPayload
+
+    payload = GraphPayload.decode(train.building_block.payload)
+    names = list(payload.read_whole[1])
+    names[0] = "no_such_node:0"
+    broken = dataclasses.replace(payload, read_whole=(None, tuple(names)))
+    with pytest.raises(ValueError, match="no_such_node"):
+        broken.check(train.type_signature)

@@ -638,7 +638,9 @@ class TestClientData(ClientData):
             start, end = bounds
             return [column[start:end] for column in columns]
 
-        return DatasetSource(specs, self._client_arrays, build, cohort=cohort, select=select)
+        return DatasetSource(
+            specs, self._client_arrays, build, cohort=cohort, select=select, in_memory=True
+        )
 
     @functools.cached_property
     def _column_tensors(self) -> list[tf.Tensor]:

@@ -251,12 +251,16 @@ class LoadedTensorFlowComputation(LoadedComputation):
         self._builds = 0  # functions traced, so that the trials time no tracing
         self._seen_sources: weakref.WeakSet[DatasetSource] = weakref.WeakSet()
 
-    def import_graph(self, *inputs: tf.Tensor) -> list[tf.Tensor]:
-        """Adds the computation's graph to the graph being built, fed with `inputs`; returns its
-        outputs."""
+    def import_graph(
+        self, *inputs: tf.Tensor, read_whole: dict[str, tf.Tensor] | None = None
+    ) -> list[tf.Tensor]:
+        """Adds the computation's graph to the graph being built, fed with `inputs` (and `read_whole`,
+        its optional inputs that give datasets read whole, by name); returns its outputs."""
+        input_map = dict(zip(self._graph.inputs, inputs, strict=True))
+        input_map.update(read_whole or {})
         return tf.graph_util.import_graph_def(
             self._graph.graph_def,
-            input_map=dict(zip(self._graph.inputs, inputs, strict=True)),
+            input_map=input_map,
             return_elements=list(self._graph.outputs),
             name=_scope_name(self._name),
         )
@@ -520,12 +524,33 @@ class LoadedTensorFlowComputation(LoadedComputation):
             None if source is None else source.cohort([dataset.key for dataset in column])
             for source, column in zip(sources, columns, strict=True)
         ]
+        # Per input: how many per-client and shared tensors its cohort gains for the datasets read
+        # whole (appended to its own), where its source keeps them (see `ReadCache`).
+        read_counts: list[tuple[int, int] | None] = [None] * len(cohorts)
+        if any(cohorts) and self._graph.read_whole is not None:
+            for position, (t, source, column) in enumerate(
+                zip(self._inputs, sources, columns, strict=True)
+            ):
+                cohort = cohorts[position]
+                if source is None or cohort is None or self._graph.read_whole[position] is None:
+                    continue
+                rows = self._cached_reads(source, cast(SequenceType, t), column)
+                if rows is not None:
+                    client_reads, shared_reads = rows
+                    cohorts[position] = Cohort(
+                        cohort.per_client + client_reads, cohort.shared + shared_reads
+                    )
+                    read_counts[position] = (len(client_reads), len(shared_reads))
         key = _sequences_key(shared, sources)
+        if any(read_counts):  # a loop of its own, taking the datasets read whole too
+            key = (*key, tuple(read_counts))
         with self._lock:
             if key not in self._batched:
                 self._sourced_loops += any(sources)
                 self._builds += 1
-                self._batched[key] = self._build_looped_over_sequences(shared, sources, cohorts)
+                self._batched[key] = self._build_looped_over_sequences(
+                    shared, sources, cohorts, read_counts
+                )
             fn = self._batched[key]
         if fn is None:
             return self._map_per_client(members, pool)
@@ -577,17 +602,50 @@ class LoadedTensorFlowComputation(LoadedComputation):
             if any(ref is not None and ref() is None for ref in known[2]):
                 del self._batched[known]
                 self._sourced_loops -= 1
-        if _sequences_key(shared, sources) not in self._batched and (
+        base = _sequences_key(shared, sources)
+        if not any(k[:3] == base for k in self._batched) and (
             self._sourced_loops >= _SOURCED_LOOPS
         ):
             return (None,) * len(sources)
         return sources
+
+    def _cached_reads(
+        self, source: DatasetSource, t: SequenceType, column: Sequence[Any]
+    ) -> tuple[list[tf.Tensor], list[tf.Tensor]] | None:
+        """For clients whose datasets come from `source`: the per-client and shared tensors of their
+        datasets read whole, where the source keeps them and has all of these clients'; else None
+        (the clients' datasets are read in the loop). Grows the source's `ReadCache` first where it
+        has run enough clients without it (see there)."""
+        cache = source.read_cache(t.element)
+        if cache is None:
+            return None
+        keys = [dataset.key for dataset in column]
+        with cache.lock:
+            if not cache.covers(keys) and not cache.full:
+                cache.lacked += len(keys)
+                cache.pending.update(dict.fromkeys(k for k in keys if k not in cache.index))
+                if cache.lacked >= len(cache.index):
+                    pending = list(cache.pending)
+                    cache.pending.clear()
+                    cache.lacked = 0
+                    if cache.reader is None:
+                        cache.reader = _cohort_reader(source, t)
+                    try:
+                        cache.extend(pending, cache.reader, source.cohort)
+                    except tf.errors.OpError:
+                        # A client's data fails its pipeline: the loop raises its error, or, for
+                        # a map without that client, runs; those clients are read again later.
+                        return None
+            if not cache.covers(keys):
+                return None
+            return cache.rows(keys), list(cache.shared)
 
     def _build_looped_over_sequences(
         self,
         shared: tuple[bool, ...],
         sources: tuple[DatasetSource | None, ...],
         cohorts: list[Cohort | None],
+        read_counts: Sequence[tuple[int, int] | None] = (),
     ) -> Any:
         # Per input, the specs of the tensors it goes in as, which of them are per client, and which
         # are a cohort's tensors (read by its source's pipeline, never by the computation's graph).
@@ -612,6 +670,8 @@ class LoadedTensorFlowComputation(LoadedComputation):
         # Per input: None, or how many per-client and shared tensors its cohort has (the cohorts
         # themselves, and the data they hold, are not kept).
         counts = [None if c is None else (len(c.per_client), len(c.shared)) for c in cohorts]
+        read_counts = list(read_counts) or [None] * len(cohorts)
+        read_names = self._graph.read_whole or (None,) * len(cohorts)
 
         def looped(*inputs: tf.Tensor) -> Any:
             own_inputs = [x for x, own in zip(inputs, per_client, strict=True) if own]
@@ -630,18 +690,29 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     ]
                 )
                 args = []
-                for source, count in zip(sources, counts, strict=True):
+                read_whole: dict[str, tf.Tensor] = {}
+                for source, count, reads, names in zip(
+                    sources, counts, read_counts, read_names, strict=True
+                ):
                     if source is None or count is None:
                         args.append(next(values))
                         continue
                     client = [next(values) for _ in range(count[0])]
                     common = [next(values) for _ in range(count[1])]
+                    if reads is not None:
+                        assert names is not None
+                        read = _read_from_cache(
+                            client[count[0] - reads[0] :], common[count[1] - reads[1] :]
+                        )
+                        read_whole.update(zip(names, read, strict=True))
+                        client = client[: count[0] - reads[0]]
+                        common = common[: count[1] - reads[1]]
                     with tf.device("/CPU:0"):  # datasets are made and read on the host
                         dataset = tf.data.experimental.from_variant(
                             source.variant_in_graph(client, common), source.element_spec
                         )
                         args.append(to_variant(dataset))
-                return self.import_graph(*args)
+                return self.import_graph(*args, read_whole=read_whole)
 
             return tf.map_fn(
                 one_client,
@@ -783,6 +854,106 @@ class LoadedTensorFlowComputation(LoadedComputation):
             return self._result(outputs)
 
         return ClientValues(run_per_member(run, list(enumerate(members)), pool))
+
+
+def _read_from_cache(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    """Inside a looped graph: one client's dataset read whole (count, then per leaf the shapes, then
+    per leaf the padded values), cut from a `ReadCache`'s tensors, given the client's row of its
+    per-client tensors (`own`) and its shared ones (`common`)."""
+    count, start, *per_leaf = own
+    num_leaves = len(per_leaf) // 2
+    rows = tf.maximum(count, 0)
+    shapes, padded = [], []
+    for leaf in range(num_leaves):
+        value_start, largest = per_leaf[2 * leaf], per_leaf[2 * leaf + 1]
+        shapes.append(common[leaf][start : start + rows])
+        size = rows * tf.reduce_prod(largest)
+        values = common[num_leaves + leaf][value_start : value_start + size]
+        padded.append(tf.reshape(values, tf.concat([[rows], largest], 0)))
+    return [count, *shapes, *padded]
+
+
+def _cohort_reader(source: DatasetSource, t: SequenceType) -> Any:
+    """A function that reads the datasets of a cohort of `source`'s clients whole, as a computation's
+    parameter of type `t` reads each (`read_if_readable`), for a `ReadCache`: it gives their counts,
+    and per element leaf all their shapes' rows, all their padded values (flat) and each client's
+    largest shape. Its `leaves` is the number of element leaves."""
+    lock = threading.Lock()
+    functions: dict[Any, Any] = {}
+    # Held weakly: the source keeps its cache, which keeps this function.
+    source_ref = weakref.ref(source)
+    del source
+
+    def concrete(cohort: Cohort) -> Any:
+        tensors = [*cohort.per_client, *cohort.shared]
+        specs = tuple(tf.TensorSpec([None] * x.shape.rank, x.dtype) for x in tensors)
+        num_own = len(cohort.per_client)
+        with lock:
+            if specs not in functions:
+                functions[specs] = tf.function(
+                    lambda *xs: read(xs[:num_own], xs[num_own:]),
+                    input_signature=list(specs),
+                    autograph=False,
+                ).get_concrete_function()
+            return functions[specs]
+
+    def parameter(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> tf.data.Dataset:
+        source = source_ref()
+        assert source is not None  # traced while the source reads a cohort
+        dataset = tf.data.experimental.from_variant(
+            source.variant_in_graph(own, common), source.element_spec
+        )
+        return parameter_dataset(to_variant(dataset), t.element)
+
+    with tf.Graph().as_default():
+        variant = tf.compat.v1.placeholder(tf.variant, [])
+        specs = tf.nest.flatten(parameter_dataset(variant, t.element).element_spec)
+
+    def read(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> Any:
+        n = tf.shape(own[0])[0]
+
+        def arrays(dtype: tf.DType, *shape: int | None) -> tf.TensorArray:
+            return tf.TensorArray(dtype, size=n, infer_shape=False, element_shape=shape or None)
+
+        def body(i: tf.Tensor, counts: Any, shapes: Any, values: Any, largest: Any) -> Any:
+            count, client_shapes, padded = read_if_readable(parameter([x[i] for x in own], common))
+            return (
+                i + 1,
+                counts.write(i, count),
+                tuple(a.write(i, s) for a, s in zip(shapes, client_shapes, strict=True)),
+                tuple(a.write(i, tf.reshape(p, [-1])) for a, p in zip(values, padded, strict=True)),
+                tuple(
+                    a.write(i, tf.shape(p, out_type=tf.int64)[1:])
+                    for a, p in zip(largest, padded, strict=True)
+                ),
+            )
+
+        _, counts, shapes, values, largest = tf.while_loop(
+            lambda i, *_: i < n,
+            body,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.int64, size=n),
+                tuple(arrays(tf.int64, None, s.shape.rank) for s in specs),
+                tuple(arrays(s.dtype, None) for s in specs),
+                tuple(
+                    tf.TensorArray(tf.int64, size=n, element_shape=[s.shape.rank]) for s in specs
+                ),
+            ),
+            parallel_iterations=_PARALLEL_CLIENTS,
+        )
+        return (
+            counts.stack(),
+            [a.concat() for a in shapes],
+            [a.concat() for a in values],
+            [a.stack() for a in largest],
+        )
+
+    def reader(cohort: Cohort) -> Any:
+        with tf.device("/CPU:0"):
+            return concrete(cohort)(*cohort.per_client, *cohort.shared)
+
+    return reader
 
 
 def traces_vectorized_forms() -> bool:

@@ -60,6 +60,43 @@ class DenseSequence:
         return tf.nest.pack_sequence_as(self.element_spec, leaves)
 
 
+class ReadWholeInputs:
+    """Optional inputs of a traced computation that give one of its dataset parameters already read
+    whole, as `read_if_readable` reads it: `count` (-1, the default, where it is not given), and per
+    element leaf the elements' shapes and their padded values. Each is a `PlaceholderWithDefault`:
+    a caller that gives only the dataset runs the graph unchanged, and one that also has the
+    dataset's elements read (the backend, for clients whose data it has read before; see
+    `_sources`) maps these inputs to them, and `fold_dataset` over the parameter then reads no
+    dataset. The dataset itself is still given and used by everything else."""
+
+    def __init__(self, element_spec: Any, prefix: str):
+        leaves = tf.nest.flatten(element_spec)
+        self.count = tf.compat.v1.placeholder_with_default(
+            tf.constant(-1, tf.int64), [], name=f"{prefix}_count"
+        )
+        self.shapes = tuple(
+            tf.compat.v1.placeholder_with_default(
+                tf.zeros([0, leaf.shape.rank], tf.int64),
+                [None, leaf.shape.rank],
+                name=f"{prefix}_shapes_{k}",
+            )
+            for k, leaf in enumerate(leaves)
+        )
+        self.padded = tuple(
+            tf.compat.v1.placeholder_with_default(
+                tf.zeros([0, *(d or 0 for d in leaf.shape.as_list())], leaf.dtype),
+                [None, *leaf.shape.as_list()],
+                name=f"{prefix}_padded_{k}",
+            )
+            for k, leaf in enumerate(leaves)
+        )
+        self.used = False
+
+    @property
+    def tensors(self) -> list[tf.Tensor]:
+        return [self.count, *self.shapes, *self.padded]
+
+
 def readable_whole(element_spec: Any) -> bool:
     """Whether datasets of `element_spec` can be read whole: every leaf a dense tensor of known rank."""
     leaves = tf.nest.flatten(element_spec)
@@ -156,7 +193,7 @@ def fold_dataset(
     folds = _folds.get()
     if folds is not None:
         folds[0] += 1
-    return _fold(dataset, initial, step)
+    return _fold(dataset, initial, step, read=getattr(dataset, "read_whole_inputs", None))
 
 
 def _fold(
@@ -164,10 +201,21 @@ def _fold(
     initial: Any,
     step: Callable[[Any, Any], Any],
     limit: int = MAX_ELEMENTS_READ_WHOLE,
+    read: ReadWholeInputs | None = None,
 ) -> Any:
     if not readable_whole(dataset.element_spec):
         return _fold_iterating(dataset, initial, step)
-    count, shapes, padded = read_if_readable(dataset, limit)
+    if read is None:
+        count, shapes, padded = read_if_readable(dataset, limit)
+    else:
+        # The dataset's elements where the caller gives them read, else read here. (Given, they may
+        # be more than `limit`: they are in memory already.)
+        read.used = True
+        count, shapes, padded = tf.cond(
+            read.count >= 0,
+            lambda: (read.count, read.shapes, read.padded),
+            lambda: read_if_readable(dataset, limit),
+        )
     # The loop over the whole dataset runs no steps where the dataset is iterated instead.
     carry = _fold_dense(
         DenseSequence(dataset.element_spec, tf.maximum(count, 0), shapes, padded), initial, step
@@ -227,21 +275,25 @@ class ParameterDataset(dataset_ops.UnaryUnchangedStructureDataset):
     per client; clients of the computations that TFF's tutorials write, `dataset.reduce(initial,
     step)` on a parameter, no longer pay it."""
 
-    def __init__(self, dataset: tf.data.Dataset):
+    def __init__(self, dataset: tf.data.Dataset, read_whole_inputs: ReadWholeInputs | None = None):
         self._dataset = dataset
+        self.read_whole_inputs = read_whole_inputs
         super().__init__(dataset, dataset._variant_tensor)
 
     def reduce(
         self, initial_state: Any, reduce_func: Callable[[Any, Any], Any], name: Any = None
     ) -> Any:
-        folded = _fold_as_reduce(self._dataset, initial_state, reduce_func)
+        folded = _fold_as_reduce(self._dataset, initial_state, reduce_func, self.read_whole_inputs)
         if folded is None:
             return self._dataset.reduce(initial_state, reduce_func, name=name)
         return folded
 
 
 def _fold_as_reduce(
-    dataset: tf.data.Dataset, initial_state: Any, reduce_func: Callable[[Any, Any], Any]
+    dataset: tf.data.Dataset,
+    initial_state: Any,
+    reduce_func: Callable[[Any, Any], Any],
+    read: ReadWholeInputs | None = None,
 ) -> Any:
     """`dataset.reduce(initial_state, reduce_func)` as a loop in the graph being built, or None where
     the loop would not compute the same: a state other than dense tensors, a `reduce_func` whose
@@ -281,7 +333,11 @@ def _fold_as_reduce(
     # variables, stays with it). A dataset of a client's size is read whole; others are iterated, as
     # `Dataset.reduce` streams them.
     return _fold(
-        dataset, state, lambda carry, element: traced(carry, element), _REDUCE_ELEMENTS_READ_WHOLE
+        dataset,
+        state,
+        lambda carry, element: traced(carry, element),
+        _REDUCE_ELEMENTS_READ_WHOLE,
+        read,
     )
 
 

@@ -17,7 +17,7 @@ from fed_core.execution import context_scope
 from fed_core.framework import NO_ARGUMENT, CompiledComputation, Computation, make_decorator
 from fed_tensorflow._backend import backend, tensorflow_log_silenced, traces_vectorized_forms
 from fed_tensorflow._datasets import parameter_dataset, to_variant
-from fed_tensorflow._dense import DenseSequence, count_folds, readable_whole
+from fed_tensorflow._dense import DenseSequence, ReadWholeInputs, count_folds, readable_whole
 from fed_tensorflow._payload import GraphPayload
 from fed_tensorflow._structure import flatten, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
@@ -62,11 +62,21 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
     # its trace of the function's conversion.
     result_errors: list[Exception] = []
 
+    # Per parameter leaf: for a dataset whose elements can be read whole, the graph's optional
+    # inputs that give it read (see `ReadWholeInputs`).
+    reads: list[ReadWholeInputs | None] = []
+
     def graph(*flat_inputs: tf.Tensor) -> list[tf.Tensor]:
-        leaves = [
-            parameter_dataset(x, t.element) if isinstance(t, SequenceType) else x
-            for x, t in zip(flat_inputs, inputs, strict=True)
-        ]
+        leaves = []
+        for position, (x, t) in enumerate(zip(flat_inputs, inputs, strict=True)):
+            read = None
+            if isinstance(t, SequenceType):
+                x = parameter_dataset(x, t.element)
+                if readable_whole(x.element_spec):
+                    read = ReadWholeInputs(x.element_spec, f"fed_read_whole_{position}")
+                    x.read_whole_inputs = read
+            reads.append(read)
+            leaves.append(x)
         result = _call(fn, parameter_type, spread, leaves)
         try:
             outputs, result_type = _graph_outputs(result, name)
@@ -84,6 +94,7 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
             raise result_errors[0] from None
         raise
     payload = _freeze(concrete, name, len(specs))
+    payload = _with_read_whole_inputs(payload, reads)
     result_type = result_types[0]
     if (
         folds.count
@@ -96,6 +107,24 @@ def _trace(fn: Callable[..., Any], parameter_type: Type | None, spread: bool) ->
         FRONTEND, payload.encode(), FunctionType(parameter_type, result_type), name
     )
     return Computation(leaf, name)
+
+
+def _with_read_whole_inputs(
+    payload: GraphPayload, reads: list[ReadWholeInputs | None]
+) -> GraphPayload:
+    """`payload` naming, for each dataset parameter that the computation folds, the optional inputs
+    that give it read whole (where freezing kept them, as it does)."""
+    if not any(read is not None and read.used for read in reads):
+        return payload
+    nodes = {node.name for node in payload.graph_def.node}
+    names: list[tuple[str, ...] | None] = []
+    for read in reads:
+        tensors = [] if read is None or not read.used else read.tensors
+        found = [t.name for t in tensors if t.name.partition(":")[0] in nodes]
+        names.append(tuple(found) if tensors and len(found) == len(tensors) else None)
+    if not any(names):
+        return payload
+    return dataclasses.replace(payload, read_whole=tuple(names))
 
 
 def _call(

@@ -14,6 +14,12 @@ number of elements read, then for each leaf of the element structure (in `tf.nes
 elements' shapes (`[count, rank]`, int64), then for each leaf the elements padded to the largest,
 stacked over clients (`[clients, count, *largest]`). It returns each result leaf stacked over
 clients. The graphs hold no variables and no Python code: they run in any process with TensorFlow.
+
+Either version may add `"read_whole"`: per input of the first graph, null, or for a dataset that the
+computation folds, the tensor names of optional inputs (placeholders with defaults) that give the
+dataset already read whole, as the vectorized form takes a client's: the number of elements (-1,
+the default, for not given), then per element leaf their shapes, then per leaf their padded values.
+A reader that ignores them runs the graph as it is.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class GraphPayload:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     vectorized: GraphPayload | None = None
+    # Per input: None, or the names of the optional inputs that give that dataset read whole.
+    read_whole: tuple[tuple[str, ...] | None, ...] | None = None
 
     def encode(self) -> bytes:
         graph = self.graph_def.SerializeToString(deterministic=True)
@@ -52,6 +60,8 @@ class GraphPayload:
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
         }
+        if self.read_whole is not None:
+            header["read_whole"] = [None if r is None else list(r) for r in self.read_whole]
         if self.vectorized is not None:
             header["version"] = VECTORIZED_VERSION
             header["graph_bytes"] = len(graph)
@@ -92,9 +102,10 @@ class GraphPayload:
                 f"reads version {VERSION} (and {VECTORIZED_VERSION}, with a vectorized form)."
             )
         inputs, outputs = _names(header, "")
+        read_whole = _read_whole_names(header, len(inputs))
         body = data[start + length :]
         if version == VERSION:
-            return cls(_graph(body), inputs, outputs)
+            return cls(_graph(body), inputs, outputs, read_whole=read_whole)
         size = header.get("graph_bytes")
         if type(size) is not int or not 0 <= size < len(body):
             raise ValueError(
@@ -114,6 +125,7 @@ class GraphPayload:
             inputs,
             outputs,
             cls(_graph(body[size:]), v_inputs, v_outputs),
+            read_whole,
         )
 
     def check(self, fn_type: FunctionType) -> None:
@@ -136,6 +148,14 @@ class GraphPayload:
                 tf.graph_util.import_graph_def(self.graph_def, name="")
             except (ValueError, TypeError, tf.errors.OpError) as error:
                 raise ValueError(f"The graph does not import: {error}") from None
+        for position, read_names in enumerate(self.read_whole or ()):
+            for name in read_names or ():
+                try:
+                    graph.get_tensor_by_name(name)
+                except (KeyError, ValueError):
+                    raise ValueError(
+                        f"The graph has no tensor {name!r} (read_whole of input {position})."
+                    ) from None
         for key, (names, leaves) in ends.items():
             for position, (name, leaf) in enumerate(zip(names, leaves, strict=True)):
                 try:
@@ -167,6 +187,27 @@ def _names(header: dict[str, Any], what: str) -> tuple[tuple[str, ...], tuple[st
             )
         names.append(tuple(value))
     return names[0], names[1]
+
+
+def _read_whole_names(
+    header: dict[str, Any], num_inputs: int
+) -> tuple[tuple[str, ...] | None, ...] | None:
+    value = header.get("read_whole")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != num_inputs
+        or not all(
+            r is None or (isinstance(r, list) and r and all(isinstance(n, str) for n in r))
+            for r in value
+        )
+    ):
+        raise ValueError(
+            f"The header of the fed TensorFlow payload has read_whole {value!r:.200}, expected a "
+            f"list of {num_inputs} entries (one per input), each null or a list of tensor names."
+        )
+    return tuple(None if r is None else tuple(r) for r in value)
 
 
 def _graph(data: bytes) -> tf.compat.v1.GraphDef:

@@ -14,15 +14,23 @@ clients then makes no dataset in Python.
 That is done only where a dataset made anew gives what the dataset handed out would give, however
 often it was read before: for pipelines that draw nothing at random (`DatasetSource.replayable`; a
 `shuffle` or a random op draws anew on each reading of one dataset).
+
+For a source whose data is in memory (`in_memory`), the backend goes one step further: reading a
+small dataset whole, as a computation's `fold_dataset` does, costs most of a small client's time, and
+gives the same tensors every time. A `ReadCache` keeps the clients' datasets read whole once (all the
+clients' elements in a few tensors), and the looped graph hands each client's to the computation
+(`ReadWholeInputs`), which then reads no dataset.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 from tensorflow.python.data.ops import dataset_ops
 from tensorflow.python.data.ops import options as options_lib
@@ -71,7 +79,9 @@ class DatasetSource:
     client (arrays or Python values), and `build(*inputs)` (traceable) makes the client's dataset of
     them; it is traced once. Where the source can give a whole cohort at once, `cohort(keys)` gives its
     `Cohort` and `select(per_client, shared)` (traceable) cuts one client's inputs from it, given that
-    client's row of each per-client tensor.
+    client's row of each per-client tensor. `in_memory` says that the clients' data is held in memory
+    (not read from files or a database), so that keeping their datasets read whole costs about as
+    much memory again (see `ReadCache`).
     """
 
     def __init__(
@@ -83,6 +93,7 @@ class DatasetSource:
         cohort: Callable[[Sequence[Any]], Cohort] | None = None,
         select: Callable[[Sequence[tf.Tensor], Sequence[tf.Tensor]], Sequence[tf.Tensor]]
         | None = None,
+        in_memory: bool = False,
     ):
         if (cohort is None) != (select is None):
             raise ValueError("A DatasetSource takes both cohort and select, or neither.")
@@ -91,6 +102,8 @@ class DatasetSource:
         self._build = build
         self._cohort = cohort
         self._select = select
+        self.in_memory = in_memory
+        self._read_caches: dict[Any, ReadCache] = {}
         self._function: Any = None
         self._element_spec: Any = None
         self._replayable: bool | None = None
@@ -156,7 +169,20 @@ class DatasetSource:
             build_and_preprocess,
             cohort=self._cohort,
             select=self._select,
+            in_memory=self.in_memory,
         )
+
+    def read_cache(self, element: Any) -> ReadCache | None:
+        """The clients' datasets read whole, as a computation's dataset parameter of element type
+        `element` reads them (made empty on first use); None where the source does not keep them:
+        its data is not in memory, or it does not make cohorts."""
+        if not (self.in_memory and self.makes_cohorts):
+            return None
+        with self._lock:
+            cache = self._read_caches.get(element)
+            if cache is None:
+                cache = self._read_caches[element] = ReadCache()
+            return cache
 
     @property
     def makes_cohorts(self) -> bool:
@@ -194,6 +220,201 @@ class DatasetSource:
         row of the cohort's per-client tensors and the cohort's shared tensors."""
         assert self._select is not None
         return self.function(*self._select(per_client, shared))
+
+
+class ReadCache:
+    """A source's clients' datasets read whole (as `read_if_readable` reads a computation's dataset
+    parameter), kept so that later rounds read none: for the clients in `index`, per-client tensors
+    (`rows`: each client's element count, -1 where its dataset is not read whole, and where its
+    elements start in `shared`; per element leaf, where its values start and its largest element's
+    shape) and `shared` tensors (per leaf, all the clients' element shapes, and all their padded
+    values, flat).
+
+    The backend grows it (`extend`) by the clients it lacked, once it has run as many clients without
+    it as it holds: a source of many clients sampled a few at a time is read over rounds, each client
+    once, and what it holds is copied a number of times that grows with the log of the clients'.
+    Clients are read a chunk at a time into arrays that the tensors share, so that reading takes
+    little more memory than what is kept. It holds at most `READ_CACHE_BYTES`; past that it stops
+    growing.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {}
+        self.shared: list[tf.Tensor] = []
+        self.lacked = 0  # clients run without the cache since it last grew
+        self.pending: dict[Any, None] = {}  # those clients, in the order seen
+        self.full = False
+        self.lock = threading.Lock()
+        self.reader: Any = None  # the backend's function that reads a cohort for it
+        self._per_client: list[_Rows] = []
+        self._shared: list[_Rows] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(rows.nbytes for rows in self._shared)
+
+    def covers(self, keys: Sequence[Any]) -> bool:
+        return all(key in self.index for key in keys)
+
+    def rows(self, keys: Sequence[Any]) -> list[tf.Tensor]:
+        """The per-client tensors for the clients `keys` (all in `index`), in that order."""
+        positions = np.fromiter((self.index[k] for k in keys), np.int64, len(keys))
+        return [tf.constant(rows.array[: rows.size][positions]) for rows in self._per_client]
+
+    def extend(
+        self,
+        keys: Sequence[Any],
+        read: Callable[[Cohort], tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor], list[Any]]],
+        cohort: Callable[[Sequence[Any]], Cohort],
+    ) -> None:
+        """Reads the clients `keys` (`cohort(keys)` gives their tensors) with `read`, which gives
+        their counts, and per element leaf their elements' shapes, their padded values flat and
+        their largest shapes. Stops (and the cache grows no more) where it would hold more than
+        `READ_CACHE_BYTES`; an error reading a client leaves the cache as it was."""
+        sizes = [rows.size for rows in self._per_client + self._shared]
+        added: list[Any] = []
+        try:
+            chunk = 64
+            done = 0
+            while done < len(keys):
+                part = keys[done : done + chunk]
+                before = [rows.size for rows in self._shared]
+                self._append(*read(cohort(part)))
+                before = before or [0] * len(self._shared)  # the first chunk made the arrays
+                added.extend(part)
+                done += len(part)
+                if self.nbytes > READ_CACHE_BYTES:
+                    self.full = True
+                    raise _Full
+                if len(added) == len(part):
+                    # Room for the rest as the first chunk's clients take it, so that the arrays
+                    # grow once (growing copies them).
+                    for rows, size in zip(self._shared, before, strict=True):
+                        rows.reserve(
+                            rows.size + (rows.size - size) * (len(keys) - done) // len(part)
+                        )
+                # Chunks of about `_READ_CHUNK_BYTES`, from what the clients read so far hold.
+                per_client = max(
+                    1,
+                    sum(r.nbytes for r in self._shared)
+                    - sum(
+                        n * math.prod(r.row_shape) * r.dtype.itemsize
+                        for r, n in zip(self._shared, before, strict=True)
+                    )
+                    // len(part),
+                )
+                chunk = max(1, _READ_CHUNK_BYTES // per_client)
+        except BaseException as error:
+            for rows, size in zip(self._per_client + self._shared, sizes, strict=False):
+                rows.size = size
+            if not sizes:
+                self._per_client, self._shared = [], []
+            if isinstance(error, _Full):
+                return
+            raise
+        else:
+            for key in added:
+                self.index[key] = len(self.index)
+            self.shared = [rows.tensor() for rows in self._shared]
+
+    def _append(
+        self,
+        counts: tf.Tensor,
+        shapes: list[tf.Tensor],
+        values: list[tf.Tensor],
+        largest: list[Any],
+    ) -> None:
+        counts_np = counts.numpy().astype(np.int64)
+        num_leaves = len(shapes)
+        if not self._per_client:
+            self._per_client = [_Rows(np.int64, ()) for _ in range(2 + 2 * num_leaves)]
+            self._shared = [_Rows(np.int64, (s.shape[1],)) for s in shapes] + [
+                _Rows(np.dtype(object) if v.dtype == tf.string else v.dtype.as_numpy_dtype, ())
+                for v in values
+            ]
+            for leaf in range(num_leaves):
+                self._per_client[3 + 2 * leaf] = _Rows(np.int64, (shapes[leaf].shape[1],))
+        num_rows = np.maximum(counts_np, 0)
+        starts = self._shared[0].size + _exclusive_cumsum(num_rows)
+        per_client = [counts_np, starts]
+        for leaf in range(num_leaves):
+            largest_np = np.asarray(largest[leaf]).astype(np.int64)
+            size = np.prod(largest_np, axis=1).astype(np.int64) * num_rows
+            per_client.append(self._shared[num_leaves + leaf].size + _exclusive_cumsum(size))
+            per_client.append(largest_np)
+        for rows, array in zip(self._per_client, per_client, strict=True):
+            rows.append(array)
+        for rows, tensor in zip(self._shared, [*shapes, *values], strict=True):
+            rows.append(np.asarray(tensor))
+
+
+class _Full(Exception):
+    """A `ReadCache` reached `READ_CACHE_BYTES`."""
+
+
+def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:
+    return (np.cumsum(values) - values).astype(np.int64)
+
+
+_ALIGNMENT = 128
+
+
+class _Rows:
+    """Rows appended to one array in memory (its capacity doubling as it grows), which a tensor
+    shares (`tensor`, no copy, for numbers) where its memory is aligned."""
+
+    def __init__(self, dtype: Any, row_shape: tuple[int, ...]):
+        self.dtype = np.dtype(dtype)
+        self.row_shape = tuple(row_shape)
+        self.size = 0
+        self.array = self._empty(0)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * math.prod(self.row_shape) * self.dtype.itemsize
+
+    def _empty(self, capacity: int) -> np.ndarray:
+        if self.dtype.kind == "O":
+            return np.empty((capacity, *self.row_shape), self.dtype)
+        size = capacity * math.prod(self.row_shape) * self.dtype.itemsize
+        buffer = np.empty(size + _ALIGNMENT, np.uint8)
+        start = -buffer.ctypes.data % _ALIGNMENT
+        return buffer[start : start + size].view(self.dtype).reshape((capacity, *self.row_shape))
+
+    def reserve(self, capacity: int) -> None:
+        """Room for `capacity` rows."""
+        if capacity > len(self.array):
+            grown = self._empty(capacity)
+            grown[: self.size] = self.array[: self.size]
+            self.array = grown
+
+    def append(self, rows: np.ndarray) -> None:
+        end = self.size + len(rows)
+        if end > len(self.array):
+            self.reserve(max(end, 2 * len(self.array)))
+        self.array[self.size : end] = rows
+        self.size = end
+
+    def tensor(self) -> tf.Tensor:
+        """The rows as a host tensor; later appends leave it as it is (they write past it)."""
+        rows = self.array[: self.size]
+        if self.dtype.kind != "O" and rows.ctypes.data % _ALIGNMENT == 0:
+            try:
+                tensor = tf.experimental.dlpack.from_dlpack(rows.__dlpack__())
+            except (TypeError, ValueError, BufferError, tf.errors.OpError):
+                pass  # a dtype that DLPack or TensorFlow does not take
+            else:
+                if tensor.shape == rows.shape and tensor.dtype.as_numpy_dtype == self.dtype:
+                    return tensor
+        with tf.device("/CPU:0"):
+            return tf.convert_to_tensor(rows, dtype=tf.string if self.dtype.kind == "O" else None)
+
+
+_READ_CHUNK_BYTES = 32 << 20
+"""About how many bytes of clients' datasets one call that reads them for a `ReadCache` reads."""
+
+READ_CACHE_BYTES = 2 << 30
+"""The most bytes of clients' datasets read whole that one `ReadCache` holds."""
 
 
 _DEFAULT_OPTIONS = options_lib.Options()
