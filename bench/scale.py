@@ -10,8 +10,8 @@ The workload: a linear model (784 -> 10) trained by weighted FedAvg on clients o
     fed            fed as it runs by default: each client's dataset a lazy one, which the looped
                    graph call that trains all clients (split over the devices) makes inside itself
                    from the data set's arrays (none is made in Python), and, the data being in
-                   memory, whose elements the backend read whole once and hands the client work
-                   (the timed rounds follow warm-up rounds that read them)
+                   memory and the clients the same every round, whose elements the backend reads
+                   whole once and hands the client work (in the warm-up rounds)
     per-client     the same process with the backend's map strategy "per_client" (one graph call per
                    client, on the thread pool), and each dataset built op by op with tf.data
                    (`tf.data.Dataset.from_tensor_slices(arrays).batch(20)`): the baseline

@@ -381,8 +381,9 @@ def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it(in_memory):
             source = ArraySource([3, 2], seed=seed).source(in_memory=in_memory)
             alive = weakref.ref(source)
             loaded.map(_members([source.dataset(k) for k in range(2)]), None)
-            datasets = [source.dataset(k) for k in range(2)]
-            loaded.map(_members(datasets), None)
+            for _ in range(2):  # data in memory is kept read from a client's second loop on
+                datasets = [source.dataset(k) for k in range(2)]
+                loaded.map(_members(datasets), None)
             # Every source makes its cohort in the loop: those gone left no loop behind.
             assert all(d._made is None for d in datasets)
             cache = source.read_cache(BATCHES.element)
@@ -423,13 +424,16 @@ def test_in_memory_clients_are_read_whole_once_and_later_maps_read_no_dataset():
     everyone = list(range(len(sizes)))
     first, second, third = _maps(loaded, source, [everyone] * 3)
     cache = _read_cache(source)
+    # The first map runs no loop; the second reads the datasets in it; the third, a second round
+    # for each client, reads them whole into the cache first, and the computation reads none.
     assert sorted(cache.index) == everyone
     # The cache holds what reading each dataset whole gives: 3, 1, 0, 4, 2 and 1 batches of 2.
     count, start = cache.rows(everyone)[:2]
     assert count.numpy().tolist() == [3, 1, 0, 4, 2, 1]
     assert start.numpy().tolist() == [0, 3, 4, 4, 8, 10]
-    # The second and third maps ran the loop that takes the datasets read whole.
-    assert [k for k in loaded._batched if k[0] == "sequences" and len(k) == 4]
+    # The second and third maps ran the loop that takes the datasets read whole (where the cache
+    # has them), and no other.
+    assert [len(k) for k in loaded._batched if k[0] == "sequences" and any(k[2])] == [4]
     want = _per_client(data, everyone)
     for got in (first, second, third):
         _assert_same(got, want)
@@ -445,22 +449,61 @@ def test_data_not_in_memory_is_not_kept_read():
     assert ArraySource([3]).source(makes_cohorts=False, in_memory=True).read_cache(None) is None
 
 
-def test_sampled_clients_are_read_as_they_come_and_the_cache_grows_by_doubling():
+def test_sampled_clients_are_kept_read_from_their_second_round_on(monkeypatch):
+    from fed_tensorflow import _sources
+
+    monkeypatch.setattr(_sources, "_CLIENTS_TO_MEASURE", 10**6)  # rounds_to_keep stays 2
     rng = np.random.default_rng(0)
     sizes = rng.integers(0, 9, size=40).tolist()
     data = ArraySource(sizes, seed=3)
     source = data.source(in_memory=True)
     loaded = _loaded(train)
-    cohorts = [rng.choice(40, size=4, replace=False).tolist() for _ in range(30)]
-    results = _maps(loaded, source, cohorts)
+    cohorts = [rng.choice(40, size=6, replace=False).tolist() for _ in range(14)]
+    _maps(loaded, source, cohorts[:1])  # the source's first map: no loop yet
     cache = _read_cache(source)
-    # Grown only when as many clients ran without it as it held: 4, 8 (4 + 4 lacking), then...
-    assert 20 <= len(cache.index) < 40
-    for keys, got in zip(cohorts[::5], results[::5], strict=True):
+    looped = set()  # clients in a loop so far
+    results = []
+    ftf.configure(map_strategy="looped")
+    try:
+        for keys in cohorts[1:]:
+            before = set(cache.index)
+            results.append(loaded.map(_members([source.dataset(k) for k in keys]), None))
+            # Read are the clients it lacked that were in an earlier loop, and only those.
+            assert set(cache.index) - before == (set(keys) & looped) - before
+            looped |= set(keys)
+    finally:
+        ftf.configure()
+    assert 0 < len(cache.index) < len(looped)
+    for keys, got in zip(cohorts[1:], results, strict=True):
         _assert_same(got, _per_client(data, keys))
-    # A cohort it holds runs from it, with the results of one call per client.
-    held = list(cache.index)[:6]
-    _assert_same(_maps(loaded, source, [held])[0], _per_client(data, held))
+    # The arrays grew by doubling: their capacity is less than twice what they hold.
+    for rows in cache._shared:
+        assert rows.size <= len(rows.array) < 2 * max(rows.size, 1) + 64
+
+
+def test_a_client_is_due_for_keeping_after_as_many_rounds_as_keeping_costs_reading():
+    from fed_tensorflow import _sources
+
+    cache = _sources.ReadCache()
+    cache.rounds_to_keep = 3
+    assert cache.due(["a", "b"]) == []
+    assert cache.due(["a", "c"]) == []
+    assert cache.due(["a", "b", "c"]) == ["a"]
+    assert cache.due(["b", "d"]) == ["b"]
+    cache.full = True
+    assert cache.due(["c", "d"]) == []
+
+
+def test_reading_many_clients_measures_the_rounds_a_client_is_read_before_it_is_kept():
+    sizes = [3] * 12
+    data = ArraySource(sizes)
+    source = data.source(in_memory=True)
+    loaded = _loaded(train)
+    *_, got = _maps(loaded, source, [range(12)] * 3)
+    cache = _read_cache(source)
+    assert len(cache.index) == 12
+    assert 2 <= cache.rounds_to_keep <= 16
+    _assert_same(got, _per_client(data, range(12)))
 
 
 def test_clients_whose_datasets_are_not_read_whole_are_read_by_the_computation():
@@ -557,7 +600,7 @@ def test_a_cache_holds_at_most_its_bytes_and_clients_beyond_are_read_in_the_loop
     # A client: 4 examples of 3 floats and 4 labels (64 bytes), in 2 batches whose shapes take
     # 48 bytes: room for two clients.
     monkeypatch.setattr(_sources, "READ_CACHE_BYTES", 300)
-    first = _maps(loaded, source, [[0, 1]] * 2)[-1]
+    first = _maps(loaded, source, [[0, 1]] * 3)[-1]
     cache = _read_cache(source)
     assert sorted(cache.index) == [0, 1] and not cache.full and cache.nbytes == 224
     more = _maps(loaded, source, [[0, 1, 2, 3]] * 3)[-1]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -230,19 +231,24 @@ class ReadCache:
     shape) and `shared` tensors (per leaf, all the clients' element shapes, and all their padded
     values, flat).
 
-    The backend grows it (`extend`) by the clients it lacked, once it has run as many clients without
-    it as it holds: a source of many clients sampled a few at a time is read over rounds, each client
-    once, and what it holds is copied a number of times that grows with the log of the clients'.
-    Clients are read a chunk at a time into arrays that the tensors share, so that reading takes
-    little more memory than what is kept. It holds at most `READ_CACHE_BYTES`; past that it stops
-    growing.
+    Before a cohort runs, the backend reads the clients it lacks that are `due` (`extend`). Keeping a
+    client costs more than reading its dataset in one round (the reading, and copying its elements
+    into memory the process has to be given), and pays only where the client comes again: a client
+    is due in the round where the rounds it was read in would, had it been kept, have paid for
+    keeping it (its second, until a first reading measures the two costs). A client in a single round
+    is never kept. Clients are read a chunk at a time into
+    arrays that the tensors share, whose capacity doubles as they grow, so that reading takes little
+    more memory than what is kept and what is kept is copied a number of times that grows with the
+    log of the clients'. It holds at most `READ_CACHE_BYTES`; past that it stops growing, and clients
+    it lacks are read each round (`rows` gives them a count of -1).
     """
 
     def __init__(self) -> None:
         self.index: dict[Any, int] = {}
+        self.rounds: dict[Any, int] = {}  # clients it lacked: in how many rounds
+        # Rounds a client is read in before it is kept: its cost of keeping over its cost of reading.
+        self.rounds_to_keep = 2
         self.shared: list[tf.Tensor] = []
-        self.lacked = 0  # clients run without the cache since it last grew
-        self.pending: dict[Any, None] = {}  # those clients, in the order seen
         self.full = False
         self.lock = threading.Lock()
         self.reader: Any = None  # the backend's function that reads a cohort for it
@@ -256,10 +262,45 @@ class ReadCache:
     def covers(self, keys: Sequence[Any]) -> bool:
         return all(key in self.index for key in keys)
 
+    def due(self, lacking: Sequence[Any]) -> list[Any]:
+        """Of the clients `lacking` (not held) in a round, those to read and keep now: each counts
+        the round, and is due on its `rounds_to_keep`th (none, once the cache is full)."""
+        due = []
+        for key in lacking:
+            rounds = self.rounds[key] = self.rounds.get(key, 0) + 1
+            if rounds >= self.rounds_to_keep:
+                due.append(key)
+        if self.full:
+            return []
+        for key in due:
+            del self.rounds[key]
+        return due
+
+    def prepare(self, specs: Sequence[tf.TensorSpec]) -> None:
+        """Makes the (empty) arrays for datasets whose element leaves are `specs`."""
+        if self._per_client:
+            return
+        ranks = [spec.shape.rank for spec in specs]
+        self._per_client = [_Rows(np.int64, ()), _Rows(np.int64, ())]
+        for rank in ranks:
+            self._per_client += [_Rows(np.int64, ()), _Rows(np.int64, (rank,))]
+        self._shared = [_Rows(np.int64, (rank,)) for rank in ranks] + [
+            _Rows(object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype, ())
+            for spec in specs
+        ]
+        self.shared = [rows.tensor() for rows in self._shared]
+
     def rows(self, keys: Sequence[Any]) -> list[tf.Tensor]:
-        """The per-client tensors for the clients `keys` (all in `index`), in that order."""
-        positions = np.fromiter((self.index[k] for k in keys), np.int64, len(keys))
-        return [tf.constant(rows.array[: rows.size][positions]) for rows in self._per_client]
+        """The per-client tensors for the clients `keys`, in that order; those not in `index` have a
+        count of -1 (not read) and zeros."""
+        positions = np.fromiter((self.index.get(k, -1) for k in keys), np.int64, len(keys))
+        held = positions >= 0
+        result = []
+        for k, rows in enumerate(self._per_client):
+            picked = np.full((len(keys), *rows.row_shape), -1 if k == 0 else 0, np.int64)
+            picked[held] = rows.array[: rows.size][positions[held]]
+            result.append(tf.constant(picked))
+        return result
 
     def extend(
         self,
@@ -271,16 +312,20 @@ class ReadCache:
         their counts, and per element leaf their elements' shapes, their padded values flat and
         their largest shapes. Stops (and the cache grows no more) where it would hold more than
         `READ_CACHE_BYTES`; an error reading a client leaves the cache as it was."""
+        assert self._per_client, "prepare first"
         sizes = [rows.size for rows in self._per_client + self._shared]
         added: list[Any] = []
+        began, reading = time.perf_counter(), 0.0
         try:
             chunk = 64
             done = 0
             while done < len(keys):
                 part = keys[done : done + chunk]
                 before = [rows.size for rows in self._shared]
-                self._append(*read(cohort(part)))
-                before = before or [0] * len(self._shared)  # the first chunk made the arrays
+                start = time.perf_counter()
+                read_part = read(cohort(part))
+                reading += time.perf_counter() - start
+                self._append(*read_part)
                 added.extend(part)
                 done += len(part)
                 if self.nbytes > READ_CACHE_BYTES:
@@ -305,10 +350,8 @@ class ReadCache:
                 )
                 chunk = max(1, _READ_CHUNK_BYTES // per_client)
         except BaseException as error:
-            for rows, size in zip(self._per_client + self._shared, sizes, strict=False):
+            for rows, size in zip(self._per_client + self._shared, sizes, strict=True):
                 rows.size = size
-            if not sizes:
-                self._per_client, self._shared = [], []
             if isinstance(error, _Full):
                 return
             raise
@@ -316,6 +359,11 @@ class ReadCache:
             for key in added:
                 self.index[key] = len(self.index)
             self.shared = [rows.tensor() for rows in self._shared]
+            # Reading a client here costs about what reading it in a round does; keeping it costs
+            # the whole. (Measured on reads of a few clients, the ratio is too noisy to go by.)
+            if len(added) >= _CLIENTS_TO_MEASURE and reading > 0:
+                ratio = (time.perf_counter() - began) / reading
+                self.rounds_to_keep = max(2, min(_MOST_ROUNDS_TO_KEEP, math.ceil(ratio)))
 
     def _append(
         self,
@@ -326,14 +374,6 @@ class ReadCache:
     ) -> None:
         counts_np = counts.numpy().astype(np.int64)
         num_leaves = len(shapes)
-        if not self._per_client:
-            self._per_client = [_Rows(np.int64, ()) for _ in range(2 + 2 * num_leaves)]
-            self._shared = [_Rows(np.int64, (s.shape[1],)) for s in shapes] + [
-                _Rows(np.dtype(object) if v.dtype == tf.string else v.dtype.as_numpy_dtype, ())
-                for v in values
-            ]
-            for leaf in range(num_leaves):
-                self._per_client[3 + 2 * leaf] = _Rows(np.int64, (shapes[leaf].shape[1],))
         num_rows = np.maximum(counts_np, 0)
         starts = self._shared[0].size + _exclusive_cumsum(num_rows)
         per_client = [counts_np, starts]
@@ -409,6 +449,11 @@ class _Rows:
         with tf.device("/CPU:0"):
             return tf.convert_to_tensor(rows, dtype=tf.string if self.dtype.kind == "O" else None)
 
+
+# A `ReadCache` measures its costs on reads of at least this many clients, and keeps a client after at
+# most this many rounds.
+_CLIENTS_TO_MEASURE = 8
+_MOST_ROUNDS_TO_KEEP = 16
 
 _READ_CHUNK_BYTES = 32 << 20
 """About how many bytes of clients' datasets one call that reads them for a `ReadCache` reads."""
