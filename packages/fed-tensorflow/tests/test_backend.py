@@ -513,3 +513,30 @@ def test_auto_gives_the_slower_way_few_clients_of_a_large_map_while_timing(monke
     for result in results[1:]:
         for got, want in zip(result.members(), results[0].members(), strict=True):
             np.testing.assert_array_equal(got.delta, want.delta)
+
+
+def test_calls_bind_the_concrete_functions_signature(monkeypatch):
+    # A concrete function whose structured signature does not bind a call falls back to its flat
+    # one, after formatting an error message of every argument (the model's weights, as text) on
+    # each call: the backend's functions take their inputs as they are traced.
+    from tensorflow.python.eager.polymorphic_function import concrete_function
+
+    fallbacks = []
+    flat = concrete_function.ConcreteFunction._call_with_flat_signature
+
+    def counted(self, args, kwargs):
+        fallbacks.append(self.name)
+        return flat(self, args, kwargs)
+
+    monkeypatch.setattr(concrete_function.ConcreteFunction, "_call_with_flat_signature", counted)
+    loaded = LoadedTensorFlowComputation(affine.building_block, backend())
+    members = client_inputs(3)
+    got = loaded(members[1])
+    np.testing.assert_allclose(got.y, members[1].x * 1 + 1.0)
+    for strategy in ("per_client", "looped"):
+        ftf.configure(map_strategy=strategy)
+        try:
+            loaded.map(ClientValues(members), None)
+        finally:
+            ftf.configure()
+    assert fallbacks == []

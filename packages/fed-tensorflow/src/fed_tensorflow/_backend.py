@@ -254,13 +254,19 @@ class LoadedTensorFlowComputation(LoadedComputation):
         # per client, which the trials of the "auto" strategy do not count (as they count no tracing).
         self._reading_seconds = 0.0
 
-    def import_graph(
-        self, *inputs: tf.Tensor, read_whole: dict[str, tf.Tensor] | None = None
+    def import_graph(self, *inputs: tf.Tensor) -> list[tf.Tensor]:
+        """Adds the computation's graph to the graph being built, fed with `inputs`; returns its
+        outputs. (Traced as it is, with positional inputs only: a concrete function whose structured
+        signature does not bind its call formats an error message of its arguments on every call.)"""
+        return self.import_graph_reading(inputs, {})
+
+    def import_graph_reading(
+        self, inputs: Sequence[tf.Tensor], read_whole: dict[str, tf.Tensor]
     ) -> list[tf.Tensor]:
-        """Adds the computation's graph to the graph being built, fed with `inputs` (and `read_whole`,
-        its optional inputs that give datasets read whole, by name); returns its outputs."""
+        """`import_graph`, with `read_whole` feeding its optional inputs that give datasets read
+        whole (by name)."""
         input_map = dict(zip(self._graph.inputs, inputs, strict=True))
-        input_map.update(read_whole or {})
+        input_map.update(read_whole)
         return tf.graph_util.import_graph_def(
             self._graph.graph_def,
             input_map=input_map,
@@ -712,7 +718,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
                             source.variant_in_graph(client, common), source.element_spec
                         )
                         args.append(to_variant(dataset))
-                return self.import_graph(*args, read_whole=read_whole)
+                return self.import_graph_reading(args, read_whole)
 
             return tf.map_fn(
                 one_client,
