@@ -312,3 +312,43 @@ def test_clients_trained_at_once_by_the_vectorized_form_equal_one_call_per_clien
     np.testing.assert_allclose(
         v_metrics["sparse_categorical_accuracy"], p_metrics["sparse_categorical_accuracy"]
     )
+
+
+def test_rounds_on_in_memory_client_data_kept_read_equal_one_call_per_client(map_strategy):
+    """Clients of a `TestClientData` that come back round after round are read whole once and kept by
+    the backend, which hands client training their elements: the rounds give what rounds of one call
+    per client on datasets made by tf.data give, weights and metrics."""
+    from fed_datasets import TestClientData
+
+    sizes = [8, 5, 0, 13, 8, 1]
+    arrays = {f"c{i}": _arrays(n, seed=50 + i) for i, n in enumerate(sizes)}
+    data = TestClientData(arrays).preprocess(lambda d: d.batch(4))
+    cohorts = [["c0", "c1", "c2", "c3"], ["c3", "c4", "c5", "c0"], ["c0", "c3", "c4", "c1"]] * 2
+    outcomes = {}
+    for strategy in ("looped", "per_client"):
+        map_strategy(strategy)
+        process = algorithms.build_weighted_fed_avg(model_fn, optimizers.build_sgdm(0.1))
+        state = process.initialize()
+        metrics = []
+        for cohort in cohorts:
+            if strategy == "looped":
+                datasets = [data.create_tf_dataset_for_client(c) for c in cohort]
+            else:
+                datasets = [_dataset(*arrays[c], batch_size=4) for c in cohort]
+            output = process.next(state, datasets)
+            state = output.state
+            metrics.append(output.metrics["client_work"]["train"])
+        outcomes[strategy] = (process.get_model_weights(state).trainable, metrics)
+    # Kept are the clients in two looped rounds (the first round, the data set's first, runs no
+    # loop): all but c2, in rounds 1 and 4 only.
+    (cache,) = data._factory._read_caches.values()
+    assert sorted(cache.index) == ["c0", "c1", "c3", "c4", "c5"]
+    (kept, kept_metrics), (per_client, per_client_metrics) = outcomes.values()
+    for got, want in zip(kept, per_client, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for got, want in zip(kept_metrics, per_client_metrics, strict=True):
+        assert got["num_examples"] == want["num_examples"]
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-5)
+        np.testing.assert_allclose(
+            got["sparse_categorical_accuracy"], want["sparse_categorical_accuracy"]
+        )
