@@ -384,3 +384,51 @@ def test_a_cohort_of_database_clients_is_read_inside_the_backends_loop(make_data
         if strategy == "looped":
             assert all(d._made is None for d in datasets)  # each client's rows read in the loop
     assert results["looped"] == results["per_client"] == [4, 3, 3, 3]
+
+
+def test_database_clients_in_many_rounds_are_kept_read_and_a_replaced_file_is_still_refused(
+    make_database, write_database, splits, proto
+):
+    import fed_tensorflow
+    from fed_core.framework import ClientValues
+    from fed_tensorflow._backend import LoadedTensorFlowComputation, backend
+    from fed_types import SequenceType, TensorType
+
+    path = make_database(splits)
+    train = SqlClientData(path, "train").preprocess(
+        lambda d: d.map(
+            lambda s: tf.io.parse_single_example(s, {"n": tf.io.FixedLenFeature((), tf.int64)})["n"]
+        ).batch(2)
+    )
+    element = TensorType(np.int64, [None])
+    total = fed_tensorflow.computation(
+        lambda batches: fed_tensorflow.fold_dataset(
+            batches, np.int64(0), lambda a, b: a + tf.reduce_sum(b)
+        ),
+        SequenceType(element),
+    )
+    order = ["o'hara", "alice", "bob", "alice"]
+    fed_tensorflow.configure(map_strategy="looped")
+    try:
+        loaded = LoadedTensorFlowComputation(total.building_block, backend())
+        rounds = [
+            [
+                int(n)
+                for n in loaded.map(
+                    ClientValues([train.create_tf_dataset_for_client(c) for c in order]), None
+                ).members()
+            ]
+            for _ in range(4)
+        ]
+        # From the third round on (the second looped one) every client's rows were kept read.
+        cache = train._factory.read_cache(element)
+        assert sorted(cache.index) == ["alice", "bob", "o'hara"]
+        replacement = write_database(
+            path.with_name("new.sqlite"), {"train": {"zed": [proto(n=[9])]}}
+        )
+        os.replace(replacement, path)
+        with pytest.raises(DatabaseChangedError, match="was replaced after this SqlClientData"):
+            loaded.map(ClientValues([train.create_tf_dataset_for_client(c) for c in order]), None)
+    finally:
+        fed_tensorflow.configure()
+    assert rounds == [[4, 3, 3, 3]] * 4

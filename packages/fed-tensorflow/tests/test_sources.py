@@ -72,10 +72,10 @@ class ArraySource:
         start, end = bounds
         return [column[start:end] for column in columns]
 
-    def source(self, makes_cohorts=True, in_memory=False):
+    def source(self, makes_cohorts=True, keep_read=False):
         specs = [tf.TensorSpec([None, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
         if not makes_cohorts:
-            source = ftf.DatasetSource(specs, self.rows, self.build, in_memory=in_memory)
+            source = ftf.DatasetSource(specs, self.rows, self.build, keep_read=keep_read)
         else:
             source = ftf.DatasetSource(
                 specs,
@@ -83,7 +83,7 @@ class ArraySource:
                 self.build,
                 cohort=self.cohort,
                 select=self.select,
-                in_memory=in_memory,
+                keep_read=keep_read,
             )
         source.dataset(0)  # the first dataset of a source is made at once
         return source
@@ -372,13 +372,13 @@ def test_loops_are_traced_for_a_few_sources_and_datasets_of_further_ones_go_in_o
     assert loaded._sourced_loops == _backend._SOURCED_LOOPS
 
 
-@pytest.mark.parametrize("in_memory", [False, True], ids=["read in the loop", "kept read"])
-def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it(in_memory):
+@pytest.mark.parametrize("keep_read", [False, True], ids=["read in the loop", "kept read"])
+def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it(keep_read):
     loaded = _loaded(train)
     ftf.configure(map_strategy="looped")
     try:
         for seed in range(_backend._SOURCED_LOOPS + 2):
-            source = ArraySource([3, 2], seed=seed).source(in_memory=in_memory)
+            source = ArraySource([3, 2], seed=seed).source(keep_read=keep_read)
             alive = weakref.ref(source)
             loaded.map(_members([source.dataset(k) for k in range(2)]), None)
             for _ in range(2):  # data in memory is kept read from a client's second loop on
@@ -387,7 +387,7 @@ def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it(in_memory):
             # Every source makes its cohort in the loop: those gone left no loop behind.
             assert all(d._made is None for d in datasets)
             cache = source.read_cache(BATCHES.element)
-            assert (cache is not None and len(cache.index) == 2) == in_memory
+            assert (cache is not None and len(cache.index) == 2) == keep_read
             del cache
             del source, datasets
             gc.collect()
@@ -397,7 +397,8 @@ def test_a_loop_holds_its_source_weakly_and_is_dropped_with_it(in_memory):
     assert loaded._sourced_loops == 1
 
 
-# Data in memory: each client's dataset is read whole once, kept, and handed to the computation.
+# Sources that keep reads: a recurring client's dataset is read whole once, kept, and handed to the
+# computation.
 
 
 def _read_cache(source, computation=train):
@@ -416,10 +417,10 @@ def _per_client(data, keys, computation=train):
     return _map("per_client", computation, [data.made_one_by_one(k) for k in keys])
 
 
-def test_in_memory_clients_are_read_whole_once_and_later_maps_read_no_dataset():
+def test_clients_kept_read_are_read_whole_once_and_later_maps_read_no_dataset():
     sizes = [5, 2, 0, 7, 4, 1]
     data = ArraySource(sizes)
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(train)
     everyone = list(range(len(sizes)))
     first, second, third = _maps(loaded, source, [everyone] * 3)
@@ -443,10 +444,10 @@ def test_in_memory_clients_are_read_whole_once_and_later_maps_read_no_dataset():
     _assert_same(_maps(loaded, source, [order])[0], _per_client(data, order))
 
 
-def test_data_not_in_memory_is_not_kept_read():
+def test_a_source_keeps_reads_only_where_it_says_so_and_makes_cohorts():
     source = ArraySource([3, 4]).source()
     assert _read_cache(source) is None
-    assert ArraySource([3]).source(makes_cohorts=False, in_memory=True).read_cache(None) is None
+    assert ArraySource([3]).source(makes_cohorts=False, keep_read=True).read_cache(None) is None
 
 
 def test_sampled_clients_are_kept_read_from_their_second_round_on(monkeypatch):
@@ -456,7 +457,7 @@ def test_sampled_clients_are_kept_read_from_their_second_round_on(monkeypatch):
     rng = np.random.default_rng(0)
     sizes = rng.integers(0, 9, size=40).tolist()
     data = ArraySource(sizes, seed=3)
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(train)
     cohorts = [rng.choice(40, size=6, replace=False).tolist() for _ in range(14)]
     _maps(loaded, source, cohorts[:1])  # the source's first map: no loop yet
@@ -497,7 +498,7 @@ def test_a_client_is_due_for_keeping_after_as_many_rounds_as_keeping_costs_readi
 def test_reading_many_clients_measures_the_rounds_a_client_is_read_before_it_is_kept():
     sizes = [3] * 12
     data = ArraySource(sizes)
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(train)
     *_, got = _maps(loaded, source, [range(12)] * 3)
     cache = _read_cache(source)
@@ -510,7 +511,7 @@ def test_clients_whose_datasets_are_not_read_whole_are_read_by_the_computation()
     # After `filter` a dataset's size is unknown: the cache marks such clients (count -1) and the
     # computation iterates their datasets itself.
     data = ArraySource([9, 4, 6, 0], preprocess=lambda d: d.filter(lambda e: e["y"] > 0).batch(2))
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(train)
     *_, got = _maps(loaded, source, [range(4)] * 3)
     assert _read_cache(source).rows(list(range(4)))[0].numpy().tolist() == [-1] * 4
@@ -533,7 +534,7 @@ fold_and_iterate = ftf.computation(_fold_and_iterate, WEIGHTS, BATCHES)
 def test_a_computation_that_also_iterates_its_dataset_reads_it_as_given():
     sizes = [5, 2, 7]
     data = ArraySource(sizes)
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(fold_and_iterate)
     *_, got = _maps(loaded, source, [range(3)] * 3)
     assert len(_read_cache(source, fold_and_iterate).index) == 3
@@ -573,7 +574,7 @@ def test_strings_and_scalars_read_whole_are_kept_and_handed_over():
             tensors,
         ),
         select=ArraySource.select,
-        in_memory=True,
+        keep_read=True,
     )
     source.dataset(0)
     loaded = _backend.LoadedTensorFlowComputation(computation.building_block, backend())
@@ -595,7 +596,7 @@ def test_a_cache_holds_at_most_its_bytes_and_clients_beyond_are_read_in_the_loop
     from fed_tensorflow import _sources
 
     data = ArraySource([4, 4, 4, 4])
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(train)
     # A client: 4 examples of 3 floats and 4 labels (64 bytes), in 2 batches whose shapes take
     # 48 bytes: room for two clients.
@@ -611,7 +612,7 @@ def test_a_cache_holds_at_most_its_bytes_and_clients_beyond_are_read_in_the_loop
 
 def test_a_client_whose_pipeline_fails_raises_its_error_and_others_are_still_kept_read():
     data = _with_a_bad_client()
-    source = data.source(in_memory=True)
+    source = data.source(keep_read=True)
     loaded = _loaded(train)
     _maps(loaded, source, [[0, 2]])
     with pytest.raises(tf.errors.InvalidArgumentError, match="client data"):

@@ -639,7 +639,7 @@ class TestClientData(ClientData):
             return [column[start:end] for column in columns]
 
         return DatasetSource(
-            specs, self._client_arrays, build, cohort=cohort, select=select, in_memory=True
+            specs, self._client_arrays, build, cohort=cohort, select=select, keep_read=True
         )
 
     @functools.cached_property

@@ -247,6 +247,7 @@ class SqlClientData(ClientData):
             self.serializable_dataset_fn,
             cohort=cohort,
             select=select,
+            keep_read=True,  # the file must not change (each round checks that it has not)
         )
 
     @functools.cached_property

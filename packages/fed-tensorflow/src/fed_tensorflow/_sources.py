@@ -15,11 +15,12 @@ That is done only where a dataset made anew gives what the dataset handed out wo
 often it was read before: for pipelines that draw nothing at random (`DatasetSource.replayable`; a
 `shuffle` or a random op draws anew on each reading of one dataset).
 
-For a source whose data is in memory (`in_memory`), the backend goes one step further: reading a
-small dataset whole, as a computation's `fold_dataset` does, costs most of a small client's time, and
-gives the same tensors every time. A `ReadCache` keeps the clients' datasets read whole once (all the
-clients' elements in a few tensors), and the looped graph hands each client's to the computation
-(`ReadWholeInputs`), which then reads no dataset.
+For a source whose data does not change (`keep_read`: data in memory, a database that must not
+change), the backend goes one step further: reading a small dataset whole, as a computation's
+`fold_dataset` does, costs most of a small client's time, and gives the same tensors every time. A
+`ReadCache` keeps recurring clients' datasets read whole (all their elements in a few tensors), and
+the looped graph hands each client's to the computation (`ReadWholeInputs`), which then reads no
+dataset.
 """
 
 from __future__ import annotations
@@ -80,9 +81,8 @@ class DatasetSource:
     client (arrays or Python values), and `build(*inputs)` (traceable) makes the client's dataset of
     them; it is traced once. Where the source can give a whole cohort at once, `cohort(keys)` gives its
     `Cohort` and `select(per_client, shared)` (traceable) cuts one client's inputs from it, given that
-    client's row of each per-client tensor. `in_memory` says that the clients' data is held in memory
-    (not read from files or a database), so that keeping their datasets read whole costs about as
-    much memory again (see `ReadCache`).
+    client's row of each per-client tensor. `keep_read` lets the backend keep recurring clients'
+    datasets read whole (see `ReadCache`): for data that does not change while the source is used.
     """
 
     def __init__(
@@ -94,7 +94,7 @@ class DatasetSource:
         cohort: Callable[[Sequence[Any]], Cohort] | None = None,
         select: Callable[[Sequence[tf.Tensor], Sequence[tf.Tensor]], Sequence[tf.Tensor]]
         | None = None,
-        in_memory: bool = False,
+        keep_read: bool = False,
     ):
         if (cohort is None) != (select is None):
             raise ValueError("A DatasetSource takes both cohort and select, or neither.")
@@ -103,7 +103,7 @@ class DatasetSource:
         self._build = build
         self._cohort = cohort
         self._select = select
-        self.in_memory = in_memory
+        self.keep_read = keep_read
         self._read_caches: dict[Any, ReadCache] = {}
         self._function: Any = None
         self._element_spec: Any = None
@@ -170,14 +170,14 @@ class DatasetSource:
             build_and_preprocess,
             cohort=self._cohort,
             select=self._select,
-            in_memory=self.in_memory,
+            keep_read=self.keep_read,
         )
 
     def read_cache(self, element: Any) -> ReadCache | None:
         """The clients' datasets read whole, as a computation's dataset parameter of element type
-        `element` reads them (made empty on first use); None where the source does not keep them:
-        its data is not in memory, or it does not make cohorts."""
-        if not (self.in_memory and self.makes_cohorts):
+        `element` reads them (made empty on first use); None where the source does not keep them
+        (not `keep_read`, or it does not make cohorts)."""
+        if not (self.keep_read and self.makes_cohorts):
             return None
         with self._lock:
             cache = self._read_caches.get(element)
