@@ -495,16 +495,21 @@ def test_a_client_is_due_for_keeping_after_as_many_rounds_as_keeping_costs_readi
     assert cache.due(["c", "d"]) == []
 
 
-def test_reading_many_clients_measures_the_rounds_a_client_is_read_before_it_is_kept():
-    sizes = [3] * 12
+def test_reading_many_clients_measures_once_the_rounds_a_client_is_read_before_it_is_kept():
+    sizes = [3] * 24
     data = ArraySource(sizes)
     source = data.source(keep_read=True)
     loaded = _loaded(train)
     *_, got = _maps(loaded, source, [range(12)] * 3)
     cache = _read_cache(source)
-    assert len(cache.index) == 12
+    assert len(cache.index) == 12 and cache.measured
     assert 2 <= cache.rounds_to_keep <= 16
     _assert_same(got, _per_client(data, range(12)))
+    # Later reads (which may grow the arrays, a cost spread over all clients) measure nothing.
+    cache.rounds_to_keep = 2
+    *_, got = _maps(loaded, source, [range(12, 24)] * 2)
+    assert len(cache.index) == 24 and cache.rounds_to_keep == 2
+    _assert_same(got, _per_client(data, range(12, 24)))
 
 
 def test_clients_whose_datasets_are_not_read_whole_are_read_by_the_computation():

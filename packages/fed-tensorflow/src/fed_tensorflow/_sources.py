@@ -248,6 +248,7 @@ class ReadCache:
         self.rounds: dict[Any, int] = {}  # clients it lacked: in how many rounds
         # Rounds a client is read in before it is kept: its cost of keeping over its cost of reading.
         self.rounds_to_keep = 2
+        self.measured = False
         self.shared: list[tf.Tensor] = []
         self.full = False
         self.lock = threading.Lock()
@@ -332,12 +333,12 @@ class ReadCache:
                     self.full = True
                     raise _Full
                 if len(added) == len(part):
-                    # Room for the rest as the first chunk's clients take it, so that the arrays
-                    # grow once (growing copies them).
+                    # Room for the rest as the first chunk's clients take it, and a quarter more
+                    # for clients read later, so that the arrays seldom grow (growing copies them;
+                    # room not written to takes no memory).
                     for rows, size in zip(self._shared, before, strict=True):
-                        rows.reserve(
-                            rows.size + (rows.size - size) * (len(keys) - done) // len(part)
-                        )
+                        rest = (rows.size - size) * (len(keys) - done) // len(part)
+                        rows.reserve(rows.size + rest + (rows.size + rest) // 4)
                 # Chunks of about `_READ_CHUNK_BYTES`, from what the clients read so far hold.
                 per_client = max(
                     1,
@@ -360,10 +361,12 @@ class ReadCache:
                 self.index[key] = len(self.index)
             self.shared = [rows.tensor() for rows in self._shared]
             # Reading a client here costs about what reading it in a round does; keeping it costs
-            # the whole. (Measured on reads of a few clients, the ratio is too noisy to go by.)
-            if len(added) >= _CLIENTS_TO_MEASURE and reading > 0:
+            # the whole. Measured once, on the first read of enough clients (on a few the ratio is
+            # too noisy to go by; later reads may grow the arrays, a cost spread over all clients).
+            if not self.measured and len(added) >= _CLIENTS_TO_MEASURE and reading > 0:
                 ratio = (time.perf_counter() - began) / reading
                 self.rounds_to_keep = max(2, min(_MOST_ROUNDS_TO_KEEP, math.ceil(ratio)))
+                self.measured = True
 
     def _append(
         self,
