@@ -33,7 +33,10 @@ Run: .venv/bin/python bench/cifar.py                   # both models (~5 minutes
 the hand-written loop still gets datasets made by `tf.data`. The data being in memory, fed's backend
 keeps the clients that come back round after round read whole, once they have come back often enough
 to pay for it (see the data guide): with 50 of 1,000 clients per round, few are kept in the first
-tens of rounds.
+tens of rounds. Each model also prints how long making a round's datasets for fed took (before the
+round, so not in its time): with tf.data, 0.13 s for the linear model's 50 clients on a 2-core
+machine, where the round took 0.054 s; from the `TestClientData`, nothing (its datasets are made
+inside the round, which took 0.068 s).
 
 TensorFlow uses oneDNN's CPU kernels by default only on CPUs with AVX-512 VNNI or BF16, or AMX; the
 header says whether this run uses them. On a 2-core AVX2 machine, `TF_ENABLE_ONEDNN_OPTS=1` made the
@@ -292,16 +295,23 @@ def run_model(
         flush=True,
     )
 
-    times: dict[str, list[float]] = {"fed": [], "hand": []}
+    times: dict[str, list[float]] = {"fed": [], "hand": [], "data": []}
     for cohort in cohorts[1:]:
         datasets = client_datasets(kind, cohort)
+        start = time.perf_counter()
         given = fed_datasets(cohort)
+        times["data"].append(time.perf_counter() - start)
         start = time.perf_counter()
         state = process.next(state, given).state
         times["fed"].append(time.perf_counter() - start)
         start = time.perf_counter()
         server = hand.round(server, datasets)
         times["hand"].append(time.perf_counter() - start)
+    # Not in the rounds' times: a round's datasets are made before it starts, for both loops.
+    print(
+        f"{kind}: making a round's datasets for fed ({data}) took {statistics.median(times['data']):.3f} s",
+        flush=True,
+    )
     return Row(
         kind,
         examples,
