@@ -512,6 +512,20 @@ def test_reading_many_clients_measures_once_the_rounds_a_client_is_read_before_i
     _assert_same(got, _per_client(data, range(12, 24)))
 
 
+def test_clients_kept_later_fill_the_room_left_by_the_first_read_without_copying():
+    data = ArraySource([3] * 14)
+    source = data.source(keep_read=True)
+    loaded = _loaded(train)
+    _maps(loaded, source, [range(12)] * 3)
+    cache = _read_cache(source)
+    arrays = [rows.array for rows in cache._shared]
+    # A quarter more room than the first read needed: two more clients fit in it.
+    *_, got = _maps(loaded, source, [[12, 13]] * 2)
+    assert len(cache.index) == 14
+    assert all(rows.array is array for rows, array in zip(cache._shared, arrays, strict=True))
+    _assert_same(got, _per_client(data, [12, 13]))
+
+
 def test_clients_whose_datasets_are_not_read_whole_are_read_by_the_computation():
     # After `filter` a dataset's size is unknown: the cache marks such clients (count -1) and the
     # computation iterates their datasets itself.

@@ -337,8 +337,9 @@ class ReadCache:
                     # for clients read later, so that the arrays seldom grow (growing copies them;
                     # room not written to takes no memory).
                     for rows, size in zip(self._shared, before, strict=True):
-                        rest = (rows.size - size) * (len(keys) - done) // len(part)
-                        rows.reserve(rows.size + rest + (rows.size + rest) // 4)
+                        needed = rows.size + (rows.size - size) * (len(keys) - done) // len(part)
+                        if needed > len(rows.array):
+                            rows.reserve(needed + needed // 4)
                 # Chunks of about `_READ_CHUNK_BYTES`, from what the clients read so far hold.
                 per_client = max(
                     1,
@@ -403,8 +404,9 @@ _ALIGNMENT = 128
 
 
 class _Rows:
-    """Rows appended to one array in memory (its capacity doubling as it grows), which a tensor
-    shares (`tensor`, no copy, for numbers) where its memory is aligned."""
+    """Rows appended to one array in memory (its capacity doubling as it grows, with a quarter more
+    room than the rows need at least), which a tensor shares (`tensor`, no copy, for numbers) where
+    its memory is aligned."""
 
     def __init__(self, dtype: Any, row_shape: tuple[int, ...]):
         self.dtype = np.dtype(dtype)
@@ -434,7 +436,7 @@ class _Rows:
     def append(self, rows: np.ndarray) -> None:
         end = self.size + len(rows)
         if end > len(self.array):
-            self.reserve(max(end, 2 * len(self.array)))
+            self.reserve(max(end + end // 4, 2 * len(self.array)))
         self.array[self.size : end] = rows
         self.size = end
 
