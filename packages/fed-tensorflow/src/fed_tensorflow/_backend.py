@@ -34,7 +34,13 @@ from fed_core.framework import (
     LoadedComputation,
     run_per_member,
 )
-from fed_tensorflow._datasets import as_dataset, from_variant, parameter_dataset, to_variant
+from fed_tensorflow._datasets import (
+    as_dataset,
+    from_variant,
+    parameter_dataset,
+    parameter_element_spec,
+    to_variant,
+)
 from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload, all_nodes
 from fed_tensorflow._sources import Cohort, DatasetSource, cohort_source
@@ -651,7 +657,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
         shared: tuple[bool, ...],
         sources: tuple[DatasetSource | None, ...],
         cohorts: list[Cohort | None],
-        read_counts: Sequence[tuple[int, int] | None] = (),
+        read_counts: Sequence[tuple[int, int] | None],
     ) -> Any:
         # Per input, the specs of the tensors it goes in as, which of them are per client, and which
         # are a cohort's tensors (read by its source's pipeline, never by the computation's graph).
@@ -676,7 +682,6 @@ class LoadedTensorFlowComputation(LoadedComputation):
         # Per input: None, or how many per-client and shared tensors its cohort has (the cohorts
         # themselves, and the data they hold, are not kept).
         counts = [None if c is None else (len(c.per_client), len(c.shared)) for c in cohorts]
-        read_counts = list(read_counts) or [None] * len(cohorts)
         read_names = self._graph.read_whole or (None,) * len(cohorts)
 
         def looped(*inputs: tf.Tensor) -> Any:
@@ -714,10 +719,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
                         client = client[: count[0] - reads[0]]
                         common = common[: count[1] - reads[1]]
                     with tf.device("/CPU:0"):  # datasets are made and read on the host
-                        dataset = tf.data.experimental.from_variant(
-                            source.variant_in_graph(client, common), source.element_spec
-                        )
-                        args.append(to_variant(dataset))
+                        args.append(_client_variant(source, client, common))
                 return self.import_graph_reading(args, read_whole)
 
             return tf.map_fn(
@@ -862,6 +864,18 @@ class LoadedTensorFlowComputation(LoadedComputation):
         return ClientValues(run_per_member(run, list(enumerate(members)), pool))
 
 
+def _client_variant(
+    source: DatasetSource, own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]
+) -> tf.Tensor:
+    """Inside a graph being traced: the variant tensor that a computation takes for one client's
+    dataset from `source`, made from the client's row of its cohort's tensors (`own`) and the
+    cohort's shared ones (`common`)."""
+    dataset = tf.data.experimental.from_variant(
+        source.variant_in_graph(own, common), source.element_spec
+    )
+    return to_variant(dataset)
+
+
 def _read_from_cache(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> list[tf.Tensor]:
     """Inside a looped graph: one client's dataset read whole (count, then per leaf the shapes, then
     per leaf the padded values), cut from a `ReadCache`'s tensors, given the client's row of its
@@ -883,7 +897,7 @@ def _cohort_reader(source: DatasetSource, t: SequenceType) -> Any:
     """A function that reads the datasets of a cohort of `source`'s clients whole, as a computation's
     parameter of type `t` reads each (`read_if_readable`), for a `ReadCache`: it gives their counts,
     and per element leaf all their shapes' rows, all their padded values (flat) and each client's
-    largest shape. Its `leaves` is the number of element leaves."""
+    largest shape. Its `specs` are the `tf.TensorSpec`s of the element leaves."""
     lock = threading.Lock()
     functions: dict[Any, Any] = {}
     # Held weakly: the source keeps its cache, which keeps this function.
@@ -906,14 +920,9 @@ def _cohort_reader(source: DatasetSource, t: SequenceType) -> Any:
     def parameter(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> tf.data.Dataset:
         source = source_ref()
         assert source is not None  # traced while the source reads a cohort
-        dataset = tf.data.experimental.from_variant(
-            source.variant_in_graph(own, common), source.element_spec
-        )
-        return parameter_dataset(to_variant(dataset), t.element)
+        return parameter_dataset(_client_variant(source, own, common), t.element)
 
-    with tf.Graph().as_default():
-        variant = tf.compat.v1.placeholder(tf.variant, [])
-        specs = tf.nest.flatten(parameter_dataset(variant, t.element).element_spec)
+    specs = tf.nest.flatten(parameter_element_spec(t.element))
 
     def read(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> Any:
         n = tf.shape(own[0])[0]

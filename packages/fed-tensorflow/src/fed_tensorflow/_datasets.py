@@ -54,6 +54,14 @@ def parameter_dataset(variant: tf.Tensor, element: Type) -> tf.data.Dataset:
     )
 
 
+def parameter_element_spec(element: Type) -> Any:
+    """The element structure of the dataset a traced function receives for a sequence parameter
+    whose elements are of type `element` (see `parameter_dataset`)."""
+    with tf.Graph().as_default():
+        variant = tf.compat.v1.placeholder(tf.variant, [])
+        return parameter_dataset(variant, element).element_spec
+
+
 def from_variant(
     variant: tf.Tensor, element: Type, *, with_containers: bool = False
 ) -> tf.data.Dataset:

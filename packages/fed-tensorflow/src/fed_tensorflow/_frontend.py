@@ -16,7 +16,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 from fed_core.execution import context_scope
 from fed_core.framework import NO_ARGUMENT, CompiledComputation, Computation, make_decorator
 from fed_tensorflow._backend import backend, tensorflow_log_silenced, traces_vectorized_forms
-from fed_tensorflow._datasets import parameter_dataset, to_variant
+from fed_tensorflow._datasets import parameter_dataset, parameter_element_spec, to_variant
 from fed_tensorflow._dense import DenseSequence, ReadWholeInputs, count_folds, readable_whole
 from fed_tensorflow._payload import GraphPayload
 from fed_tensorflow._structure import flatten, leaf_types, pack
@@ -163,7 +163,7 @@ def _vectorized_form(
             layout.append(None)
             specs.append(tensor_spec(t))
             continue
-        element_spec = _element_spec(t)
+        element_spec = parameter_element_spec(t.element)
         if not readable_whole(element_spec):
             return None
         layout.append(element_spec)
@@ -219,13 +219,6 @@ class _DenseParts(NamedTuple):
     count: tf.Tensor
     shapes: tuple[tf.Tensor, ...]
     num_leaves: int
-
-
-def _element_spec(t: SequenceType) -> Any:
-    """The element structure that a traced function's dataset parameter of type `t` has."""
-    with tf.Graph().as_default():
-        variant = tf.compat.v1.placeholder(tf.variant, [])
-        return parameter_dataset(variant, t.element).element_spec
 
 
 _decorator = make_decorator(_trace)

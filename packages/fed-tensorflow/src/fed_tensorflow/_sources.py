@@ -260,9 +260,6 @@ class ReadCache:
     def nbytes(self) -> int:
         return sum(rows.nbytes for rows in self._shared)
 
-    def covers(self, keys: Sequence[Any]) -> bool:
-        return all(key in self.index for key in keys)
-
     def due(self, lacking: Sequence[Any]) -> list[Any]:
         """Of the clients `lacking` (not held) in a round, those to read and keep now: each counts
         the round, and is due on its `rounds_to_keep`th (none, once the cache is full)."""
@@ -340,17 +337,12 @@ class ReadCache:
                         needed = rows.size + (rows.size - size) * (len(keys) - done) // len(part)
                         if needed > len(rows.array):
                             rows.reserve(needed + needed // 4)
-                # Chunks of about `_READ_CHUNK_BYTES`, from what the clients read so far hold.
-                per_client = max(
-                    1,
-                    sum(r.nbytes for r in self._shared)
-                    - sum(
-                        n * math.prod(r.row_shape) * r.dtype.itemsize
-                        for r, n in zip(self._shared, before, strict=True)
-                    )
-                    // len(part),
+                # Chunks of about `_READ_CHUNK_BYTES`, from what this chunk's clients hold.
+                added_bytes = sum(
+                    (rows.size - size) * rows.row_nbytes
+                    for rows, size in zip(self._shared, before, strict=True)
                 )
-                chunk = max(1, _READ_CHUNK_BYTES // per_client)
+                chunk = max(1, _READ_CHUNK_BYTES // max(1, added_bytes // len(part)))
         except BaseException as error:
             for rows, size in zip(self._per_client + self._shared, sizes, strict=True):
                 rows.size = size
@@ -415,13 +407,17 @@ class _Rows:
         self.array = self._empty(0)
 
     @property
+    def row_nbytes(self) -> int:
+        return math.prod(self.row_shape) * self.dtype.itemsize
+
+    @property
     def nbytes(self) -> int:
-        return self.size * math.prod(self.row_shape) * self.dtype.itemsize
+        return self.size * self.row_nbytes
 
     def _empty(self, capacity: int) -> np.ndarray:
         if self.dtype.kind == "O":
             return np.empty((capacity, *self.row_shape), self.dtype)
-        size = capacity * math.prod(self.row_shape) * self.dtype.itemsize
+        size = capacity * self.row_nbytes
         buffer = np.empty(size + _ALIGNMENT, np.uint8)
         start = -buffer.ctypes.data % _ALIGNMENT
         return buffer[start : start + size].view(self.dtype).reshape((capacity, *self.row_shape))
