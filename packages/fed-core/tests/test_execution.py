@@ -378,9 +378,16 @@ def test_a_weighted_mean_of_stacked_values_sums_them_in_blocks(monkeypatch):
     one_by_one = local.federated_weighted_mean(
         None, fn_type, Struct([(None, framework.ClientValues(members)), (None, weights)])
     )
-    # Blocks of two clients' rows (12 elements each) at a time: twelve blocks, the last of one row.
-    monkeypatch.setattr(local, "_WEIGHTED_BLOCK_ELEMENTS", 24)
     stacked = framework.ClientValues(stacked=np.stack(members))
+    # Rows too large for enough of them to fit in a block are summed client by client, as values
+    # held one by one are: the same arithmetic, so the same bits.
+    monkeypatch.setattr(local, "_WEIGHTED_BLOCK_ELEMENTS", 24)
+    by_client = local.federated_weighted_mean(
+        None, fn_type, Struct([(None, stacked), (None, weights)])
+    )
+    np.testing.assert_array_equal(by_client, one_by_one)
+    # Blocks of two clients' rows (12 elements each) at a time: twelve blocks, the last of one row.
+    monkeypatch.setattr(local, "_WEIGHTED_BLOCK_MIN_ROWS", 2)
     got = local.federated_weighted_mean(None, fn_type, Struct([(None, stacked), (None, weights)]))
     assert got.dtype == np.float32 and got.shape == (4, 3)
     np.testing.assert_allclose(got, one_by_one, rtol=1e-6)

@@ -19,8 +19,12 @@ from fed_types import FederatedType, FunctionType, Struct, StructType, TensorTyp
 # Clients are folded into accumulators in groups of this size, then the accumulators are merged in order.
 # The grouping depends only on the number of clients, never on the concurrency, so results are reproducible.
 AGGREGATION_GROUP_SIZE = 16
-# How many float64 elements of stacked clients' values a weighted mean converts at a time.
+# How many float64 elements of stacked clients' values a weighted mean converts at a time, and the
+# fewest clients' rows in such a block for a product with the weights to pay: with fewer (a model's
+# weights per client), a product of one row with its weight is several times slower than multiplying
+# the row by it (0.5 s against 0.08 s for 50 clients of 1.6 million floats on 2 cores).
 _WEIGHTED_BLOCK_ELEMENTS = 1 << 21
+_WEIGHTED_BLOCK_MIN_ROWS = 16
 
 
 def zeros(t: Type) -> Any:
@@ -113,37 +117,38 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
     weights = np.asarray(weight.stacked(), dtype=np.float64)
     total = weights.sum()
 
-    def weighted(*leaves: Any) -> np.ndarray:
-        # Client by client, in float64: a client's value times its weight added to the sum, so that
-        # neither a stacked copy of all clients' values nor a float64 one is made.
-        first = np.asarray(leaves[0])
-        wide = np.result_type(first.dtype, np.float64)
-        accumulated = np.asarray(first, dtype=wide) * weights[0]
-        for leaf, w in zip(leaves[1:], weights[1:], strict=True):
-            array = np.asarray(leaf)
-            if array.shape != first.shape:
-                raise ValueError(
-                    f"Cannot average client values of different shapes: "
-                    f"{list(first.shape)} and {list(array.shape)}."
-                )
-            accumulated += np.asarray(array, dtype=wide) * w
+    def mean_of(accumulated: np.ndarray, dtype: np.dtype) -> np.ndarray:
         # Weights that sum to zero make the mean undefined: NaN, as the division gives in TensorFlow
         # (and in MeanFactory's general path), so that learning rounds can refuse it as non-finite.
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (accumulated / total).astype(first.dtype)
+            return (accumulated / total).astype(dtype)
+
+    def weighted(*leaves: Any) -> np.ndarray:
+        first = np.asarray(leaves[0])
+        for leaf in leaves[1:]:
+            if np.shape(leaf) != first.shape:
+                raise ValueError(
+                    f"Cannot average client values of different shapes: "
+                    f"{list(first.shape)} and {list(np.shape(leaf))}."
+                )
+        return mean_of(_weighted_sum_by_client(leaves, weights, first.dtype), first.dtype)
 
     def weighted_stacked(leaf: Any) -> np.ndarray:
-        # The clients' rows times their weights, summed by a product with the weights, a block of
-        # rows at a time: float64 copies of one block, not of all clients' values.
         array = np.asarray(leaf)
         wide = np.result_type(array.dtype, np.float64)
         rows = array.reshape(len(array), -1)
-        block = max(1, _WEIGHTED_BLOCK_ELEMENTS // max(1, rows.shape[1]))
-        accumulated = np.zeros(rows.shape[1], dtype=wide)
-        for start in range(0, len(rows), block):
-            accumulated += weights[start : start + block] @ rows[start : start + block].astype(wide)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return (accumulated / total).reshape(array.shape[1:]).astype(array.dtype)
+        block = _WEIGHTED_BLOCK_ELEMENTS // max(1, rows.shape[1])
+        if block < _WEIGHTED_BLOCK_MIN_ROWS:
+            # Large values (a model's weights): client by client, as for values held one by one.
+            accumulated = _weighted_sum_by_client(rows, weights, array.dtype)
+        else:
+            # Many small values: the rows times their weights, summed by a product with the weights,
+            # a block of rows at a time (float64 copies of one block, not of all clients' values).
+            accumulated = np.zeros(rows.shape[1], dtype=wide)
+            for start in range(0, len(rows), block):
+                chunk = rows[start : start + block].astype(wide)
+                accumulated += weights[start : start + block] @ chunk
+        return mean_of(accumulated, array.dtype).reshape(array.shape[1:])
 
     if value.is_stacked:
         if len(weights) != len(value):
@@ -152,6 +157,18 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
             )
         return map_structure(weighted_stacked, value.stacked())
     return map_structure(weighted, *value.members())
+
+
+def _weighted_sum_by_client(
+    values: Sequence[Any] | np.ndarray, weights: np.ndarray, dtype: np.dtype
+) -> np.ndarray:
+    """The sum of the values (arrays of one shape) times their weights, in float64 (or wider, for
+    `dtype`), client by client in order: one float64 product at a time, no copy of all of them."""
+    wide = np.result_type(dtype, np.float64)
+    accumulated = np.asarray(values[0], dtype=wide) * weights[0]
+    for value, w in zip(values[1:], weights[1:], strict=True):
+        accumulated += np.asarray(value, dtype=wide) * w
+    return accumulated
 
 
 def federated_broadcast(state: ExecutionState, fn_type: FunctionType, value: Any) -> ClientValues:
