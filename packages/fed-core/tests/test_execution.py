@@ -1,7 +1,9 @@
 """Execution: contexts, the local executor's concurrency and batching, argument checking, results."""
 
 import asyncio
+import os
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -288,6 +290,7 @@ def test_federated_map_of_a_selection_then_sum():
 
 
 def test_aggregations_of_client_values_held_one_by_one_equal_the_stacked_ones():
+    from fed_core.execution.local import LocalExecutor, _State
     from fed_core.intrinsics.local import (
         federated_max,
         federated_mean,
@@ -323,9 +326,10 @@ def test_aggregations_of_client_values_held_one_by_one_equal_the_stacked_ones():
             (None, framework.ClientValues(weights)),
         ]
     )
+    state = _State(LocalExecutor(2), 37)
     np.testing.assert_array_equal(
-        federated_weighted_mean(None, fn_type, pairs[0]),
-        federated_weighted_mean(None, fn_type, stacked_pair),
+        federated_weighted_mean(state, fn_type, pairs[0]),
+        federated_weighted_mean(state, fn_type, stacked_pair),
     )
     with pytest.raises(ValueError, match=r"float32\[4, 3\] and float32\[2\]"):
         federated_sum(None, fn_type, framework.ClientValues([members[0], np.zeros(2, np.float32)]))
@@ -366,6 +370,7 @@ def test_zipping_stacked_client_values_keeps_them_stacked():
 
 
 def test_a_weighted_mean_of_stacked_values_sums_them_in_blocks(monkeypatch):
+    from fed_core.execution.local import LocalExecutor, _State
     from fed_core.intrinsics import local
     from fed_types import Struct
 
@@ -375,34 +380,49 @@ def test_a_weighted_mean_of_stacked_values_sums_them_in_blocks(monkeypatch):
     fn_type = fc.federated_computation(
         lambda x: fc.federated_sum(x), FederatedType(TensorType(np.float32, [4, 3]), CLIENTS)
     ).type_signature
-    one_by_one = local.federated_weighted_mean(
-        None, fn_type, Struct([(None, framework.ClientValues(members)), (None, weights)])
-    )
+    executor = LocalExecutor(4)
+    state = _State(executor, 23)
+
+    def mean(values: framework.ClientValues, weights: framework.ClientValues = weights) -> Any:
+        return local.federated_weighted_mean(
+            state, fn_type, Struct([(None, values), (None, weights)])
+        )
+
+    one_by_one = mean(framework.ClientValues(members))
     stacked = framework.ClientValues(stacked=np.stack(members))
     # Rows too large for enough of them to fit in a block are summed client by client, as values
     # held one by one are: the same arithmetic, so the same bits.
     monkeypatch.setattr(local, "_WEIGHTED_BLOCK_ELEMENTS", 24)
-    by_client = local.federated_weighted_mean(
-        None, fn_type, Struct([(None, stacked), (None, weights)])
-    )
-    np.testing.assert_array_equal(by_client, one_by_one)
+    np.testing.assert_array_equal(mean(stacked), one_by_one)
+    # Split into column ranges summed on the executor's threads (here as many ranges as this
+    # machine has cores, up to one per element): each range adds the clients in order, the same bits.
+    monkeypatch.setattr(local, "_PARALLEL_SUM_MIN_ELEMENTS", 1)
+    threads = set()
+    original = executor.pool.submit
+
+    def submit(fn: Any, *args: Any) -> Any:
+        def recorded(*given: Any) -> Any:
+            threads.add(threading.get_ident())
+            return fn(*given)
+
+        return original(recorded, *args)
+
+    monkeypatch.setattr(executor.pool, "submit", submit)
+    np.testing.assert_array_equal(mean(stacked), one_by_one)
+    np.testing.assert_array_equal(mean(framework.ClientValues(members)), one_by_one)
+    assert (len(threads) > 0) == ((os.cpu_count() or 1) > 1)
+    monkeypatch.setattr(local, "_PARALLEL_SUM_MIN_ELEMENTS", 1 << 18)
     # Blocks of two clients' rows (12 elements each) at a time: twelve blocks, the last of one row.
     monkeypatch.setattr(local, "_WEIGHTED_BLOCK_MIN_ROWS", 2)
-    got = local.federated_weighted_mean(None, fn_type, Struct([(None, stacked), (None, weights)]))
+    got = mean(stacked)
     assert got.dtype == np.float32 and got.shape == (4, 3)
     np.testing.assert_allclose(got, one_by_one, rtol=1e-6)
     expected = np.average(np.stack(members).astype(np.float64), axis=0, weights=weights.stacked())
     np.testing.assert_allclose(got, expected, rtol=1e-6)
-    zero = framework.ClientValues([np.float32(0)] * 23)
-    assert np.isnan(
-        local.federated_weighted_mean(None, fn_type, Struct([(None, stacked), (None, zero)]))
-    ).all()
+    assert np.isnan(mean(stacked, framework.ClientValues([np.float32(0)] * 23))).all()
     with pytest.raises(ValueError, match="23 clients' values and 2 weights"):
-        local.federated_weighted_mean(
-            None,
-            fn_type,
-            Struct([(None, stacked), (None, framework.ClientValues(stacked=np.ones(2)))]),
-        )
+        mean(stacked, framework.ClientValues(stacked=np.ones(2)))
+    executor.close()
 
 
 def test_results_are_arrays_the_caller_may_change():

@@ -264,6 +264,39 @@ def test_variable_model_forward_pass_accumulates_metrics():
     assert int(model.report_local_unfinalized_metrics()["num_examples"][0]) == 0
 
 
+def _record_vectorized_maps(monkeypatch):
+    """A list that gets, for each map the backend tries to run with a vectorized form, whether it did."""
+    from fed_tensorflow._backend import LoadedTensorFlowComputation
+
+    ran_vectorized = []
+    original = LoadedTensorFlowComputation._map_vectorized
+
+    def recording(self, clients, pool):
+        result = original(self, clients, pool)
+        ran_vectorized.append(result is not None)
+        return result
+
+    monkeypatch.setattr(LoadedTensorFlowComputation, "_map_vectorized", recording)
+    return ran_vectorized
+
+
+def _vectorized_and_per_client(map_strategy, build, clients):
+    """One round of the process `build()` makes, with the map strategy "vectorized" and then
+    "per_client": for each, the trained weights and the client work's training metrics."""
+    outcomes = []
+    for strategy in ("vectorized", "per_client"):
+        map_strategy(strategy)
+        process = build()
+        output = process.next(process.initialize(), clients)
+        outcomes.append(
+            (
+                process.get_model_weights(output.state).trainable,
+                output.metrics["client_work"]["train"],
+            )
+        )
+    return outcomes
+
+
 @pytest.mark.parametrize(
     "build",
     [
@@ -281,30 +314,13 @@ def test_clients_trained_at_once_by_the_vectorized_form_equal_one_call_per_clien
 ):
     """The model of dense layers has a vectorized client step: a group of clients whose batches have
     the same shapes train as one batched computation, with the results of one call per client."""
-    from fed_tensorflow._backend import LoadedTensorFlowComputation
-
-    ran_vectorized = []
-    original = LoadedTensorFlowComputation._map_vectorized
-
-    def recording(self, clients, pool):
-        result = original(self, clients, pool)
-        ran_vectorized.append(result is not None)
-        return result
-
-    monkeypatch.setattr(LoadedTensorFlowComputation, "_map_vectorized", recording)
+    ran_vectorized = _record_vectorized_maps(monkeypatch)
     sizes = [8, 8, 8, 5, 8, 0, 13]
     clients = [_dataset(*_arrays(n, seed=30 + i), batch_size=4) for i, n in enumerate(sizes)]
-    outcomes = {}
-    for strategy in ("vectorized", "per_client"):
-        map_strategy(strategy)
-        process = build()
-        output = process.next(process.initialize(), clients)
-        outcomes[strategy] = (
-            process.get_model_weights(output.state).trainable,
-            output.metrics["client_work"]["train"],
-        )
+    (vectorized, v_metrics), (per_client, p_metrics) = _vectorized_and_per_client(
+        map_strategy, build, clients
+    )
     assert ran_vectorized == [True]
-    (vectorized, v_metrics), (per_client, p_metrics) = outcomes.values()
     for got, want in zip(vectorized, per_client, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert v_metrics["num_examples"] == p_metrics["num_examples"] == sum(sizes)
@@ -312,6 +328,30 @@ def test_clients_trained_at_once_by_the_vectorized_form_equal_one_call_per_clien
     np.testing.assert_allclose(
         v_metrics["sparse_categorical_accuracy"], p_metrics["sparse_categorical_accuracy"]
     )
+
+
+def test_a_non_finite_client_in_a_vectorized_group_is_left_out_as_one_call_per_client_leaves_it(
+    map_strategy, monkeypatch
+):
+    """The finite check runs per client inside the vectorized form too: of a group of clients whose
+    batches have the same shapes, the one whose features overflow its update is counted and left
+    out, and the others train as they do one call each."""
+    ran_vectorized = _record_vectorized_maps(monkeypatch)
+    sizes = [8, 8, 8]
+    arrays = [_arrays(n, seed=60 + i) for i, n in enumerate(sizes)]
+    arrays[1][0][:] = 1e30  # near float32's limit: the client's update is not finite
+    clients = [_dataset(x, y, batch_size=4) for x, y in arrays]
+    (vectorized, v_train), (per_client, p_train) = _vectorized_and_per_client(
+        map_strategy,
+        lambda: algorithms.build_weighted_fed_avg(model_fn, optimizers.build_sgdm(0.1)),
+        clients,
+    )
+    assert ran_vectorized == [True]
+    assert v_train["num_non_finite_clients"] == p_train["num_non_finite_clients"] == 1
+    assert v_train["num_examples"] == p_train["num_examples"] == 16
+    for got, want in zip(vectorized, per_client, strict=True):
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_rounds_on_in_memory_client_data_kept_read_equal_one_call_per_client(map_strategy):

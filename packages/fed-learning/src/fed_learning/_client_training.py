@@ -198,15 +198,23 @@ def open_session(model: TrainableModel, weights: Any) -> _Session:
 def _all_finite(structure: Any) -> tf.Tensor:
     """Whether every floating-point tensor of `structure` is free of NaN and Inf.
 
-    A value times zero is 0 where it is finite and NaN where it is not, so one sum of products per
-    tensor tells (a sum of zeros cannot overflow): on CPU, a third of the time of
-    `reduce_all(is_finite(t))`, whose boolean reduction is slow, for a client's update."""
-    sums = [
-        tf.cast(tf.reduce_sum(t * tf.zeros([], t.dtype)), tf.float32)
-        for t in map(tf.convert_to_tensor, tf.nest.flatten(structure))
-        if t.dtype.is_floating
+    A NaN or an Inf makes a sum NaN or infinite, so where the sum of all the values is finite every
+    value is: one pass over each tensor, with no temporary, tells for almost every update. Only where
+    the sum is not finite, which finite values can also make (an overflow), does the exact check run.
+    On CPU, for a CNN's update of 1.6 million floats: 0.46-0.56 ms, against 0.77-1.4 ms for the sum of
+    each tensor times zero and 0.54-0.77 ms for `reduce_all(is_finite(t))` (whose boolean reduction
+    was three times slower than the sum on another CPU)."""
+    tensors = [
+        t for t in map(tf.convert_to_tensor, tf.nest.flatten(structure)) if t.dtype.is_floating
     ]
-    return tf.math.is_finite(tf.add_n(sums)) if sums else tf.constant(True)
+    if not tensors:
+        return tf.constant(True)
+    total = tf.add_n([tf.cast(tf.reduce_sum(t), tf.float32) for t in tensors])
+    return tf.cond(
+        tf.math.is_finite(total),
+        lambda: tf.constant(True),
+        lambda: tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])),
+    )
 
 
 def _choose(predicate: tf.Tensor, value: Any, fallback: Any) -> Any:

@@ -4,8 +4,10 @@ execution interface can run them on values in executor form."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor as PoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,11 @@ AGGREGATION_GROUP_SIZE = 16
 # the row by it (0.5 s against 0.08 s for 50 clients of 1.6 million floats on 2 cores).
 _WEIGHTED_BLOCK_ELEMENTS = 1 << 21
 _WEIGHTED_BLOCK_MIN_ROWS = 16
+# Large values are summed client by client in column ranges of at least this many elements, up to one
+# per core, concurrently on the executor's pool: each range adds the clients in order, so the result
+# does not depend on the split (for 50 clients of 1.6 million floats on 2 cores: 0.035-0.042 s instead
+# of 0.071-0.078 s; one core's sum is bound by the float64 conversions, not by memory).
+_PARALLEL_SUM_MIN_ELEMENTS = 1 << 18
 
 
 def zeros(t: Type) -> Any:
@@ -116,6 +123,7 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
         raise ValueError("federated_mean needs at least one client; there are none.")
     weights = np.asarray(weight.stacked(), dtype=np.float64)
     total = weights.sum()
+    pool = state.pool_for_client_work()
 
     def mean_of(accumulated: np.ndarray, dtype: np.dtype) -> np.ndarray:
         # Weights that sum to zero make the mean undefined: NaN, as the division gives in TensorFlow
@@ -131,7 +139,8 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
                     f"Cannot average client values of different shapes: "
                     f"{list(first.shape)} and {list(np.shape(leaf))}."
                 )
-        return mean_of(_weighted_sum_by_client(leaves, weights, first.dtype), first.dtype)
+        accumulated = _weighted_sum_by_client(leaves, weights, first.dtype, pool)
+        return mean_of(accumulated.reshape(first.shape), first.dtype)
 
     def weighted_stacked(leaf: Any) -> np.ndarray:
         array = np.asarray(leaf)
@@ -140,7 +149,7 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
         block = _WEIGHTED_BLOCK_ELEMENTS // max(1, rows.shape[1])
         if block < _WEIGHTED_BLOCK_MIN_ROWS:
             # Large values (a model's weights): client by client, as for values held one by one.
-            accumulated = _weighted_sum_by_client(rows, weights, array.dtype)
+            accumulated = _weighted_sum_by_client(rows, weights, array.dtype, pool)
         else:
             # Many small values: the rows times their weights, summed by a product with the weights,
             # a block of rows at a time (float64 copies of one block, not of all clients' values).
@@ -160,15 +169,31 @@ def federated_weighted_mean(state: ExecutionState, fn_type: FunctionType, arg: S
 
 
 def _weighted_sum_by_client(
-    values: Sequence[Any] | np.ndarray, weights: np.ndarray, dtype: np.dtype
+    values: Sequence[Any] | np.ndarray,
+    weights: np.ndarray,
+    dtype: np.dtype,
+    pool: PoolExecutor | None = None,
 ) -> np.ndarray:
-    """The sum of the values (arrays of one shape) times their weights, in float64 (or wider, for
-    `dtype`), client by client in order: one float64 product at a time, no copy of all of them."""
+    """The sum of the values (arrays of one shape) times their weights, flat, in float64 (or wider,
+    for `dtype`), client by client in order: one float64 product at a time, no copy of all of them.
+    Large values are split into column ranges summed concurrently on `pool` (see
+    `_PARALLEL_SUM_MIN_ELEMENTS`)."""
     wide = np.result_type(dtype, np.float64)
-    accumulated = np.asarray(values[0], dtype=wide) * weights[0]
-    for value, w in zip(values[1:], weights[1:], strict=True):
-        accumulated += np.asarray(value, dtype=wide) * w
-    return accumulated
+    flat = [np.asarray(value).reshape(-1) for value in values]
+    size = flat[0].size
+
+    def columns(bounds: tuple[int, int]) -> np.ndarray:
+        start, end = bounds
+        accumulated = np.asarray(flat[0][start:end], dtype=wide) * weights[0]
+        for value, w in zip(flat[1:], weights[1:], strict=True):
+            accumulated += np.asarray(value[start:end], dtype=wide) * w
+        return accumulated
+
+    parts = min(os.cpu_count() or 1, size // _PARALLEL_SUM_MIN_ELEMENTS) if pool else 1
+    if parts < 2:
+        return columns((0, size))
+    ends = np.linspace(0, size, parts + 1).astype(int)
+    return np.concatenate(run_per_member(columns, list(zip(ends[:-1], ends[1:])), pool))
 
 
 def federated_broadcast(state: ExecutionState, fn_type: FunctionType, value: Any) -> ClientValues:
