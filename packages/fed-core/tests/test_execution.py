@@ -411,8 +411,8 @@ def test_a_weighted_mean_of_stacked_values_sums_them_in_blocks(monkeypatch):
     np.testing.assert_array_equal(mean(stacked), one_by_one)
     np.testing.assert_array_equal(mean(framework.ClientValues(members)), one_by_one)
     assert (len(threads) > 0) == ((os.cpu_count() or 1) > 1)
-    monkeypatch.setattr(local, "_PARALLEL_SUM_MIN_ELEMENTS", 1 << 18)
-    # Blocks of two clients' rows (12 elements each) at a time: twelve blocks, the last of one row.
+    # Blocks of two clients' rows (12 elements each) at a time: twelve blocks, the last of one row
+    # (the block path does not split columns, whatever the threshold above).
     monkeypatch.setattr(local, "_WEIGHTED_BLOCK_MIN_ROWS", 2)
     got = mean(stacked)
     assert got.dtype == np.float32 and got.shape == (4, 3)
