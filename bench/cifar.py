@@ -22,6 +22,13 @@ passes), so each loop's achieved GFLOP/s and its fraction of the convolution pea
 seconds per round. The first round of each loop (tracing and loading) is untimed; it checks that the
 loops agree. Rounds alternate between the loops and medians are reported, as these machines are noisy.
 
+Beside them, the round's convolutions and matmuls alone ("kernels"): each client's steps run every
+Conv2D and Dense layer's forward op and its gradients on a batch of the round's size, with nothing
+else (no elementwise op, loss, metric or weight update), many clients in flight as in fed's looped call
+or one at a time, whichever is faster. That is the floor of a round that runs these kernels on
+batches of this size; its fraction of the peak says how much of the gap is the kernels' own (a convolution on 10
+images runs below the peak of one on 256) and how much is the rest of the round.
+
 Run: .venv/bin/python bench/cifar.py                   # both models (~5 minutes on 2 cores)
      .venv/bin/python bench/cifar.py --only linear --rounds 5
      TF_ENABLE_ONEDNN_OPTS=1 .venv/bin/python bench/cifar.py
@@ -151,6 +158,107 @@ def measure_peaks() -> dict[str, float]:
     }
 
 
+def layer_kernels(model: keras.Model, batch: int) -> list[tuple[Any, list[tf.Tensor]]]:
+    """The convolutions and matmuls of one training step on a batch, layer by layer: each Conv2D's and
+    Dense's forward op, its gradient with respect to its weights, and (except for the first layer, whose
+    input is data) with respect to its input; as (op, operands) with random operands. Other layers
+    (pooling, dropout, activations) run no convolution or matmul."""
+    rng = np.random.default_rng(0)
+
+    def operand(*shape: int) -> tf.Tensor:
+        return tf.constant(rng.random(shape, dtype=np.float32))
+
+    kernels: list[tuple[Any, list[tf.Tensor]]] = []
+    first = True
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            if layer.get_config()["data_format"] != "channels_last" or layer.groups != 1:
+                raise NotImplementedError(f"kernel timing of {layer.name}: only plain NHWC Conv2D")
+            x_shape = [batch, *layer.input.shape[1:]]
+            y_shape = [batch, *layer.output.shape[1:]]
+            filter_shape = list(layer.kernel.shape)
+            conv_args = {
+                "strides": [1, *layer.strides, 1],
+                "padding": layer.padding.upper(),
+                "dilations": [1, *layer.dilation_rate, 1],
+            }
+            x, w, dy = operand(*x_shape), operand(*filter_shape), operand(*y_shape)
+            kernels.append(
+                (lambda x, w, a=conv_args: tf.raw_ops.Conv2D(input=x, filter=w, **a), [x, w])
+            )
+
+            def weight_gradient(
+                x: tf.Tensor, dy: tf.Tensor, a: Any = conv_args, s: Any = filter_shape
+            ) -> Any:
+                return tf.raw_ops.Conv2DBackpropFilter(
+                    input=x, filter_sizes=s, out_backprop=dy, **a
+                )
+
+            def input_gradient(
+                w: tf.Tensor, dy: tf.Tensor, a: Any = conv_args, s: Any = x_shape
+            ) -> Any:
+                return tf.raw_ops.Conv2DBackpropInput(input_sizes=s, filter=w, out_backprop=dy, **a)
+
+            kernels.append((weight_gradient, [x, dy]))
+            if not first:
+                kernels.append((input_gradient, [w, dy]))
+            first = False
+        elif isinstance(layer, keras.layers.Dense):
+            inputs, units = layer.kernel.shape
+            x, w, dy = operand(batch, inputs), operand(inputs, units), operand(batch, units)
+            kernels.append((tf.matmul, [x, w]))
+            kernels.append((lambda x, dy: tf.matmul(x, dy, transpose_a=True), [x, dy]))
+            if not first:
+                kernels.append((lambda w, dy: tf.matmul(dy, w, transpose_b=True), [w, dy]))
+            first = False
+    return kernels
+
+
+def kernels_seconds_per_round(model: keras.Model, clients: int, steps: int, batch: int) -> float:
+    """Seconds that a round's convolutions and matmuls alone take: each client's steps run the layers'
+    kernels (`layer_kernels`) on a batch, with up to 16 clients in flight as in fed's looped call, or one
+    at a time, whichever is faster. No elementwise op, loss, metric or update is run, and the
+    operands stay the same (warm in the caches): a round that runs these kernels on batches of this
+    size cannot be faster on this machine."""
+    kernels = layer_kernels(model, batch)
+    operands = [x for _, xs in kernels for x in xs]
+
+    def build(parallel_clients: int) -> Any:
+        @tf.function
+        def round_of_kernels(*args: tf.Tensor) -> tf.Tensor:
+            def step(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                # One element of each result is kept, so that no kernel is pruned as unused; the
+                # operands are loop inputs, not constants, so none is folded away either, and the
+                # steps are a loop's iterations, so none is merged with another as the same work.
+                given = iter(args)
+                for op, xs in kernels:
+                    result = op(*[next(given) for _ in xs])
+                    total += tf.reshape(result, [-1])[0]
+                return i + 1, total
+
+            def client(_: tf.Tensor) -> tf.Tensor:
+                return tf.while_loop(
+                    lambda i, _: i < steps, step, (tf.constant(0), tf.constant(0.0))
+                )[1]
+
+            return tf.reduce_sum(
+                tf.map_fn(
+                    client,
+                    tf.range(clients),
+                    fn_output_signature=tf.float32,
+                    parallel_iterations=parallel_clients,
+                )
+            )
+
+        return round_of_kernels
+
+    times = []
+    for parallel_clients in (16, 1):
+        round_of_kernels = build(parallel_clients)
+        times.append(timed(lambda f=round_of_kernels: f(*operands).numpy(), 3))
+    return min(times)
+
+
 def peaks_in_a_fresh_process() -> dict[str, float]:
     """`measure_peaks` in a new process with TensorFlow's default threads: this process's intra-op
     setting would measure one core's peak instead of the machine's."""
@@ -255,6 +363,7 @@ class Row(NamedTuple):
     round_gflop: float
     fed: float
     hand: float
+    kernels: float
 
 
 def run_model(
@@ -312,12 +421,19 @@ def run_model(
         f"{kind}: making a round's datasets for fed ({data}) took {statistics.median(times['data']):.3f} s",
         flush=True,
     )
+    kernels = kernels_seconds_per_round(
+        hand.model,
+        clients_per_round,
+        workload.LOCAL_EPOCHS * -(-workload.EXAMPLES_PER_CLIENT // workload.BATCH_SIZE),
+        workload.BATCH_SIZE,
+    )
     return Row(
         kind,
         examples,
         round_gflop,
         statistics.median(times["fed"]),
         statistics.median(times["hand"]),
+        kernels,
     )
 
 
@@ -329,7 +445,8 @@ def print_table(rows: list[Row], peaks: dict[str, float]) -> None:
     )
     header = (
         f"{'model':<7} {'GFLOP/rnd':>9} {'limit s':>7} | {'fed s/rnd':>9} {'GFLOP/s':>7} {'of peak':>7} | "
-        f"{'hand s/rnd':>10} {'GFLOP/s':>7} {'of peak':>7} | {'fed/hand':>8} | peers (s/rnd, fed's speedup)"
+        f"{'hand s/rnd':>10} {'GFLOP/s':>7} {'of peak':>7} | {'kernels s':>9} {'of peak':>7} | "
+        f"{'fed/hand':>8} | peers (s/rnd, fed's speedup)"
     )
     print("FedAvg on CIFAR-shaped data, seconds per round (median of the timed rounds)")
     print(header)
@@ -344,11 +461,14 @@ def print_table(rows: list[Row], peaks: dict[str, float]) -> None:
         print(
             f"{r.model:<7} {r.round_gflop:>9.2f} {limit:>7.3f} | {r.fed:>9.3f} "
             f"{r.round_gflop / r.fed:>7.1f} {limit / r.fed:>7.0%} | {r.hand:>10.3f} "
-            f"{r.round_gflop / r.hand:>7.1f} {limit / r.hand:>7.0%} | {r.fed / r.hand:>8.2f} | {peers}"
+            f"{r.round_gflop / r.hand:>7.1f} {limit / r.hand:>7.0%} | {r.kernels:>9.3f} "
+            f"{limit / r.kernels:>7.0%} | {r.fed / r.hand:>8.2f} | {peers}"
         )
     print(
         "'limit s' is the round's arithmetic at the measured peak (convolution for the CNN, matmul for the "
-        "linear model); 'of peak' is that limit over the loop's time. fed/hand > 1: fed is slower than the "
+        "linear model); 'of peak' is that limit over the loop's time. 'kernels s' is the round's "
+        "convolutions and matmuls alone, on batches of the round's size (no elementwise op, loss or "
+        "update): a round that runs these kernels cannot be faster. fed/hand > 1: fed is slower than the "
         "hand-written loop. Peer figures were measured on another 2-core machine (convolution peak "
         f"{PEER_MACHINE_PEAK['conv']:g}, matmul {PEER_MACHINE_PEAK['matmul']:g} GFLOP/s; not run here): "
         "fed's speedup > 1 means fed is faster, and compares fairly only where this run's peak is similar."
