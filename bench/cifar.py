@@ -24,10 +24,10 @@ loops agree. Rounds alternate between the loops and medians are reported, as the
 
 Beside them, the round's convolutions and matmuls alone ("kernels"): each client's steps run every
 Conv2D and Dense layer's forward op and its gradients on a batch of the round's size, with nothing
-else (no elementwise op, loss, metric or weight update), many clients in flight as in fed's looped call
-or one at a time, whichever is faster. That is the floor of a round that runs these kernels on
-batches of this size; its fraction of the peak says how much of the gap is the kernels' own (a convolution on 10
-images runs below the peak of one on 256) and how much is the rest of the round.
+else (no elementwise op, loss, metric or weight update), many clients in flight as in fed's looped
+call or one at a time, whichever is faster. That is the floor of a round that runs these kernels on
+batches of this size; its fraction of the peak says how much of the gap is the kernels' own (a
+convolution on 10 images may run below the peak of one on 256) and how much is the rest of the round.
 
 Run: .venv/bin/python bench/cifar.py                   # both models (~5 minutes on 2 cores)
      .venv/bin/python bench/cifar.py --only linear --rounds 5
