@@ -204,6 +204,10 @@ def layer_kernels(model: keras.Model, batch: int) -> list[tuple[Any, list[tf.Ten
                 kernels.append((input_gradient, [w, dy]))
             first = False
         elif isinstance(layer, keras.layers.Dense):
+            if len(layer.input.shape) != 2:
+                raise NotImplementedError(
+                    f"kernel timing of {layer.name}: only Dense on [batch, n]"
+                )
             inputs, units = layer.kernel.shape
             x, w, dy = operand(batch, inputs), operand(inputs, units), operand(batch, units)
             kernels.append((tf.matmul, [x, w]))
