@@ -241,6 +241,77 @@ def test_elements_of_varying_shapes_and_scalars():
     np.testing.assert_allclose(vectorized.stacked(), [6.5, 6.5, 2.5])
 
 
+def test_clients_datasets_are_read_whole_in_one_call_as_each_alone_reads():
+    from fed_tensorflow._backend import _split_reads
+    from fed_tensorflow._dense import read_if_readable
+
+    sequence = SequenceType(
+        collections.OrderedDict(
+            v=TensorType(np.float32, [None, 2]), s=np.int64, w=TensorType(np.str_, [None])
+        )
+    )
+    batches = _traced_with_vectorized_forms(
+        lambda elements: ftf.fold_dataset(elements, np.int64(0), lambda n, e: n + e["s"]),
+        sequence,
+    )
+
+    def client(lengths):
+        return tf.data.Dataset.from_generator(
+            lambda: (
+                {
+                    "v": np.full((n, 2), n, np.float32),
+                    "s": np.int64(n),
+                    "w": np.array(["ab"] * n),
+                }
+                for n in lengths
+            ),
+            output_signature={
+                "v": tf.TensorSpec([None, 2], tf.float32),
+                "s": tf.TensorSpec([], tf.int64),
+                "w": tf.TensorSpec([None], tf.string),
+            },
+        ).apply(tf.data.experimental.assert_cardinality(len(lengths)))
+
+    clients = [client(lengths) for lengths in ([1, 3], [], [2], [4, 1, 2])]
+    ftf.configure(map_strategy="vectorized")
+    try:
+        reader = backend().load(batches.building_block)._reader(0, sequence)
+    finally:
+        ftf.configure()
+    reads = _split_reads(reader(tf.stack([c._variant_tensor for c in clients])))
+    assert [count for count, _, _ in reads] == [2, 0, 1, 3]
+    for (count, shapes, padded), dataset in zip(reads, clients, strict=True):
+        want_count, want_shapes, want_padded = read_if_readable(dataset)
+        assert count == int(want_count)
+        for got, want in zip([*shapes, *padded], [*want_shapes, *want_padded], strict=True):
+            assert got.shape == tuple(want.shape) and got.dtype == want.numpy().dtype
+            np.testing.assert_array_equal(got, want.numpy())
+    # Each client's sum of its elements' `s`, the empty dataset's 0 included.
+    _, one_call = _run("vectorized", batches, ClientValues(clients))
+    assert one_call.stacked().tolist() == [4, 0, 2, 7]
+
+
+def test_a_client_whose_dataset_cannot_be_read_whole_sends_all_one_by_one():
+    from fed_tensorflow._backend import _split_reads
+
+    sequence = SequenceType(TensorType(np.int64))
+    total = _traced_with_vectorized_forms(
+        lambda elements: ftf.fold_dataset(elements, np.int64(0), lambda n, e: n + e), sequence
+    )
+    # A filtered dataset's cardinality is unknown: it cannot be read whole.
+    unreadable = tf.data.Dataset.range(4).filter(lambda k: k >= 0)
+    clients = [tf.data.Dataset.range(3), unreadable, tf.data.Dataset.range(2)]
+    ftf.configure(map_strategy="vectorized")
+    try:
+        loaded = backend().load(total.building_block)
+        reader = loaded._reader(0, sequence)
+        assert _split_reads(reader(tf.stack([c._variant_tensor for c in clients]))) is None
+        assert loaded._map_vectorized(ClientValues(clients), None) is None
+        assert loaded.map(ClientValues(clients), None).stacked().tolist() == [3, 6, 1]
+    finally:
+        ftf.configure()
+
+
 @pytest.mark.parametrize(
     "change,message",
     [

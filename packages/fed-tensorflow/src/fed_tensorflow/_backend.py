@@ -51,6 +51,7 @@ from fed_types import FunctionType, SequenceType, TensorType, Type
 MapStrategy = Literal["auto", "vectorized", "looped", "per_client"]
 _STRATEGIES: tuple[str, ...] = get_args(MapStrategy)
 _VARIANT_SPEC = tf.TensorSpec([], tf.variant)
+_VARIANTS_SPEC = tf.TensorSpec([None], tf.variant)
 _RESOURCE = tf.resource.as_datatype_enum
 # How many clients' iterations of a looped map may run at once (TensorFlow's while loop overlaps them).
 _PARALLEL_CLIENTS = 16
@@ -406,15 +407,10 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     return None
                 reads.append(None)
                 continue
-            reader = self._reader(position, t)
-            per_client = []
-            for value in column:
-                count, *rest = reader(to_variant(as_dataset(value, t.element)))
-                if int(count) < 0:
-                    return None
-                arrays = [r.numpy() for r in rest]
-                half = len(arrays) // 2
-                per_client.append((int(count), arrays[:half], arrays[half:]))
+            variants = tf.stack([to_variant(as_dataset(value, t.element)) for value in column])
+            per_client = _split_reads(self._reader(position, t)(variants))
+            if per_client is None:
+                return None
             reads.append(per_client)
         groups: dict[Any, list[int]] = {}
         for k in range(n):
@@ -470,17 +466,62 @@ class LoadedTensorFlowComputation(LoadedComputation):
         return ClientValues(stacked=pack(self._result_type, iter(outputs)), size=n)
 
     def _reader(self, position: int, t: SequenceType) -> Any:
-        """The function that reads a client's dataset (input `position`) whole: `(count, shapes...,
-        padded...)` as `fold_dataset` reads it, count -1 where it cannot be read whole."""
+        """The function that reads clients' datasets (input `position`) whole, as `fold_dataset`
+        reads them, in one call for all of them: from a vector of dataset variants, each client's
+        count (-1 where its dataset cannot be read whole) and, per element leaf, the shape of its
+        padded values, its elements' shapes (all clients' rows in one tensor) and its padded values
+        (all clients' values flattened into one tensor); `_split_reads` takes them apart. (On 2 CPU
+        cores, 50 clients of five 10x3072 batches took 27 to 31 ms read one call each, 18 to 22 ms
+        in one call, the datasets' reading overlapping as in the looped call.)"""
         with self._lock:
             if position not in self._readers:
+                leaves = tf.nest.flatten(parameter_element_spec(t.element))
 
-                def read(variant: tf.Tensor) -> list[tf.Tensor]:
-                    count, shapes, padded = read_if_readable(parameter_dataset(variant, t.element))
-                    return [count, *shapes, *padded]
+                def arrays(dtype: tf.DType, n: tf.Tensor) -> tf.TensorArray:
+                    return tf.TensorArray(dtype, size=n, infer_shape=False)
+
+                def body(
+                    variants: tf.Tensor,
+                    i: tf.Tensor,
+                    counts: Any,
+                    sizes: Any,
+                    shapes: Any,
+                    values: Any,
+                ) -> Any:
+                    dataset = parameter_dataset(variants[i], t.element)
+                    count, own_shapes, padded = read_if_readable(dataset)
+                    return (
+                        i + 1,
+                        counts.write(i, count),
+                        tuple(a.write(i, tf.shape(p, tf.int64)) for a, p in zip(sizes, padded)),
+                        tuple(a.write(i, x) for a, x in zip(shapes, own_shapes)),
+                        tuple(a.write(i, tf.reshape(p, [-1])) for a, p in zip(values, padded)),
+                    )
+
+                def read(variants: tf.Tensor) -> list[tf.Tensor]:
+                    n = tf.shape(variants)[0]
+                    with tf.device("/CPU:0"):  # datasets are read on the host
+                        _, counts, sizes, shapes, values = tf.while_loop(
+                            lambda i, *_: i < n,
+                            lambda *carry: body(variants, *carry),
+                            (
+                                tf.constant(0),
+                                arrays(tf.int64, n),
+                                tuple(arrays(tf.int64, n) for _ in leaves),
+                                tuple(arrays(tf.int64, n) for _ in leaves),
+                                tuple(arrays(leaf.dtype, n) for leaf in leaves),
+                            ),
+                            parallel_iterations=_PARALLEL_CLIENTS,
+                        )
+                        return [
+                            counts.stack(),
+                            *(a.stack() for a in sizes),
+                            *(a.concat() for a in shapes),
+                            *(a.concat() for a in values),
+                        ]
 
                 self._readers[position] = tf.function(
-                    read, input_signature=[_VARIANT_SPEC], autograph=False
+                    read, input_signature=[_VARIANTS_SPEC], autograph=False
                 ).get_concrete_function()
             return self._readers[position]
 
@@ -874,6 +915,35 @@ def _client_variant(
         source.variant_in_graph(own, common), source.element_spec
     )
     return to_variant(dataset)
+
+
+def _split_reads(
+    outputs: Sequence[tf.Tensor],
+) -> list[tuple[int, list[np.ndarray], list[np.ndarray]]] | None:
+    """Per client, `(count, shapes, padded)` as arrays (one per element leaf), from what the function
+    of `_reader` returns for several clients; None where a client's dataset could not be read whole."""
+    arrays = [x.numpy() for x in outputs]
+    counts, rest = arrays[0], arrays[1:]
+    if (counts < 0).any():
+        return None
+    num_leaves = len(rest) // 3
+    sizes, shapes, values = (
+        rest[:num_leaves],
+        rest[num_leaves : 2 * num_leaves],
+        rest[2 * num_leaves :],
+    )
+    row_ends = [np.cumsum(size[:, 0]) for size in sizes]
+    value_ends = [np.cumsum(np.prod(size, axis=1)) for size in sizes]
+    reads = []
+    for k, count in enumerate(counts):
+        own_shapes, padded = [], []
+        for leaf in range(num_leaves):
+            rows = slice(row_ends[leaf][k] - sizes[leaf][k, 0], row_ends[leaf][k])
+            own_shapes.append(shapes[leaf][rows])
+            start = value_ends[leaf][k] - np.prod(sizes[leaf][k])
+            padded.append(values[leaf][start : value_ends[leaf][k]].reshape(sizes[leaf][k]))
+        reads.append((int(count), own_shapes, padded))
+    return reads
 
 
 def _read_from_cache(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> list[tf.Tensor]:
