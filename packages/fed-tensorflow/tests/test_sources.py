@@ -694,3 +694,42 @@ def test_a_payload_naming_a_read_whole_input_its_graph_lacks_fails_its_check():
     broken = dataclasses.replace(payload, read_whole=(None, tuple(names)))
     with pytest.raises(ValueError, match="no_such_node"):
         broken.check(train.type_signature)
+
+
+def test_a_vectorized_map_cuts_kept_clients_from_what_the_source_keeps_and_reads_the_rest():
+    sizes = [5, 2, 0, 7, 4, 1]
+    data = ArraySource(sizes)
+    source = data.source(keep_read=True)
+    # Vectorized forms are traced where they may be used.
+    ftf.configure(map_strategy="vectorized")
+    try:
+        vectorized_train = ftf.computation(_train, WEIGHTS, BATCHES)
+        loaded = _loaded(vectorized_train)
+        read = []  # how many clients' datasets each map read itself
+        reader = loaded._reader
+
+        def counting_reader(position, t):
+            function = reader(position, t)
+
+            def counted(variants):
+                read.append(int(variants.shape[0]))
+                return function(variants)
+
+            return counted
+
+        loaded._reader = counting_reader
+        everyone = list(range(len(sizes)))
+        cohorts = [everyone, everyone, [3, 0, 3, 5, 2]]
+        results = [
+            loaded.map(_members([source.dataset(k) for k in keys]), None) for keys in cohorts
+        ]
+    finally:
+        ftf.configure()
+    # The first map reads every dataset; in the second, each client's second, the source reads and
+    # keeps them all, and the map reads only the empty one's (its padded shape is reading's own).
+    assert read == [6, 1, 1]
+    assert sorted(_read_cache(source).index) == everyone
+    for keys, got in zip(cohorts, results, strict=True):
+        assert got.is_stacked
+        _assert_same(got, _per_client(data, keys))
+    assert [int(m.count) for m in results[1].members()] == sizes

@@ -14,11 +14,12 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, Literal, cast, get_args
 
@@ -43,7 +44,7 @@ from fed_tensorflow._datasets import (
 )
 from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload, all_nodes
-from fed_tensorflow._sources import Cohort, DatasetSource, cohort_source
+from fed_tensorflow._sources import Cohort, DatasetSource, _exclusive_cumsum, cohort_source
 from fed_tensorflow._structure import Leaf, flatten, flatten_columns, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
 from fed_types import FunctionType, SequenceType, TensorType, Type
@@ -407,8 +408,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     return None
                 reads.append(None)
                 continue
-            variants = tf.stack([to_variant(as_dataset(value, t.element)) for value in column])
-            per_client = _split_reads(self._reader(position, t)(variants))
+            per_client = self._read_clients(position, t, column)
             if per_client is None:
                 return None
             reads.append(per_client)
@@ -465,60 +465,49 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     stacked[chunk] = array
         return ClientValues(stacked=pack(self._result_type, iter(outputs)), size=n)
 
+    def _read_clients(
+        self, position: int, t: SequenceType, column: Sequence[Any]
+    ) -> list[tuple[int, list[np.ndarray], list[np.ndarray]]] | None:
+        """Per client, its dataset (input `position`) read whole as `fold_dataset` reads it: `(count,
+        shapes, padded)`, one array per element leaf. Clients whose source keeps them read (see
+        `ReadCache`) are cut from what it keeps; the others are read in one call (`_reader`). None
+        where a dataset cannot be read whole."""
+        reads: list[tuple[int, list[np.ndarray], list[np.ndarray]] | None] = [None] * len(column)
+        source = cohort_source(column)
+        kept = None if source is None else self._cached_reads(source, t, column, arrays=True)
+        if kept is not None:
+            (counts, starts, *per_leaf), shared = kept
+            held = _cut_reads(counts, starts, per_leaf[0::2], per_leaf[1::2], shared)
+            # An empty dataset is read again, to give the padded shape reading gives it.
+            reads = [read if read[0] > 0 else None for read in held]
+        missing = [k for k, read in enumerate(reads) if read is None]
+        if missing:
+            variants = tf.stack([to_variant(as_dataset(column[k], t.element)) for k in missing])
+            read_now = _split_reads(self._reader(position, t)(variants))
+            if read_now is None:
+                return None
+            for k, read in zip(missing, read_now, strict=True):
+                reads[k] = read
+        return cast(list[tuple[int, list[np.ndarray], list[np.ndarray]]], reads)
+
     def _reader(self, position: int, t: SequenceType) -> Any:
         """The function that reads clients' datasets (input `position`) whole, as `fold_dataset`
-        reads them, in one call for all of them: from a vector of dataset variants, each client's
-        count (-1 where its dataset cannot be read whole) and, per element leaf, the shape of its
-        padded values, its elements' shapes (all clients' rows in one tensor) and its padded values
-        (all clients' values flattened into one tensor); `_split_reads` takes them apart. (On 2 CPU
-        cores, 50 clients of five 10x3072 batches took 27 to 31 ms read one call each, 18 to 22 ms
-        in one call, the datasets' reading overlapping as in the looped call.)"""
+        reads them, in one call for all of them (`_read_each`), from a vector of dataset variants;
+        `_split_reads` takes its results apart. (On 2 CPU cores, 50 clients of five 10x3072
+        batches took 27 to 31 ms read one call each, 18 to 22 ms in one call, the datasets'
+        reading overlapping as in the looped call.)"""
         with self._lock:
             if position not in self._readers:
-                leaves = tf.nest.flatten(parameter_element_spec(t.element))
-
-                def arrays(dtype: tf.DType, n: tf.Tensor) -> tf.TensorArray:
-                    return tf.TensorArray(dtype, size=n, infer_shape=False)
-
-                def body(
-                    variants: tf.Tensor,
-                    i: tf.Tensor,
-                    counts: Any,
-                    sizes: Any,
-                    shapes: Any,
-                    values: Any,
-                ) -> Any:
-                    dataset = parameter_dataset(variants[i], t.element)
-                    count, own_shapes, padded = read_if_readable(dataset)
-                    return (
-                        i + 1,
-                        counts.write(i, count),
-                        tuple(a.write(i, tf.shape(p, tf.int64)) for a, p in zip(sizes, padded)),
-                        tuple(a.write(i, x) for a, x in zip(shapes, own_shapes)),
-                        tuple(a.write(i, tf.reshape(p, [-1])) for a, p in zip(values, padded)),
-                    )
+                specs = tf.nest.flatten(parameter_element_spec(t.element))
 
                 def read(variants: tf.Tensor) -> list[tf.Tensor]:
-                    n = tf.shape(variants)[0]
                     with tf.device("/CPU:0"):  # datasets are read on the host
-                        _, counts, sizes, shapes, values = tf.while_loop(
-                            lambda i, *_: i < n,
-                            lambda *carry: body(variants, *carry),
-                            (
-                                tf.constant(0),
-                                arrays(tf.int64, n),
-                                tuple(arrays(tf.int64, n) for _ in leaves),
-                                tuple(arrays(tf.int64, n) for _ in leaves),
-                                tuple(arrays(leaf.dtype, n) for leaf in leaves),
-                            ),
-                            parallel_iterations=_PARALLEL_CLIENTS,
+                        counts, shapes, values, largest = _read_each(
+                            tf.shape(variants)[0],
+                            lambda i: parameter_dataset(variants[i], t.element),
+                            specs,
                         )
-                        return [
-                            counts.stack(),
-                            *(a.stack() for a in sizes),
-                            *(a.concat() for a in shapes),
-                            *(a.concat() for a in values),
-                        ]
+                    return [counts, *shapes, *values, *largest]
 
                 self._readers[position] = tf.function(
                     read, input_signature=[_VARIANTS_SPEC], autograph=False
@@ -667,13 +656,14 @@ class LoadedTensorFlowComputation(LoadedComputation):
         return sources
 
     def _cached_reads(
-        self, source: DatasetSource, t: SequenceType, column: Sequence[Any]
-    ) -> tuple[list[tf.Tensor], list[tf.Tensor]] | None:
+        self, source: DatasetSource, t: SequenceType, column: Sequence[Any], arrays: bool = False
+    ) -> tuple[list[Any], list[Any]] | None:
         """For clients whose datasets come from `source`: the per-client and shared tensors of their
         datasets read whole, where the source keeps them (see `ReadCache`), after reading those it
         lacks that are due (`ReadCache.due`); a client it does not hold has a count of -1, and the
         computation reads its dataset. None where a client's data fails its pipeline (the loop then
-        raises that client's error)."""
+        raises that client's error). With `arrays`, NumPy arrays instead of tensors (the shared
+        ones views of what the source keeps)."""
         cache = source.read_cache(t.element)
         if cache is None:
             return None
@@ -691,6 +681,8 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     return None
                 finally:
                     self._reading_seconds += time.perf_counter() - began
+            if arrays:
+                return cache.row_arrays(keys), cache.arrays()
             return cache.rows(keys), list(cache.shared)
 
     def _build_looped_over_sequences(
@@ -920,30 +912,91 @@ def _client_variant(
 def _split_reads(
     outputs: Sequence[tf.Tensor],
 ) -> list[tuple[int, list[np.ndarray], list[np.ndarray]]] | None:
-    """Per client, `(count, shapes, padded)` as arrays (one per element leaf), from what the function
-    of `_reader` returns for several clients; None where a client's dataset could not be read whole."""
+    """Per client, `(count, shapes, padded)` as arrays (one per element leaf), from what a reader of
+    `_read_each`'s results returns for several clients; None where a client's dataset could not be
+    read whole."""
     arrays = [x.numpy() for x in outputs]
     counts, rest = arrays[0], arrays[1:]
     if (counts < 0).any():
         return None
     num_leaves = len(rest) // 3
-    sizes, shapes, values = (
-        rest[:num_leaves],
-        rest[num_leaves : 2 * num_leaves],
-        rest[2 * num_leaves :],
-    )
-    row_ends = [np.cumsum(size[:, 0]) for size in sizes]
-    value_ends = [np.cumsum(np.prod(size, axis=1)) for size in sizes]
+    shapes, values, largest = (rest[k * num_leaves : (k + 1) * num_leaves] for k in range(3))
+    rows = np.maximum(counts, 0)
+    value_starts = [
+        _exclusive_cumsum(rows * np.prod(shape, axis=1, dtype=np.int64)) for shape in largest
+    ]
+    return _cut_reads(counts, _exclusive_cumsum(rows), value_starts, largest, [*shapes, *values])
+
+
+def _cut_reads(
+    counts: np.ndarray,
+    starts: np.ndarray,
+    value_starts: Sequence[np.ndarray],
+    largest: Sequence[np.ndarray],
+    shared: Sequence[np.ndarray],
+) -> list[tuple[int, list[np.ndarray], list[np.ndarray]]]:
+    """Per client, `(count, shapes, padded)` cut from clients' datasets read whole into shared
+    arrays, as `ReadCache` keeps them: per element leaf, all the clients' element shapes (rows), then
+    all their padded values (flat); a client's shapes start at row `starts`, its values of each leaf
+    at `value_starts`, and are padded to its `largest` shape. A client of count -1 (not read) gets
+    no elements."""
+    num_leaves = len(shared) // 2
     reads = []
     for k, count in enumerate(counts):
-        own_shapes, padded = [], []
+        rows = max(int(count), 0)
+        shapes, padded = [], []
         for leaf in range(num_leaves):
-            rows = slice(row_ends[leaf][k] - sizes[leaf][k, 0], row_ends[leaf][k])
-            own_shapes.append(shapes[leaf][rows])
-            start = value_ends[leaf][k] - np.prod(sizes[leaf][k])
-            padded.append(values[leaf][start : value_ends[leaf][k]].reshape(sizes[leaf][k]))
-        reads.append((int(count), own_shapes, padded))
+            shapes.append(shared[leaf][starts[k] : starts[k] + rows])
+            shape = (rows, *largest[leaf][k])
+            begin = value_starts[leaf][k]
+            padded.append(
+                shared[num_leaves + leaf][begin : begin + math.prod(shape)].reshape(shape)
+            )
+        reads.append((int(count), shapes, padded))
     return reads
+
+
+def _read_each(
+    n: tf.Tensor, dataset: Callable[[tf.Tensor], tf.data.Dataset], specs: Sequence[tf.TensorSpec]
+) -> tuple[tf.Tensor, list[tf.Tensor], list[tf.Tensor], list[tf.Tensor]]:
+    """Inside a graph: the datasets `dataset(i)` for i < n read whole (`read_if_readable`), several
+    at once, as `ReadCache` keeps them: their counts, and per element leaf (of `specs`) all their
+    elements' shapes (rows), all their padded values (flat) and each one's largest element shape."""
+
+    def arrays(dtype: tf.DType, *shape: int | None) -> tf.TensorArray:
+        return tf.TensorArray(dtype, size=n, infer_shape=False, element_shape=shape or None)
+
+    def body(i: tf.Tensor, counts: Any, shapes: Any, values: Any, largest: Any) -> Any:
+        count, own_shapes, padded = read_if_readable(dataset(i))
+        return (
+            i + 1,
+            counts.write(i, count),
+            tuple(a.write(i, s) for a, s in zip(shapes, own_shapes, strict=True)),
+            tuple(a.write(i, tf.reshape(p, [-1])) for a, p in zip(values, padded, strict=True)),
+            tuple(
+                a.write(i, tf.shape(p, out_type=tf.int64)[1:])
+                for a, p in zip(largest, padded, strict=True)
+            ),
+        )
+
+    _, counts, shapes, values, largest = tf.while_loop(
+        lambda i, *_: i < n,
+        body,
+        (
+            tf.constant(0),
+            tf.TensorArray(tf.int64, size=n),
+            tuple(arrays(tf.int64, None, s.shape.rank) for s in specs),
+            tuple(arrays(s.dtype, None) for s in specs),
+            tuple(tf.TensorArray(tf.int64, size=n, element_shape=[s.shape.rank]) for s in specs),
+        ),
+        parallel_iterations=_PARALLEL_CLIENTS,
+    )
+    return (
+        counts.stack(),
+        [a.concat() for a in shapes],
+        [a.concat() for a in values],
+        [a.stack() for a in largest],
+    )
 
 
 def _read_from_cache(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> list[tf.Tensor]:
@@ -995,43 +1048,8 @@ def _cohort_reader(source: DatasetSource, t: SequenceType) -> Any:
     specs = tf.nest.flatten(parameter_element_spec(t.element))
 
     def read(own: Sequence[tf.Tensor], common: Sequence[tf.Tensor]) -> Any:
-        n = tf.shape(own[0])[0]
-
-        def arrays(dtype: tf.DType, *shape: int | None) -> tf.TensorArray:
-            return tf.TensorArray(dtype, size=n, infer_shape=False, element_shape=shape or None)
-
-        def body(i: tf.Tensor, counts: Any, shapes: Any, values: Any, largest: Any) -> Any:
-            count, client_shapes, padded = read_if_readable(parameter([x[i] for x in own], common))
-            return (
-                i + 1,
-                counts.write(i, count),
-                tuple(a.write(i, s) for a, s in zip(shapes, client_shapes, strict=True)),
-                tuple(a.write(i, tf.reshape(p, [-1])) for a, p in zip(values, padded, strict=True)),
-                tuple(
-                    a.write(i, tf.shape(p, out_type=tf.int64)[1:])
-                    for a, p in zip(largest, padded, strict=True)
-                ),
-            )
-
-        _, counts, shapes, values, largest = tf.while_loop(
-            lambda i, *_: i < n,
-            body,
-            (
-                tf.constant(0),
-                tf.TensorArray(tf.int64, size=n),
-                tuple(arrays(tf.int64, None, s.shape.rank) for s in specs),
-                tuple(arrays(s.dtype, None) for s in specs),
-                tuple(
-                    tf.TensorArray(tf.int64, size=n, element_shape=[s.shape.rank]) for s in specs
-                ),
-            ),
-            parallel_iterations=_PARALLEL_CLIENTS,
-        )
-        return (
-            counts.stack(),
-            [a.concat() for a in shapes],
-            [a.concat() for a in values],
-            [a.stack() for a in largest],
+        return _read_each(
+            tf.shape(own[0])[0], lambda i: parameter([x[i] for x in own], common), specs
         )
 
     def reader(cohort: Cohort) -> Any:

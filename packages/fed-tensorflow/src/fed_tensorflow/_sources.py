@@ -291,14 +291,22 @@ class ReadCache:
     def rows(self, keys: Sequence[Any]) -> list[tf.Tensor]:
         """The per-client tensors for the clients `keys`, in that order; those not in `index` have a
         count of -1 (not read) and zeros."""
+        return [tf.constant(picked) for picked in self.row_arrays(keys)]
+
+    def row_arrays(self, keys: Sequence[Any]) -> list[np.ndarray]:
+        """`rows(keys)` as arrays."""
         positions = np.fromiter((self.index.get(k, -1) for k in keys), np.int64, len(keys))
         held = positions >= 0
         result = []
         for k, rows in enumerate(self._per_client):
             picked = np.full((len(keys), *rows.row_shape), -1 if k == 0 else 0, np.int64)
             picked[held] = rows.array[: rows.size][positions[held]]
-            result.append(tf.constant(picked))
+            result.append(picked)
         return result
+
+    def arrays(self) -> list[np.ndarray]:
+        """The `shared` tensors' values as arrays (views of what is kept, not copies)."""
+        return [rows.array[: rows.size] for rows in self._shared]
 
     def extend(
         self,
