@@ -20,7 +20,7 @@ change), the backend goes one step further: reading a small dataset whole, as a 
 `fold_dataset` does, costs most of a small client's time, and gives the same tensors every time. A
 `ReadCache` keeps recurring clients' datasets read whole (all their elements in a few tensors), and
 the looped graph hands each client's to the computation (`ReadWholeInputs`), which then reads no
-dataset.
+dataset; a map that runs the computation's vectorized form cuts them from the cache's arrays.
 """
 
 from __future__ import annotations
