@@ -44,7 +44,14 @@ from fed_tensorflow._datasets import (
 )
 from fed_tensorflow._dense import read_if_readable
 from fed_tensorflow._payload import GraphPayload, all_nodes
-from fed_tensorflow._sources import Cohort, DatasetSource, _exclusive_cumsum, cohort_source
+from fed_tensorflow._sources import (
+    Cohort,
+    DatasetSource,
+    _exclusive_cumsum,
+    aligned_empty,
+    cohort_source,
+    host_tensor,
+)
 from fed_tensorflow._structure import Leaf, flatten, flatten_columns, leaf_types, pack
 from fed_tensorflow._type_conversions import tensor_spec, to_tf_dtype
 from fed_types import FunctionType, SequenceType, TensorType, Type
@@ -439,7 +446,7 @@ class LoadedTensorFlowComputation(LoadedComputation):
                     args.append(np.int64(count))
                     args.extend(shapes)
                     args.extend(
-                        np.stack([r[k][2][leaf] for k in chunk]) for leaf in range(len(padded))
+                        _stacked([r[k][2][leaf] for k in chunk]) for leaf in range(len(padded))
                     )
                 fn = self._vectorized_function(args)
                 if fn is None:
@@ -907,6 +914,14 @@ def _client_variant(
         source.variant_in_graph(own, common), source.element_spec
     )
     return to_variant(dataset)
+
+
+def _stacked(arrays: Sequence[np.ndarray]) -> tf.Tensor:
+    """The arrays, of one shape and dtype, stacked into a host tensor with one copy (into memory that
+    the tensor shares, see `host_tensor`): a vectorized call's clients' data can be gigabytes."""
+    stacked = aligned_empty((len(arrays), *arrays[0].shape), arrays[0].dtype)
+    np.stack(arrays, out=stacked)
+    return host_tensor(stacked)
 
 
 def _split_reads(

@@ -423,12 +423,7 @@ class _Rows:
         return self.size * self.row_nbytes
 
     def _empty(self, capacity: int) -> np.ndarray:
-        if self.dtype.kind == "O":
-            return np.empty((capacity, *self.row_shape), self.dtype)
-        size = capacity * self.row_nbytes
-        buffer = np.empty(size + _ALIGNMENT, np.uint8)
-        start = -buffer.ctypes.data % _ALIGNMENT
-        return buffer[start : start + size].view(self.dtype).reshape((capacity, *self.row_shape))
+        return aligned_empty((capacity, *self.row_shape), self.dtype)
 
     def reserve(self, capacity: int) -> None:
         """Room for `capacity` rows."""
@@ -446,17 +441,34 @@ class _Rows:
 
     def tensor(self) -> tf.Tensor:
         """The rows as a host tensor; later appends leave it as it is (they write past it)."""
-        rows = self.array[: self.size]
-        if self.dtype.kind != "O" and rows.ctypes.data % _ALIGNMENT == 0:
-            try:
-                tensor = tf.experimental.dlpack.from_dlpack(rows.__dlpack__())
-            except (TypeError, ValueError, BufferError, tf.errors.OpError):
-                pass  # a dtype that DLPack or TensorFlow does not take
-            else:
-                if tensor.shape == rows.shape and tensor.dtype.as_numpy_dtype == self.dtype:
-                    return tensor
-        with tf.device("/CPU:0"):
-            return tf.convert_to_tensor(rows, dtype=tf.string if self.dtype.kind == "O" else None)
+        return host_tensor(self.array[: self.size])
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialized array whose memory is aligned as TensorFlow's, so that `host_tensor` can share
+    it (an array of Python objects, such as strings, is not aligned)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "O":
+        return np.empty(shape, dtype)
+    size = math.prod(shape) * dtype.itemsize
+    buffer = np.empty(size + _ALIGNMENT, np.uint8)
+    start = -buffer.ctypes.data % _ALIGNMENT
+    return buffer[start : start + size].view(dtype).reshape(shape)
+
+
+def host_tensor(array: np.ndarray) -> tf.Tensor:
+    """`array` as a host tensor: sharing its memory where it is aligned and of a dtype DLPack takes
+    (`tf.convert_to_tensor` copies a NumPy array), else a copy."""
+    if array.dtype.kind != "O" and array.ctypes.data % _ALIGNMENT == 0:
+        try:
+            tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+        except (TypeError, ValueError, BufferError, tf.errors.OpError):
+            pass  # a dtype that DLPack or TensorFlow does not take
+        else:
+            if tensor.shape == array.shape and tensor.dtype.as_numpy_dtype == array.dtype:
+                return tensor
+    with tf.device("/CPU:0"):
+        return tf.convert_to_tensor(array, dtype=tf.string if array.dtype.kind == "O" else None)
 
 
 # A `ReadCache` measures its costs on reads of at least this many clients, and keeps a client after at
