@@ -288,7 +288,7 @@ def test_clients_datasets_are_read_whole_in_one_call_as_each_alone_reads():
             np.testing.assert_array_equal(got, want.numpy())
     # Each client's sum of its elements' `s`, the empty dataset's 0 included.
     _, one_call = _run("vectorized", batches, ClientValues(clients))
-    assert one_call.stacked().tolist() == [4, 0, 2, 7]
+    assert one_call.is_stacked and one_call.stacked().tolist() == [4, 0, 2, 7]
 
 
 def test_a_client_whose_dataset_cannot_be_read_whole_sends_all_one_by_one():
